@@ -1,0 +1,707 @@
+/*
+ * One connection's life: the HTTP request head, the upgrade and its checks,
+ * WebSocket frames through the codec, the output buffer and its bounds, and
+ * the closing handshake. Replies go into c->out and leave, together, when
+ * the event that produced them ends (ws_conn_flush_all).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "log.h"
+#include "server_private.h"
+
+/* Output past which we stop reading the peer until it has caught up. */
+#define RX_PAUSE_BYTES (256u * 1024u)
+/* Time a closing handshake (or a plain HTTP reply) may take. */
+#define CLOSE_TIMEOUT_S 5
+/* Per-address connection counts live in a small chained hash table. */
+#define IP_BUCKETS 1024
+
+struct ip_slot {
+	struct ip_slot *next;
+	struct in6_addr addr;
+	uint32_t count;
+};
+
+static void
+kill_async(struct ws_conn *c)
+{
+	c->flags |= CONN_DEAD;
+	c->out.len = 0;
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+static void
+mark_dirty(struct ws_conn *c)
+{
+	if (c->flags & CONN_DIRTY)
+		return;
+	c->flags |= CONN_DIRTY;
+	c->dirty_next = c->srv->dirty;
+	c->srv->dirty = c;
+}
+
+/* Queues one frame; the caller has checked the send queue bound (or it is control). */
+static bool
+queue_frame(struct ws_conn *c, enum ws_opcode op, const void *data, size_t len)
+{
+	uint8_t hdr[WS_FRAME_HEADER_MAX];
+	size_t hl = ws_frame_header(hdr, true, op, len);
+	if (!ws_buf_reserve(&c->out, hl + len)) {
+		ws_log(WS_LOG_ERROR, "oom id=%llu need=%zu", (unsigned long long)c->id, hl + len);
+		kill_async(c);
+		return false;
+	}
+	uint8_t *p = ws_buf_end(&c->out);
+	memcpy(p, hdr, hl);
+	if (len)
+		memcpy(p + hl, data, len);
+	c->out.len += (uint32_t)(hl + len);
+	mark_dirty(c);
+	return true;
+}
+
+/* Queues our close frame and stops treating input as messages. */
+static void
+close_with(struct ws_conn *c, uint16_t code, const char *reason)
+{
+	if (c->state != CONN_OPEN || (c->flags & CONN_DEAD))
+		return;
+	uint8_t payload[125];
+	size_t n = 0;
+	if (code != WS_CLOSE_NO_STATUS) {
+		payload[0] = (uint8_t)(code >> 8);
+		payload[1] = (uint8_t)code;
+		size_t rl = reason ? strlen(reason) : 0;
+		if (rl > sizeof(payload) - 2)
+			rl = sizeof(payload) - 2;
+		if (rl)
+			memcpy(payload + 2, reason, rl);
+		n = 2 + rl;
+	}
+	c->close_code = code;
+	c->state = CONN_CLOSING;
+	queue_frame(c, WS_OP_CLOSE, payload, n);
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_TIMEOUT_S);
+}
+
+static void
+flush(struct ws_conn *c)
+{
+	struct ws_server *srv = c->srv;
+	while (c->out.len) {
+		ssize_t n = send(c->fd, ws_buf_begin(&c->out), c->out.len, MSG_NOSIGNAL);
+		if (n > 0) {
+			ws_buf_consume(&c->out, (size_t)n);
+			c->bytes_out += (uint64_t)n;
+			srv->metrics.bytes_out += (uint64_t)n;
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			lws_callback_on_writable(c->wsi);
+			break;
+		}
+		/* the peer is gone (reset, broken pipe): nothing more can leave */
+		kill_async(c);
+		return;
+	}
+	if (c->out.len == 0) {
+		if (c->state == CONN_CLOSING && !(c->flags & CONN_SHUT_WR)) {
+			/*
+			 * Everything we meant to say has left: send FIN and read until
+			 * the peer's, so no unread input turns our close into a reset.
+			 */
+			shutdown(c->fd, SHUT_WR);
+			c->flags |= CONN_SHUT_WR;
+		}
+		if (c->flags & CONN_RX_PAUSED) {
+			c->flags &= (uint8_t)~CONN_RX_PAUSED;
+			lws_rx_flow_control(c->wsi, 1);
+		}
+	} else if (c->out.len >= RX_PAUSE_BYTES && c->state == CONN_OPEN &&
+		   !(c->flags & CONN_RX_PAUSED)) {
+		/* backpressure: a peer that does not read stops being read */
+		c->flags |= CONN_RX_PAUSED;
+		lws_rx_flow_control(c->wsi, 0);
+	}
+}
+
+void
+ws_conn_flush_all(struct ws_server *srv)
+{
+	while (srv->dirty) {
+		struct ws_conn *c = srv->dirty;
+		srv->dirty = c->dirty_next;
+		c->dirty_next = NULL;
+		c->flags &= (uint8_t)~CONN_DIRTY;
+		if (!(c->flags & CONN_DEAD))
+			flush(c);
+	}
+}
+
+/* ---- per-address counts ---- */
+
+static struct ip_slot **
+ip_find(struct ws_server *srv, const struct in6_addr *a)
+{
+	uint32_t h = 2166136261u;
+	for (int i = 0; i < 16; i++)
+		h = (h ^ a->s6_addr[i]) * 16777619u;
+	struct ip_slot **s = &srv->ip_table[h % IP_BUCKETS];
+	while (*s && memcmp(&(*s)->addr, a, sizeof(*a)) != 0)
+		s = &(*s)->next;
+	return s;
+}
+
+static bool
+ip_acquire(struct ws_server *srv, struct ws_conn *c)
+{
+	if (!srv->ip_table) {
+		srv->ip_table = calloc(IP_BUCKETS, sizeof(*srv->ip_table));
+		if (!srv->ip_table)
+			return false;
+	}
+	struct ip_slot **s = ip_find(srv, &c->addr);
+	if (!*s) {
+		*s = calloc(1, sizeof(**s));
+		if (!*s)
+			return false;
+		(*s)->addr = c->addr;
+	}
+	if ((*s)->count >= srv->cfg->max_connections_per_ip)
+		return false;
+	(*s)->count++;
+	c->flags |= CONN_PER_IP;
+	return true;
+}
+
+static void
+ip_release(struct ws_server *srv, struct ws_conn *c)
+{
+	struct ip_slot **s = ip_find(srv, &c->addr);
+	if (*s && --(*s)->count == 0) {
+		struct ip_slot *dead = *s;
+		*s = dead->next;
+		free(dead);
+	}
+}
+
+void
+ws_conn_ip_table_free(struct ws_server *srv)
+{
+	if (!srv->ip_table)
+		return;
+	for (int i = 0; i < IP_BUCKETS; i++) {
+		while (srv->ip_table[i]) {
+			struct ip_slot *s = srv->ip_table[i];
+			srv->ip_table[i] = s->next;
+			free(s);
+		}
+	}
+	free(srv->ip_table);
+	srv->ip_table = NULL;
+}
+
+/* ---- the codec's events ---- */
+
+static int
+on_message(void *ctx, enum ws_opcode op, uint8_t *data, size_t len)
+{
+	struct ws_conn *c = ctx;
+	struct ws_server *srv = c->srv;
+	c->last_msg_tick = srv->tick;
+	srv->metrics.messages_in++;
+	if (srv->rate.rate) {
+		switch (ws_rate_take(&c->rate, &srv->rate, ws_rate_now_ms())) {
+		case WS_RATE_OK:
+			break;
+		case WS_RATE_DROP:
+			srv->metrics.rate_limited++;
+			if (srv->app->rate_limited)
+				srv->app->rate_limited(srv->app_state, c);
+			return c->state == CONN_OPEN ? 0 : -1;
+		case WS_RATE_FLOOD:
+			srv->metrics.rate_limited++;
+			close_with(c, WS_CLOSE_POLICY, "rate limit exceeded");
+			return -1;
+		}
+	}
+	srv->app->message(srv->app_state, c, op, data, len);
+	return c->state == CONN_OPEN ? 0 : -1;
+}
+
+static int
+on_ping(void *ctx, uint8_t *data, size_t len)
+{
+	struct ws_conn *c = ctx;
+	queue_frame(c, WS_OP_PONG, data, len);
+	return 0;
+}
+
+static int
+on_pong(void *ctx, uint8_t *data, size_t len)
+{
+	return 0; /* liveness was noted when the bytes arrived */
+}
+
+static int
+on_close(void *ctx, uint16_t code, const uint8_t *reason, size_t len)
+{
+	struct ws_conn *c = ctx;
+	c->flags |= CONN_CLOSE_RECEIVED;
+	/* answer with the peer's own code, as RFC 6455 5.5.1 suggests */
+	close_with(c, code, NULL);
+	return -1;
+}
+
+static const struct ws_rx_handler rx_handler = {
+	.message = on_message,
+	.ping = on_ping,
+	.pong = on_pong,
+	.close = on_close,
+};
+
+static void
+feed(struct ws_conn *c, uint8_t *p, size_t n)
+{
+	struct ws_rx_error err;
+	c->last_rx_tick = c->srv->tick;
+	c->flags &= (uint8_t)~CONN_PING_OUT;
+	int r = ws_rx_feed(&c->rx, c->srv->cfg->max_message, p, n, &rx_handler, c, &err);
+	if (r > 0) {
+		ws_log(WS_LOG_DEBUG, "protocol-error id=%llu code=%d reason=\"%s\"",
+		       (unsigned long long)c->id, r, err.reason);
+		close_with(c, (uint16_t)r, err.reason);
+	}
+}
+
+/* ---- HTTP ---- */
+
+void
+ws_conn_respond(struct ws_conn *c, int status, const char *content_type,
+		const char *extra_headers, const void *body, size_t len)
+{
+	if (c->state != CONN_HTTP)
+		return;
+	ws_log(status >= 400 ? WS_LOG_INFO : WS_LOG_DEBUG, "http id=%llu addr=%s status=%d",
+	       (unsigned long long)c->id, ws_conn_addr(c), status);
+	c->srv->metrics.http_requests++;
+	if (!ws_http_respond(&c->out, status, content_type, extra_headers, body, len)) {
+		kill_async(c);
+		return;
+	}
+	c->state = CONN_CLOSING;
+	mark_dirty(c);
+	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_TIMEOUT_S);
+}
+
+static void
+refuse(struct ws_conn *c, enum ws_reject why, int status, const char *reason,
+       const char *extra)
+{
+	ws_metrics_reject(&c->srv->metrics, why);
+	char body[256];
+	int n = snprintf(body, sizeof(body), "%d %s: %s\n", status, ws_http_status_text(status),
+			 reason);
+	ws_conn_respond(c, status, "text/plain; charset=utf-8", extra, body,
+			n > 0 && (size_t)n < sizeof(body) ? (size_t)n : 0);
+}
+
+/* The subprotocol to answer with, or NULL. */
+static bool
+pick_subprotocol(const struct ws_app *app, struct ws_slice offered, char *out, size_t cap)
+{
+	size_t i = 0;
+	while (i < offered.n) {
+		while (i < offered.n && (offered.p[i] == ' ' || offered.p[i] == ','))
+			i++;
+		size_t s = i;
+		while (i < offered.n && offered.p[i] != ',' && offered.p[i] != ' ')
+			i++;
+		size_t len = i - s;
+		if (!len || len >= cap)
+			continue;
+		bool ok = app->accept_any_subprotocol;
+		for (const char *const *p = app->subprotocols; !ok && p && *p; p++)
+			ok = strlen(*p) == len && memcmp(*p, offered.p + s, len) == 0;
+		if (ok) {
+			memcpy(out, offered.p + s, len);
+			out[len] = '\0';
+			return true;
+		}
+	}
+	return false;
+}
+
+static void
+upgrade(struct ws_conn *c, const struct ws_http_request *req, uint8_t *rest, size_t rest_n)
+{
+	struct ws_server *srv = c->srv;
+	const struct ws_config *cfg = srv->cfg;
+	const char *why, *extra;
+	int status = ws_http_check_upgrade(req, &why, &extra);
+	if (status) {
+		refuse(c, WS_REJECT_HANDSHAKE, status, why, extra);
+		return;
+	}
+	if (!ws_auth_origin_ok(&cfg->allowed_origins, req)) {
+		refuse(c, WS_REJECT_ORIGIN, 403, "origin not allowed", NULL);
+		return;
+	}
+	if (!ws_auth_token_ok(cfg->token, req)) {
+		refuse(c, WS_REJECT_TOKEN, 401, "missing or wrong token",
+		       "WWW-Authenticate: Bearer\r\n");
+		return;
+	}
+	if (srv->draining || srv->metrics.connections_open >= cfg->max_connections) {
+		refuse(c, WS_REJECT_CAPACITY, 503, "too many connections", "Retry-After: 1\r\n");
+		return;
+	}
+	if (cfg->max_connections_per_ip && !ip_acquire(srv, c)) {
+		refuse(c, WS_REJECT_PER_IP, 503, "too many connections from this address",
+		       "Retry-After: 1\r\n");
+		return;
+	}
+	if (srv->app->admit && (status = srv->app->admit(srv->app_state, c, req, &why))) {
+		if (c->flags & CONN_PER_IP) {
+			ip_release(srv, c);
+			c->flags &= (uint8_t)~CONN_PER_IP;
+		}
+		refuse(c, WS_REJECT_APP, status, why, NULL);
+		return;
+	}
+
+	char accept[29], proto[128], head[320];
+	ws_http_accept_key(req->key, accept);
+	bool has_proto = pick_subprotocol(srv->app, req->protocol, proto, sizeof(proto));
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 101 Switching Protocols\r\n"
+			 "Upgrade: websocket\r\n"
+			 "Connection: Upgrade\r\n"
+			 "Sec-WebSocket-Accept: %s\r\n"
+			 "%s%s%s"
+			 "\r\n",
+			 accept, has_proto ? "Sec-WebSocket-Protocol: " : "",
+			 has_proto ? proto : "", has_proto ? "\r\n" : "");
+	if (!ws_buf_append(&c->out, head, (size_t)n)) {
+		kill_async(c);
+		return;
+	}
+	mark_dirty(c);
+	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+
+	c->state = CONN_OPEN;
+	c->flags |= CONN_WS;
+	c->last_rx_tick = c->last_msg_tick = srv->tick;
+	srv->metrics.connections_open++;
+	srv->metrics.connections_total++;
+	if (srv->rate.rate)
+		ws_rate_init(&c->rate, &srv->rate, ws_rate_now_ms());
+	ws_log(WS_LOG_INFO, "open id=%llu addr=%s path=\"%.*s%s%.*s\"",
+	       (unsigned long long)c->id, ws_conn_addr(c), (int)req->path.n, req->path.p,
+	       req->query.n ? "?" : "", (int)req->query.n, req->query.p);
+	if (srv->app->open)
+		srv->app->open(srv->app_state, c, req);
+	/* frames the client sent right behind its request */
+	if (rest_n && c->state == CONN_OPEN)
+		feed(c, rest, rest_n);
+}
+
+static void
+http_request(struct ws_conn *c, uint8_t *p, size_t n)
+{
+	struct ws_server *srv = c->srv;
+	size_t head_len = 0;
+	switch (ws_http_head_end((const char *)p, n, &head_len)) {
+	case WS_HTTP_HEAD_MORE:
+		return;
+	case WS_HTTP_HEAD_GARBAGE:
+		ws_metrics_reject(&srv->metrics, WS_REJECT_GARBAGE);
+		ws_log(WS_LOG_DEBUG, "garbage id=%llu addr=%s", (unsigned long long)c->id,
+		       ws_conn_addr(c));
+		kill_async(c);
+		return;
+	case WS_HTTP_HEAD_TOO_BIG:
+		refuse(c, WS_REJECT_HANDSHAKE, 431, "request head too large", NULL);
+		return;
+	case WS_HTTP_HEAD_DONE:
+		break;
+	}
+	struct ws_http_request req;
+	if (!ws_http_parse((const char *)p, head_len, &req)) {
+		refuse(c, WS_REJECT_HANDSHAKE, 400, "malformed request", NULL);
+		return;
+	}
+	if (ws_http_wants_upgrade(&req)) {
+		upgrade(c, &req, p + head_len, n - head_len);
+		return;
+	}
+	if (!req.is_get) {
+		refuse(c, WS_REJECT_HANDSHAKE, 405, "only GET is served", "Allow: GET\r\n");
+		return;
+	}
+	if (ws_server_builtin_http(srv, c, &req))
+		return;
+	if (srv->app->http && srv->app->http(srv->app_state, c, &req))
+		return;
+	static const char nf[] = "404 Not Found\n";
+	ws_conn_respond(c, 404, "text/plain; charset=utf-8", NULL, nf, sizeof(nf) - 1);
+}
+
+static void
+receive(struct ws_conn *c, uint8_t *p, size_t n)
+{
+	c->bytes_in += n;
+	c->srv->metrics.bytes_in += n;
+	switch (c->state) {
+	case CONN_OPEN:
+		feed(c, p, n);
+		return;
+	case CONN_HTTP:
+		if (c->in.len == 0) {
+			/* the whole request usually comes in one read: parse it in place */
+			size_t head_len;
+			enum ws_http_head h = ws_http_head_end((const char *)p, n, &head_len);
+			if (h != WS_HTTP_HEAD_MORE) {
+				http_request(c, p, n);
+				return;
+			}
+		}
+		if (!ws_buf_append(&c->in, p, n < WS_HTTP_HEAD_MAX ? n : WS_HTTP_HEAD_MAX)) {
+			kill_async(c);
+			return;
+		}
+		http_request(c, ws_buf_begin(&c->in), c->in.len);
+		if (c->state != CONN_HTTP)
+			ws_buf_finish(&c->in);
+		return;
+	case CONN_CLOSING:
+		/* input after our close frame is read only to reach the peer's FIN */
+		return;
+	}
+}
+
+/* ---- lws ---- */
+
+static void
+adopt(struct ws_server *srv, struct ws_conn *c, struct lws *wsi)
+{
+	*c = (struct ws_conn){ .wsi = wsi, .srv = srv, .id = ++srv->next_id };
+	c->fd = lws_get_socket_fd(wsi);
+	c->opened_ms = ws_rate_now_ms();
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET6) {
+			c->addr = ((struct sockaddr_in6 *)&ss)->sin6_addr;
+		} else if (ss.ss_family == AF_INET) {
+			c->addr.s6_addr[10] = c->addr.s6_addr[11] = 0xff;
+			memcpy(&c->addr.s6_addr[12], &((struct sockaddr_in *)&ss)->sin_addr, 4);
+		}
+	}
+	c->next = srv->conns;
+	if (srv->conns)
+		srv->conns->prev = c;
+	srv->conns = c;
+	srv->sockets++;
+	uint32_t hs = (srv->cfg->handshake_timeout_ms + 999) / 1000;
+	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, (int)hs);
+}
+
+static void
+gone(struct ws_server *srv, struct ws_conn *c)
+{
+	if (c->flags & CONN_WS) {
+		uint16_t code = c->close_code ? c->close_code : WS_CLOSE_ABNORMAL;
+		srv->metrics.connections_open--;
+		ws_metrics_close(&srv->metrics, code);
+		if (srv->app->close)
+			srv->app->close(srv->app_state, c, code);
+		ws_log(WS_LOG_INFO,
+		       "close id=%llu addr=%s code=%u duration_ms=%llu bytes_in=%llu bytes_out=%llu",
+		       (unsigned long long)c->id, ws_conn_addr(c), code,
+		       (unsigned long long)(ws_rate_now_ms() - c->opened_ms),
+		       (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
+	} else if (c->state == CONN_HTTP && !(c->flags & CONN_DEAD) && c->bytes_in == 0) {
+		/* accepted, then nothing: most often a port probe */
+	} else if (c->state == CONN_HTTP && !(c->flags & CONN_DEAD)) {
+		ws_metrics_reject(&srv->metrics, WS_REJECT_TIMEOUT);
+	}
+	if (c->flags & CONN_PER_IP)
+		ip_release(srv, c);
+	if (c->flags & CONN_DIRTY) {
+		struct ws_conn **p = &srv->dirty;
+		while (*p && *p != c)
+			p = &(*p)->dirty_next;
+		if (*p)
+			*p = c->dirty_next;
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		srv->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	ws_buf_finish(&c->in);
+	ws_buf_finish(&c->out);
+	ws_rx_finish(&c->rx);
+	srv->sockets--;
+	c->wsi = NULL;
+	ws_server_conn_gone(srv);
+}
+
+int
+ws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		 size_t len)
+{
+	struct ws_conn *c = user;
+	struct ws_server *srv;
+
+	switch (reason) {
+	case LWS_CALLBACK_RAW_ADOPT:
+		srv = lws_context_user(lws_get_context(wsi));
+		if (!c || srv->draining ||
+		    srv->sockets >= srv->cfg->max_connections + 1024u) {
+			/* over every limit: not even an HTTP answer */
+			ws_metrics_reject(&srv->metrics, WS_REJECT_CAPACITY);
+			return -1;
+		}
+		adopt(srv, c, wsi);
+		return 0;
+	case LWS_CALLBACK_RAW_RX:
+		if (!c || !c->srv || (c->flags & CONN_DEAD))
+			return 0;
+		if (in && len)
+			receive(c, in, len);
+		break;
+	case LWS_CALLBACK_RAW_WRITEABLE:
+		if (!c || !c->srv || (c->flags & CONN_DEAD))
+			return 0;
+		flush(c);
+		break;
+	case LWS_CALLBACK_RAW_CLOSE:
+		if (c && c->srv && c->wsi)
+			gone(c->srv, c);
+		return 0;
+	default:
+		return 0;
+	}
+	ws_conn_flush_all(c->srv);
+	return 0;
+}
+
+/* ---- timers and drain ---- */
+
+void
+ws_conn_sweep(struct ws_server *srv)
+{
+	uint32_t t = srv->tick;
+	for (struct ws_conn *c = srv->conns; c; c = c->next) {
+		if (c->state == CONN_OPEN && !(c->flags & CONN_DEAD)) {
+			if (srv->ping_ticks) {
+				if (c->flags & CONN_PING_OUT) {
+					if (t - c->ping_tick >= srv->ping_ticks)
+						close_with(c, WS_CLOSE_GOING_AWAY, "ping timeout");
+				} else if (t - c->last_rx_tick >= srv->ping_ticks) {
+					c->flags |= CONN_PING_OUT;
+					c->ping_tick = t;
+					queue_frame(c, WS_OP_PING, NULL, 0);
+				}
+			}
+			if (srv->idle_ticks && c->state == CONN_OPEN &&
+			    t - c->last_msg_tick >= srv->idle_ticks)
+				close_with(c, WS_CLOSE_GOING_AWAY, "idle timeout");
+		}
+		/* an idle connection keeps no buffers; a busy one keeps them (no churn) */
+		if (c->out.len == 0 && c->out.data && t - c->last_rx_tick >= 2)
+			ws_buf_finish(&c->out);
+		if (!ws_rx_busy(&c->rx) && t - c->last_rx_tick >= 2)
+			ws_rx_trim(&c->rx);
+	}
+	ws_conn_flush_all(srv);
+}
+
+void
+ws_conn_drain_all(struct ws_server *srv)
+{
+	for (struct ws_conn *c = srv->conns; c; c = c->next) {
+		if (c->state == CONN_OPEN)
+			close_with(c, WS_CLOSE_GOING_AWAY, "going away");
+		else if (c->state == CONN_HTTP)
+			kill_async(c);
+	}
+	ws_conn_flush_all(srv);
+}
+
+/* ---- the servers' API ---- */
+
+bool
+ws_conn_send(struct ws_conn *c, enum ws_opcode op, const void *data, size_t len)
+{
+	if (c->state != CONN_OPEN || (c->flags & CONN_DEAD))
+		return false;
+	if ((uint64_t)c->out.len + len + WS_FRAME_HEADER_MAX > c->srv->cfg->send_queue) {
+		c->srv->metrics.slow_consumers++;
+		ws_log(WS_LOG_INFO, "slow-consumer id=%llu addr=%s queued=%u",
+		       (unsigned long long)c->id, ws_conn_addr(c), c->out.len);
+		close_with(c, WS_CLOSE_POLICY, "slow consumer");
+		return false;
+	}
+	c->srv->metrics.messages_out++;
+	return queue_frame(c, op, data, len);
+}
+
+void
+ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason)
+{
+	close_with(c, code, reason);
+}
+
+void
+ws_conn_set_user(struct ws_conn *c, void *user)
+{
+	c->user = user;
+}
+
+void *
+ws_conn_user(const struct ws_conn *c)
+{
+	return c->user;
+}
+
+uint64_t
+ws_conn_id(const struct ws_conn *c)
+{
+	return c->id;
+}
+
+size_t
+ws_conn_queued(const struct ws_conn *c)
+{
+	return c->out.len;
+}
+
+struct ws_server *
+ws_conn_server(const struct ws_conn *c)
+{
+	return c->srv;
+}
+
+const char *
+ws_conn_addr(const struct ws_conn *c)
+{
+	static char text[INET6_ADDRSTRLEN];
+	if (IN6_IS_ADDR_V4MAPPED(&c->addr))
+		inet_ntop(AF_INET, &c->addr.s6_addr[12], text, sizeof(text));
+	else
+		inet_ntop(AF_INET6, &c->addr, text, sizeof(text));
+	return text;
+}

@@ -1,0 +1,38 @@
+#include "page.h"
+
+/* Plain HTML and JS, no build step: connects back to the page's own host. */
+const char ws_page_html[] =
+	"<!doctype html>\n"
+	"<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+	"<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+	"<title>sandbox-ws</title>\n"
+	"<style>body{font:15px system-ui,sans-serif;max-width:46em;margin:2em auto;padding:0 1em}"
+	"#log{border:1px solid #ccc;height:18em;overflow:auto;padding:.5em;font:13px monospace;"
+	"white-space:pre-wrap}input{width:70%}</style></head><body>\n"
+	"<h1 id=\"title\">sandbox-ws</h1>\n"
+	"<p>Status: <b id=\"status\">connecting</b></p>\n"
+	"<form id=\"f\"><input id=\"msg\" autocomplete=\"off\" placeholder=\"message\">"
+	" <button>Send</button></form>\n"
+	"<div id=\"log\" aria-live=\"polite\"></div>\n"
+	"<p><a href=\"/healthz\">/healthz</a> &middot; <a href=\"/metrics\">/metrics</a></p>\n"
+	"<script>\n"
+	"const log = document.getElementById('log'), st = document.getElementById('status');\n"
+	"function line(t) { log.textContent += t + '\\n'; log.scrollTop = log.scrollHeight; }\n"
+	"let ws, delay = 500;\n"
+	"function connect() {\n"
+	"  const u = new URL(location.href); u.protocol = u.protocol === 'https:' ? 'wss:' : 'ws:';\n"
+	"  ws = new WebSocket(u.href);\n"
+	"  ws.onopen = () => { st.textContent = 'open'; delay = 500; };\n"
+	"  ws.onmessage = (e) => line('< ' + e.data);\n"
+	"  ws.onclose = (e) => { st.textContent = 'closed ' + e.code + ', retrying';\n"
+	"    setTimeout(connect, delay); delay = Math.min(delay * 2, 10000); };\n"
+	"}\n"
+	"document.getElementById('f').onsubmit = (e) => { e.preventDefault();\n"
+	"  const m = document.getElementById('msg'); if (ws && ws.readyState === 1) {\n"
+	"  ws.send(m.value); line('> ' + m.value); m.value = ''; } };\n"
+	"fetch('/healthz').then(r => r.json()).then(h => {\n"
+	"  document.getElementById('title').textContent = h.server + ' ' + h.version; });\n"
+	"connect();\n"
+	"</script></body></html>\n";
+
+const size_t ws_page_html_len = sizeof(ws_page_html) - 1;

@@ -1,0 +1,305 @@
+/*
+ * The server's life: one lws context on libuv, one raw-socket vhost per
+ * listening address, readiness once bound, a one-second sweep for
+ * keepalive and idle limits, and one shutdown path (stop accepting, close
+ * every client 1001, wait up to --drain-timeout, destroy the context).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "log.h"
+#include "notify.h"
+#include "page.h"
+#include "server_private.h"
+
+#define SWEEP_US (1000 * 1000)
+
+/* Only for the poll() fallback, where lws cannot hand signals to the loop. */
+static volatile sig_atomic_t fallback_signal;
+
+static void stop_cb(lws_sorted_usec_list_t *sul);
+
+static void
+schedule_stop(struct ws_server *srv)
+{
+	if (srv->stopping)
+		return;
+	srv->stopping = true;
+	lws_sul_schedule(srv->ctx, 0, &srv->stop_sul, stop_cb, 1);
+}
+
+static void
+stop_cb(lws_sorted_usec_list_t *sul)
+{
+	struct ws_server *srv = lws_container_of(sul, struct ws_server, stop_sul);
+	ws_log(WS_LOG_INFO, "stop open=%llu",
+	       (unsigned long long)srv->metrics.connections_open);
+	/* under libuv this is what ends the loop; the caller destroys again after */
+	if (srv->uv)
+		lws_context_destroy(srv->ctx);
+	else
+		lws_cancel_service(srv->ctx);
+}
+
+void
+ws_server_conn_gone(struct ws_server *srv)
+{
+	if (srv->draining && srv->sockets == 0)
+		schedule_stop(srv);
+}
+
+static void
+drain_timeout_cb(lws_sorted_usec_list_t *sul)
+{
+	struct ws_server *srv = lws_container_of(sul, struct ws_server, drain_sul);
+	ws_log(WS_LOG_WARN, "drain-timeout remaining=%u", srv->sockets);
+	schedule_stop(srv);
+}
+
+static int
+deprecated_cb(void)
+{
+	return 0;
+}
+
+static void
+begin_drain(struct ws_server *srv, int signum)
+{
+	if (srv->draining) {
+		ws_log(WS_LOG_WARN, "signal signal=%d second=yes exiting=now", signum);
+		_exit(1);
+	}
+	srv->draining = true;
+	ws_log(WS_LOG_INFO, "drain signal=%d open=%llu timeout_ms=%u", signum,
+	       (unsigned long long)srv->metrics.connections_open, srv->cfg->drain_timeout_ms);
+	lws_context_deprecate(srv->ctx, deprecated_cb);
+	if (srv->app->drain)
+		srv->app->drain(srv->app_state);
+	ws_conn_drain_all(srv);
+	lws_sul_schedule(srv->ctx, 0, &srv->drain_sul, drain_timeout_cb,
+			 (lws_usec_t)srv->cfg->drain_timeout_ms * 1000);
+	ws_server_conn_gone(srv);
+}
+
+static void
+on_uv_signal(void *handle, int signum)
+{
+	/* lws points each of its signal watchers at the context */
+	struct lws_context *ctx = ((uv_signal_t *)handle)->data;
+	begin_drain(lws_context_user(ctx), signum);
+}
+
+static void
+fallback_handler(int signum)
+{
+	if (fallback_signal)
+		_exit(1);
+	fallback_signal = signum;
+	lws_cancel_service(NULL);
+}
+
+static void
+sweep_cb(lws_sorted_usec_list_t *sul)
+{
+	struct ws_server *srv = lws_container_of(sul, struct ws_server, sweep_sul);
+	srv->tick++;
+	ws_conn_sweep(srv);
+	lws_sul_schedule(srv->ctx, 0, &srv->sweep_sul, sweep_cb, SWEEP_US);
+}
+
+bool
+ws_server_builtin_http(struct ws_server *srv, struct ws_conn *c,
+		       const struct ws_http_request *req)
+{
+	struct ws_slice p = req->path;
+	if (p.n == 1 && p.p[0] == '/') {
+		ws_conn_respond(c, 200, "text/html; charset=utf-8", NULL, ws_page_html,
+				ws_page_html_len);
+		return true;
+	}
+	if (p.n == 8 && memcmp(p.p, "/healthz", 8) == 0) {
+		char body[256];
+		int n = snprintf(body, sizeof(body),
+				 "{\"status\":\"%s\",\"server\":\"%s\",\"version\":\"%s\","
+				 "\"connections\":%llu,\"uptime_s\":%llu}\n",
+				 srv->draining ? "draining" : "ok", srv->app->name, WS_VERSION,
+				 (unsigned long long)srv->metrics.connections_open,
+				 (unsigned long long)ws_server_uptime_s(srv));
+		ws_conn_respond(c, srv->draining ? 503 : 200, "application/json", NULL, body,
+				(size_t)n);
+		return true;
+	}
+	if (p.n == 8 && memcmp(p.p, "/metrics", 8) == 0) {
+		srv->scratch.len = 0;
+		srv->scratch.head = 0;
+		bool ok = ws_metrics_render(&srv->metrics, srv->app->name, &srv->scratch);
+		if (ok && srv->app->metrics)
+			srv->app->metrics(srv->app_state, &srv->scratch);
+		if (!ok)
+			return false;
+		ws_conn_respond(c, 200, "text/plain; version=0.0.4; charset=utf-8", NULL,
+				ws_buf_begin(&srv->scratch), srv->scratch.len);
+		return true;
+	}
+	return false;
+}
+
+/* Enough descriptors for --max-connections, and lws sizes its table from this. */
+static void
+raise_nofile(uint32_t max_connections)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	rlim_t want = (rlim_t)max_connections + 1100;
+	if (rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
+		ws_log(WS_LOG_WARN, "nofile limit=%llu wanted=%llu",
+		       (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+}
+
+static struct lws_context *
+create_context(struct ws_server *srv, const struct lws_protocols *protocols)
+{
+	struct lws_context_creation_info info;
+	memset(&info, 0, sizeof(info));
+	info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS | LWS_SERVER_OPTION_LIBUV |
+		       LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN;
+	info.protocols = protocols;
+	info.user = srv;
+	info.count_threads = 1;
+	/* one read takes up to this much; the buffer is per thread, not per connection */
+	info.pt_serv_buf_size = 256 * 1024;
+	info.signal_cb = on_uv_signal;
+	srv->uv = true;
+	struct lws_context *ctx = lws_create_context(&info);
+	if (ctx)
+		return ctx;
+
+	ws_log(WS_LOG_WARN, "libuv unavailable=yes fallback=poll "
+			    "hint=\"install libwebsockets-evlib-uv\"");
+	info.options &= ~(uint64_t)(LWS_SERVER_OPTION_LIBUV |
+				    LWS_SERVER_OPTION_UV_NO_SIGSEGV_SIGFPE_SPIN);
+	info.signal_cb = NULL;
+	srv->uv = false;
+	return lws_create_context(&info);
+}
+
+static bool
+listen_all(struct ws_server *srv, const struct lws_protocols *protocols)
+{
+	char *hosts = strdup(srv->cfg->host);
+	if (!hosts)
+		return false;
+	bool ok = true;
+	char *save = NULL;
+	for (char *h = strtok_r(hosts, ",", &save); ok && h; h = strtok_r(NULL, ",", &save)) {
+		struct lws_context_creation_info vi;
+		memset(&vi, 0, sizeof(vi));
+		vi.vhost_name = h;
+		vi.port = (int)srv->cfg->port;
+		/* "::" means every address of both families: lws's default */
+		vi.iface = strcmp(h, "::") == 0 ? NULL : h;
+		vi.protocols = protocols;
+		vi.options = LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
+		vi.listen_accept_role = "raw-skt";
+		vi.listen_accept_protocol = protocols[0].name;
+		struct lws_vhost *vh = lws_create_vhost(srv->ctx, &vi);
+		if (!vh) {
+			ws_log(WS_LOG_ERROR, "listen host=%s port=%u failed=yes", h, srv->cfg->port);
+			ok = false;
+			break;
+		}
+		ws_log(WS_LOG_INFO, "listen server=%s host=%s port=%d loop=%s", srv->app->name, h,
+		       lws_get_vhost_listen_port(vh), srv->uv ? "libuv" : "poll");
+	}
+	free(hosts);
+	return ok;
+}
+
+int
+ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config *cfg)
+{
+	static const struct lws_protocols protocols[] = {
+		{ "ws-raw", ws_conn_callback, sizeof(struct ws_conn), 0, 0, NULL, 0 },
+		{ NULL, NULL, 0, 0, 0, NULL, 0 },
+	};
+	struct ws_server *srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return WS_EXIT_SYSTEM;
+	*srv = (struct ws_server){
+		.app = app,
+		.app_state = app_state,
+		.cfg = cfg,
+		.started_ms = ws_rate_now_ms(),
+		.rate = { cfg->rate_limit, cfg->rate_burst },
+		.ping_ticks = (cfg->ping_interval_ms + 999) / 1000,
+		.idle_ticks = (cfg->idle_timeout_ms + 999) / 1000,
+	};
+
+	signal(SIGPIPE, SIG_IGN);
+	raise_nofile(cfg->max_connections);
+
+	int status = WS_EXIT_SYSTEM;
+	srv->ctx = create_context(srv, protocols);
+	if (!srv->ctx) {
+		ws_log(WS_LOG_ERROR, "start failed=lws_create_context");
+		goto out;
+	}
+	if (!srv->uv) {
+		struct sigaction sa = { .sa_handler = fallback_handler };
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGTERM, &sa, NULL);
+		sigaction(SIGINT, &sa, NULL);
+	}
+	if (!listen_all(srv, protocols))
+		goto out;
+	int err = ws_notify_ready(cfg->notify_fd);
+	if (err)
+		ws_log(WS_LOG_WARN, "notify failed=yes error=\"%s\"", strerror(-err));
+	lws_sul_schedule(srv->ctx, 0, &srv->sweep_sul, sweep_cb, SWEEP_US);
+
+	for (;;) {
+		if (lws_service(srv->ctx, 0) < 0)
+			break;
+		if (!srv->uv && fallback_signal && !srv->draining)
+			begin_drain(srv, fallback_signal);
+		if (srv->stopping)
+			break;
+	}
+	status = WS_EXIT_OK;
+out:
+	if (srv->ctx)
+		lws_context_destroy(srv->ctx);
+	ws_buf_finish(&srv->scratch);
+	ws_conn_ip_table_free(srv);
+	ws_log(WS_LOG_INFO, "exit status=%d", status);
+	free(srv);
+	return status;
+}
+
+struct ws_metrics *
+ws_server_metrics(struct ws_server *srv)
+{
+	return &srv->metrics;
+}
+
+const struct ws_config *
+ws_server_config(const struct ws_server *srv)
+{
+	return srv->cfg;
+}
+
+uint64_t
+ws_server_uptime_s(const struct ws_server *srv)
+{
+	return (ws_rate_now_ms() - srv->started_ms) / 1000;
+}

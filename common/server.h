@@ -1,0 +1,89 @@
+/*
+ * server: what a WebSocket server built on this library implements and
+ * calls. The library owns the loop (libwebsockets raw sockets on libuv), the
+ * HTTP upgrade, the RFC 6455 codec, limits, keepalive, metrics, readiness
+ * and drain; a server supplies a struct ws_app of callbacks and sends with
+ * ws_conn_send(). All callbacks run on the one loop thread.
+ */
+#ifndef WS_SERVER_H
+#define WS_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "config.h"
+#include "frame.h"
+#include "http.h"
+#include "metrics.h"
+
+struct ws_server;
+struct ws_conn;
+
+struct ws_app {
+	const char *name;     /* "ws-echo": logs, /healthz, metrics label */
+	/*
+	 * Optional. Called for an upgrade that passed the common checks; return
+	 * 0 to accept, or an HTTP status (with *why, one line) to refuse.
+	 */
+	int (*admit)(void *app, struct ws_conn *c, const struct ws_http_request *req,
+		     const char **why);
+	/* Optional. The connection is open; the request is valid only during the call. */
+	void (*open)(void *app, struct ws_conn *c, const struct ws_http_request *req);
+	/* A whole message; data is valid (and writable) only during the call. */
+	void (*message)(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data,
+			size_t len);
+	/* Optional. A message was dropped by the rate limit (before the flood closes it). */
+	void (*rate_limited)(void *app, struct ws_conn *c);
+	/* Optional. The connection is gone; code is what closed it (1006: no close frame). */
+	void (*close)(void *app, struct ws_conn *c, uint16_t code);
+	/* Optional. A plain HTTP GET not handled by the library; true when answered. */
+	bool (*http)(void *app, struct ws_conn *c, const struct ws_http_request *req);
+	/* Optional. Draining began: no new connections; clients are being closed 1001. */
+	void (*drain)(void *app);
+	/* Optional. Appends server-specific lines to /metrics. */
+	void (*metrics)(void *app, struct ws_buf *out);
+	/* Echo the first subprotocol a client offers (else none is selected). */
+	bool accept_any_subprotocol;
+	/* Subprotocols this server speaks, NULL-terminated; the client's first match wins. */
+	const char *const *subprotocols;
+};
+
+/*
+ * Runs a server until it has drained after SIGTERM/SIGINT. cfg must have
+ * been parsed. Returns the process exit status (WS_EXIT_*). Logs why on
+ * failure.
+ */
+int ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config *cfg);
+
+/* Counters, for servers that keep their own in step. */
+struct ws_metrics *ws_server_metrics(struct ws_server *srv);
+const struct ws_config *ws_server_config(const struct ws_server *srv);
+uint64_t ws_server_uptime_s(const struct ws_server *srv);
+
+/*
+ * Queues one message to a connection; it leaves at the end of the current
+ * loop event, with everything else queued meanwhile, in one write. Returns
+ * false when the connection is closing, or when the message would pass
+ * --send-queue: then the connection is closed 1008 "slow consumer".
+ */
+bool ws_conn_send(struct ws_conn *c, enum ws_opcode op, const void *data, size_t len);
+
+/* Starts the closing handshake with code and reason (<= 123 bytes). */
+void ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason);
+
+/* Answers a plain HTTP request (from ws_app.http) and closes the connection. */
+void ws_conn_respond(struct ws_conn *c, int status, const char *content_type,
+		     const char *extra_headers, const void *body, size_t len);
+
+void ws_conn_set_user(struct ws_conn *c, void *user);
+void *ws_conn_user(const struct ws_conn *c);
+uint64_t ws_conn_id(const struct ws_conn *c);
+/* Remote address as text ("127.0.0.1", "::1"). */
+const char *ws_conn_addr(const struct ws_conn *c);
+/* Bytes waiting to be sent to this connection. */
+size_t ws_conn_queued(const struct ws_conn *c);
+struct ws_server *ws_conn_server(const struct ws_conn *c);
+
+#endif

@@ -1,0 +1,95 @@
+/*
+ * The state shared by server.c (lifecycle: context, signals, timers,
+ * readiness, drain, built-in routes) and conn.c (one connection's state
+ * machine). Not for servers: they use server.h.
+ */
+#ifndef WS_SERVER_PRIVATE_H
+#define WS_SERVER_PRIVATE_H
+
+#include <libwebsockets.h>
+#include <netinet/in.h>
+
+#include "frame.h"
+#include "ratelimit.h"
+#include "server.h"
+
+enum conn_state {
+	CONN_HTTP,     /* reading the request head */
+	CONN_OPEN,     /* WebSocket open */
+	CONN_CLOSING,  /* our close frame or HTTP reply is queued; input is discarded */
+};
+
+enum conn_flag {
+	CONN_DIRTY = 1 << 0,        /* on the server's flush list */
+	CONN_RX_PAUSED = 1 << 1,    /* reading stopped until the output drains */
+	CONN_PING_OUT = 1 << 2,     /* a keepalive ping awaits its pong */
+	CONN_SHUT_WR = 1 << 3,      /* FIN sent; waiting for the peer's */
+	CONN_PER_IP = 1 << 4,       /* counted in the per-address table */
+	CONN_WS = 1 << 5,           /* was upgraded (counts as a connection) */
+	CONN_DEAD = 1 << 6,         /* being torn down; send nothing more */
+	CONN_CLOSE_RECEIVED = 1 << 7,
+};
+
+struct ws_conn {
+	struct lws *wsi;
+	struct ws_server *srv;
+	struct ws_conn *prev, *next;   /* every connection, for sweeps and drain */
+	struct ws_conn *dirty_next;    /* flush list */
+	void *user;
+	struct ws_buf in;              /* the request head while in CONN_HTTP */
+	struct ws_buf out;             /* bytes the socket has not taken yet */
+	struct ws_rx rx;
+	struct ws_rate rate;
+	uint64_t id;
+	uint64_t bytes_in, bytes_out;
+	uint64_t opened_ms;
+	int fd;
+	uint32_t last_rx_tick;         /* any frame, pongs included */
+	uint32_t last_msg_tick;        /* a whole message */
+	uint32_t ping_tick;
+	uint16_t close_code;           /* for metrics and the log line */
+	uint8_t state;
+	uint8_t flags;
+	struct in6_addr addr;          /* IPv4 as v4-mapped */
+};
+
+struct ip_slot;
+
+struct ws_server {
+	const struct ws_app *app;
+	void *app_state;
+	const struct ws_config *cfg;
+	struct lws_context *ctx;
+	struct ws_metrics metrics;
+	struct ws_rate_config rate;
+	struct ws_conn *conns;          /* head of the list of all connections */
+	struct ws_conn *dirty;          /* head of the flush list */
+	struct ip_slot **ip_table;      /* per-address counts, when limited */
+	uint64_t next_id;
+	uint64_t started_ms;
+	uint32_t tick;                  /* seconds since start, advanced by the sweep */
+	uint32_t sockets;               /* accepted sockets, HTTP included */
+	uint32_t ping_ticks, idle_ticks;
+	bool draining;
+	bool stopping;
+	bool uv;
+	lws_sorted_usec_list_t sweep_sul;
+	lws_sorted_usec_list_t drain_sul;
+	lws_sorted_usec_list_t stop_sul;
+	struct ws_buf scratch;          /* for HTTP bodies built on the fly */
+};
+
+/* conn.c */
+int ws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+		     void *in, size_t len);
+void ws_conn_flush_all(struct ws_server *srv);
+void ws_conn_sweep(struct ws_server *srv);
+void ws_conn_drain_all(struct ws_server *srv);
+void ws_conn_ip_table_free(struct ws_server *srv);
+
+/* server.c */
+bool ws_server_builtin_http(struct ws_server *srv, struct ws_conn *c,
+			    const struct ws_http_request *req);
+void ws_server_conn_gone(struct ws_server *srv);
+
+#endif

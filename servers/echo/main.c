@@ -1,0 +1,38 @@
+/*
+ * ws-echo: replies to every message with the same bytes and opcode, in
+ * order. Everything else (limits, keepalive, health, drain) is the common
+ * library's.
+ */
+#include "config.h"
+#include "server.h"
+
+static void
+echo_message(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data, size_t len)
+{
+	ws_conn_send(c, op, data, len);
+}
+
+static const struct ws_app echo_app = {
+	.name = "ws-echo",
+	.message = echo_message,
+	.accept_any_subprotocol = true,
+};
+
+int
+main(int argc, char **argv)
+{
+	struct ws_config cfg;
+	ws_config_defaults(&cfg, 8080);
+	switch (ws_config_parse(&cfg, NULL, "ws-echo",
+				"Echoes every WebSocket message back unchanged (RFC 6455).",
+				argc, argv)) {
+	case WS_CONFIG_RUN:
+		break;
+	case WS_CONFIG_EXIT:
+		return WS_EXIT_OK;
+	case WS_CONFIG_ERROR:
+		return WS_EXIT_USAGE;
+	}
+	ws_log_init(cfg.level, cfg.format);
+	return ws_server_run(&echo_app, NULL, &cfg);
+}
