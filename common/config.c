@@ -66,6 +66,12 @@ static const struct ws_option common_opts[] = {
 	  "error, warn, info or debug", check_level },
 	{ "log-format", "WS_LOG_FORMAT", "FORMAT", WS_OPT_STRING, OFF(log_format), 0, 0,
 	  "text or json", check_format },
+	{ "no-self-sandbox", "WS_NO_SELF_SANDBOX", NULL, WS_OPT_FLAG, OFF(no_self_sandbox), 0, 0,
+	  "do not install the server's own seccomp filter (warns)", NULL },
+#ifndef NDEBUG
+	{ "debug-exec-after-start", NULL, NULL, WS_OPT_FLAG, OFF(debug_exec_after_start), 0, 0,
+	  "test hook: call execve once serving; the self-sandbox must kill the process", NULL },
+#endif
 };
 
 void

@@ -69,6 +69,8 @@ struct ws_config {
 	const char *token;           /* WS_TOKEN, or the file's first line */
 	const char *log_level;
 	const char *log_format;
+	bool no_self_sandbox;         /* skip the server's own seccomp filter */
+	bool debug_exec_after_start;  /* test hook (builds without NDEBUG): try execve once serving */
 
 	/* derived by ws_config_parse */
 	enum ws_log_level level;

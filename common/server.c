@@ -262,6 +262,10 @@ ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config 
 	}
 	if (!listen_all(srv, protocols))
 		goto out;
+	if (app->confine && app->confine(app_state, cfg) != 0) {
+		ws_log(WS_LOG_ERROR, "confine failed=yes hint=\"--no-self-sandbox turns it off\"");
+		goto out;
+	}
 	int err = ws_notify_ready(cfg->notify_fd);
 	if (err)
 		ws_log(WS_LOG_WARN, "notify failed=yes error=\"%s\"", strerror(-err));

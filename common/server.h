@@ -42,6 +42,12 @@ struct ws_app {
 	bool (*http)(void *app, struct ws_conn *c, const struct ws_http_request *req);
 	/* Optional. Draining began: no new connections; clients are being closed 1001. */
 	void (*drain)(void *app);
+	/*
+	 * Optional. Called once listening, before readiness is signalled: the
+	 * server confines itself (seccomp). Non-zero aborts the start (exit 111):
+	 * a filter that cannot be installed is an error, not a warning.
+	 */
+	int (*confine)(void *app, const struct ws_config *cfg);
 	/* Optional. Appends server-specific lines to /metrics. */
 	void (*metrics)(void *app, struct ws_buf *out);
 	/* Echo the first subprotocol a client offers (else none is selected). */
