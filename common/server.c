@@ -13,6 +13,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+extern char **environ;
+
 #include "log.h"
 #include "notify.h"
 #include "page.h"
@@ -270,6 +272,14 @@ ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config 
 	if (err)
 		ws_log(WS_LOG_WARN, "notify failed=yes error=\"%s\"", strerror(-err));
 	lws_sul_schedule(srv->ctx, 0, &srv->sweep_sul, sweep_cb, SWEEP_US);
+#ifndef NDEBUG
+	if (cfg->debug_exec_after_start) {
+		/* proves the self-sandbox: under it this call kills the process */
+		char *const argv[] = { "/bin/true", NULL };
+		execve(argv[0], argv, environ);
+		ws_log(WS_LOG_ERROR, "debug-exec failed=yes error=\"%s\"", strerror(errno));
+	}
+#endif
 
 	for (;;) {
 		if (lws_service(srv->ctx, 0) < 0)
