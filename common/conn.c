@@ -47,22 +47,20 @@ mark_dirty(struct ws_conn *c)
 	c->srv->dirty = c;
 }
 
+static bool
+oom(struct ws_conn *c, size_t need)
+{
+	ws_log(WS_LOG_ERROR, "oom id=%llu need=%zu", (unsigned long long)c->id, need);
+	kill_async(c);
+	return false;
+}
+
 /* Queues one frame; the caller has checked the send queue bound (or it is control). */
 static bool
 queue_frame(struct ws_conn *c, enum ws_opcode op, const void *data, size_t len)
 {
-	uint8_t hdr[WS_FRAME_HEADER_MAX];
-	size_t hl = ws_frame_header(hdr, true, op, len);
-	if (!ws_buf_reserve(&c->out, hl + len)) {
-		ws_log(WS_LOG_ERROR, "oom id=%llu need=%zu", (unsigned long long)c->id, hl + len);
-		kill_async(c);
-		return false;
-	}
-	uint8_t *p = ws_buf_end(&c->out);
-	memcpy(p, hdr, hl);
-	if (len)
-		memcpy(p + hl, data, len);
-	c->out.len += (uint32_t)(hl + len);
+	if (!ws_frame_append(&c->out, op, data, len))
+		return oom(c, len);
 	mark_dirty(c);
 	return true;
 }
@@ -643,20 +641,40 @@ ws_conn_drain_all(struct ws_server *srv)
 
 /* ---- the servers' API ---- */
 
-bool
-ws_conn_send(struct ws_conn *c, enum ws_opcode op, const void *data, size_t len)
+/* Whether n more bytes fit the send queue; if not, the connection is closed 1008. */
+static bool
+room_for(struct ws_conn *c, size_t n)
 {
 	if (c->state != CONN_OPEN || (c->flags & CONN_DEAD))
 		return false;
-	if ((uint64_t)c->out.len + len + WS_FRAME_HEADER_MAX > c->srv->cfg->send_queue) {
-		c->srv->metrics.slow_consumers++;
-		ws_log(WS_LOG_INFO, "slow-consumer id=%llu addr=%s queued=%u",
-		       (unsigned long long)c->id, ws_conn_addr(c), c->out.len);
-		close_with(c, WS_CLOSE_POLICY, "slow consumer");
+	if ((uint64_t)c->out.len + n <= c->srv->cfg->send_queue)
+		return true;
+	c->srv->metrics.slow_consumers++;
+	ws_log(WS_LOG_INFO, "slow-consumer id=%llu addr=%s queued=%u", (unsigned long long)c->id,
+	       ws_conn_addr(c), c->out.len);
+	close_with(c, WS_CLOSE_POLICY, "slow consumer");
+	return false;
+}
+
+bool
+ws_conn_send(struct ws_conn *c, enum ws_opcode op, const void *data, size_t len)
+{
+	if (!room_for(c, len + WS_FRAME_HEADER_MAX))
 		return false;
-	}
 	c->srv->metrics.messages_out++;
 	return queue_frame(c, op, data, len);
+}
+
+bool
+ws_conn_send_frame(struct ws_conn *c, const void *frame, size_t len)
+{
+	if (!room_for(c, len))
+		return false;
+	if (!ws_buf_append(&c->out, frame, len))
+		return oom(c, len);
+	c->srv->metrics.messages_out++;
+	mark_dirty(c);
+	return true;
 }
 
 void

@@ -28,6 +28,21 @@ ws_frame_header(uint8_t out[WS_FRAME_HEADER_MAX], bool fin, enum ws_opcode op,
 	return 10;
 }
 
+bool
+ws_frame_append(struct ws_buf *b, enum ws_opcode op, const void *data, size_t len)
+{
+	uint8_t hdr[WS_FRAME_HEADER_MAX];
+	size_t hl = ws_frame_header(hdr, true, op, len);
+	if (!ws_buf_reserve(b, hl + len))
+		return false;
+	uint8_t *p = ws_buf_end(b);
+	memcpy(p, hdr, hl);
+	if (len)
+		memcpy(p + hl, data, len);
+	b->len += (uint32_t)(hl + len);
+	return true;
+}
+
 void
 ws_frame_unmask(uint8_t *p, size_t n, const uint8_t mask[4], unsigned offset)
 {

@@ -42,6 +42,9 @@ enum ws_close_code {
 size_t ws_frame_header(uint8_t out[WS_FRAME_HEADER_MAX], bool fin,
 		       enum ws_opcode op, uint64_t len);
 
+/* Appends a whole server frame (header and payload) to b; false on OOM. */
+bool ws_frame_append(struct ws_buf *b, enum ws_opcode op, const void *data, size_t len);
+
 /* XORs p[0..n) with mask, starting at mask byte `offset` (0..3). */
 void ws_frame_unmask(uint8_t *p, size_t n, const uint8_t mask[4], unsigned offset);
 

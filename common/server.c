@@ -34,6 +34,28 @@ schedule_stop(struct ws_server *srv)
 		return;
 	srv->stopping = true;
 	lws_sul_schedule(srv->ctx, 0, &srv->stop_sul, stop_cb, 1);
+	/* from a signal watcher lws would not re-arm its timer until the next I/O */
+	lws_cancel_service(srv->ctx);
+}
+
+static void
+defer_cb(lws_sorted_usec_list_t *sul)
+{
+	struct ws_server *srv = lws_container_of(sul, struct ws_server, defer_sul);
+	srv->deferred = false;
+	if (srv->app->deferred)
+		srv->app->deferred(srv->app_state);
+	ws_conn_flush_all(srv);
+}
+
+void
+ws_server_defer(struct ws_server *srv)
+{
+	if (srv->deferred)
+		return;
+	srv->deferred = true;
+	/* lws arms its timer when the current event's handling ends: next turn */
+	lws_sul_schedule(srv->ctx, 0, &srv->defer_sul, defer_cb, 1);
 }
 
 static void

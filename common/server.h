@@ -48,6 +48,8 @@ struct ws_app {
 	 * a filter that cannot be installed is an error, not a warning.
 	 */
 	int (*confine)(void *app, const struct ws_config *cfg);
+	/* Optional. Runs after ws_server_defer(), once per loop turn that asked. */
+	void (*deferred)(void *app);
 	/* Optional. Appends server-specific lines to /metrics. */
 	void (*metrics)(void *app, struct ws_buf *out);
 	/* Echo the first subprotocol a client offers (else none is selected). */
@@ -75,6 +77,19 @@ uint64_t ws_server_uptime_s(const struct ws_server *srv);
  * --send-queue: then the connection is closed 1008 "slow consumer".
  */
 bool ws_conn_send(struct ws_conn *c, enum ws_opcode op, const void *data, size_t len);
+
+/*
+ * Queues one frame built with ws_frame_append(): how a message fanned out to
+ * many connections is framed once. Same bounds and result as ws_conn_send().
+ */
+bool ws_conn_send_frame(struct ws_conn *c, const void *frame, size_t len);
+
+/*
+ * Asks for ws_app.deferred to run once at the start of the next loop turn,
+ * after every event of this turn: where a server batches work (one database
+ * transaction per turn). Output it queues is flushed right after.
+ */
+void ws_server_defer(struct ws_server *srv);
 
 /* Starts the closing handshake with code and reason (<= 123 bytes). */
 void ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason);
