@@ -270,6 +270,8 @@ ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config 
 	};
 
 	signal(SIGPIPE, SIG_IGN);
+	if (app->start)
+		app->start(app_state, srv);
 	raise_nofile(cfg->max_connections);
 
 	int status = WS_EXIT_SYSTEM;

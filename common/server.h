@@ -23,6 +23,8 @@ struct ws_conn;
 
 struct ws_app {
 	const char *name;     /* "ws-echo": logs, /healthz, metrics label */
+	/* Optional. The server exists (not yet listening): keep srv for ws_server_*(). */
+	void (*start)(void *app, struct ws_server *srv);
 	/*
 	 * Optional. Called for an upgrade that passed the common checks; return
 	 * 0 to accept, or an HTTP status (with *why, one line) to refuse.
