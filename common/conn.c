@@ -124,6 +124,10 @@ flush(struct ws_conn *c)
 			c->flags &= (uint8_t)~CONN_RX_PAUSED;
 			lws_rx_flow_control(c->wsi, 1);
 		}
+		if (c->notify_drained && c->state == CONN_OPEN) {
+			c->notify_drained = false;
+			srv->app->drained(srv->app_state, c);
+		}
 	} else if (c->out.len >= RX_PAUSE_BYTES && c->state == CONN_OPEN &&
 		   !(c->flags & CONN_RX_PAUSED)) {
 		/* backpressure: a peer that does not read stops being read */
@@ -224,7 +228,7 @@ on_message(void *ctx, enum ws_opcode op, uint8_t *data, size_t len)
 		case WS_RATE_DROP:
 			srv->metrics.rate_limited++;
 			if (srv->app->rate_limited)
-				srv->app->rate_limited(srv->app_state, c);
+				srv->app->rate_limited(srv->app_state, c, op, data, len);
 			return c->state == CONN_OPEN ? 0 : -1;
 		case WS_RATE_FLOOD:
 			srv->metrics.rate_limited++;
@@ -675,6 +679,16 @@ ws_conn_send_frame(struct ws_conn *c, const void *frame, size_t len)
 	c->srv->metrics.messages_out++;
 	mark_dirty(c);
 	return true;
+}
+
+void
+ws_conn_notify_drained(struct ws_conn *c)
+{
+	if (!c->srv->app->drained)
+		return;
+	c->notify_drained = true;
+	if (c->out.len == 0)
+		mark_dirty(c);
 }
 
 void

@@ -242,6 +242,8 @@ listen_all(struct ws_server *srv, const struct lws_protocols *protocols)
 			ok = false;
 			break;
 		}
+		if (!srv->vhost)
+			srv->vhost = vh;
 		ws_log(WS_LOG_INFO, "listen server=%s host=%s port=%d loop=%s", srv->app->name, h,
 		       lws_get_vhost_listen_port(vh), srv->uv ? "libuv" : "poll");
 	}
@@ -254,6 +256,7 @@ ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config 
 {
 	static const struct lws_protocols protocols[] = {
 		{ "ws-raw", ws_conn_callback, sizeof(struct ws_conn), 0, 0, NULL, 0 },
+		{ "ws-watch", ws_watch_callback, 0, 0, 0, NULL, 0 },
 		{ NULL, NULL, 0, 0, 0, NULL, 0 },
 	};
 	struct ws_server *srv = calloc(1, sizeof(*srv));

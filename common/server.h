@@ -36,8 +36,11 @@ struct ws_app {
 	/* A whole message; data is valid (and writable) only during the call. */
 	void (*message)(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data,
 			size_t len);
-	/* Optional. A message was dropped by the rate limit (before the flood closes it). */
-	void (*rate_limited)(void *app, struct ws_conn *c);
+	/* Optional. This message was dropped by the rate limit (a flood is closed 1008). */
+	void (*rate_limited)(void *app, struct ws_conn *c, enum ws_opcode op,
+			     const uint8_t *data, size_t len);
+	/* Optional. After ws_conn_notify_drained(): everything queued has left. */
+	void (*drained)(void *app, struct ws_conn *c);
 	/* Optional. The connection is gone; code is what closed it (1006: no close frame). */
 	void (*close)(void *app, struct ws_conn *c, uint16_t code);
 	/* Optional. A plain HTTP GET not handled by the library; true when answered. */
@@ -92,6 +95,9 @@ bool ws_conn_send_frame(struct ws_conn *c, const void *frame, size_t len);
  * transaction per turn). Output it queues is flushed right after.
  */
 void ws_server_defer(struct ws_server *srv);
+
+/* Asks for one ws_app.drained call once this connection's queue is empty. */
+void ws_conn_notify_drained(struct ws_conn *c);
 
 /* Starts the closing handshake with code and reason (<= 123 bytes). */
 void ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason);

@@ -50,6 +50,7 @@ struct ws_conn {
 	uint16_t close_code;           /* for metrics and the log line */
 	uint8_t state;
 	uint8_t flags;
+	bool notify_drained;
 	struct in6_addr addr;          /* IPv4 as v4-mapped */
 };
 
@@ -60,6 +61,7 @@ struct ws_server {
 	void *app_state;
 	const struct ws_config *cfg;
 	struct lws_context *ctx;
+	struct lws_vhost *vhost;        /* the first; adopted descriptors live there */
 	struct ws_metrics metrics;
 	struct ws_rate_config rate;
 	struct ws_conn *conns;          /* head of the list of all connections */
@@ -88,6 +90,10 @@ void ws_conn_flush_all(struct ws_server *srv);
 void ws_conn_sweep(struct ws_server *srv);
 void ws_conn_drain_all(struct ws_server *srv);
 void ws_conn_ip_table_free(struct ws_server *srv);
+
+/* watch.c */
+int ws_watch_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
+		      void *in, size_t len);
 
 /* server.c */
 bool ws_server_builtin_http(struct ws_server *srv, struct ws_conn *c,

@@ -400,7 +400,8 @@ bc_message(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data, size_
 }
 
 static void
-bc_rate_limited(void *app, struct ws_conn *c)
+bc_rate_limited(void *app, struct ws_conn *c, enum ws_opcode op, const uint8_t *data,
+		size_t len)
 {
 	send_error(c, "Rate limit exceeded");
 }

@@ -1,0 +1,97 @@
+#include "watch.h"
+
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "server_private.h"
+
+struct ws_watch {
+	struct lws *wsi;
+	ws_watch_fn fn;
+	void *arg;
+	int fd;
+	bool closing;
+};
+
+struct ws_watch *
+ws_watch_create(struct ws_server *srv, int fd, ws_watch_fn fn, void *arg)
+{
+	struct ws_watch *w = calloc(1, sizeof(*w));
+	if (!w) {
+		close(fd);
+		return NULL;
+	}
+	*w = (struct ws_watch){ .fn = fn, .arg = arg, .fd = fd };
+	lws_sock_file_fd_type d = { .filefd = fd };
+	w->wsi = lws_adopt_descriptor_vhost(srv->vhost, LWS_ADOPT_RAW_FILE_DESC, d,
+					    "ws-watch", NULL);
+	if (!w->wsi) {
+		ws_log(WS_LOG_ERROR, "watch fd=%d failed=adopt", fd);
+		close(fd);
+		free(w);
+		return NULL;
+	}
+	lws_set_opaque_user_data(w->wsi, w);
+	return w;
+}
+
+void
+ws_watch_read(struct ws_watch *w, bool on)
+{
+	if (!w->closing)
+		lws_rx_flow_control(w->wsi, on);
+}
+
+void
+ws_watch_want_write(struct ws_watch *w)
+{
+	if (!w->closing)
+		lws_callback_on_writable(w->wsi);
+}
+
+void
+ws_watch_close(struct ws_watch *w)
+{
+	if (!w || w->closing)
+		return;
+	w->closing = true;
+	w->fn = NULL;
+	lws_set_timeout(w->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+int
+ws_watch_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		  size_t len)
+{
+	struct ws_watch *w = lws_get_opaque_user_data(wsi);
+	struct ws_server *srv;
+	bool keep = true;
+
+	switch (reason) {
+	case LWS_CALLBACK_RAW_RX_FILE:
+		if (w && w->fn)
+			keep = w->fn(w->arg, w, w->fd, WS_WATCH_READABLE);
+		break;
+	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+		if (w && w->fn)
+			keep = w->fn(w->arg, w, w->fd, WS_WATCH_WRITABLE);
+		break;
+	case LWS_CALLBACK_RAW_CLOSE_FILE:
+		if (w) {
+			lws_set_opaque_user_data(wsi, NULL);
+			free(w);
+		}
+		return 0;
+	default:
+		return 0;
+	}
+	srv = lws_context_user(lws_get_context(wsi));
+	ws_conn_flush_all(srv);
+	if (!keep && w) {
+		w->closing = true;
+		w->fn = NULL;
+		return -1;
+	}
+	return 0;
+}
