@@ -79,6 +79,8 @@ ws_watch_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		break;
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
 		if (w) {
+			if (w->fn && !w->closing)
+				w->fn(w->arg, w, w->fd, WS_WATCH_CLOSED);
 			lws_set_opaque_user_data(wsi, NULL);
 			free(w);
 		}

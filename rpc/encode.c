@@ -1,0 +1,84 @@
+#include "encode.h"
+
+#include <string.h>
+
+/* Length of the valid sequence at p (1-4), 0 if invalid, -1 if cut off by the end. */
+static int
+seq_len(const uint8_t *p, size_t n)
+{
+	uint8_t b = p[0];
+	int len;
+	uint8_t lo = 0x80, hi = 0xbf;
+	if (b < 0x80)
+		return 1;
+	if (b >= 0xc2 && b <= 0xdf)
+		len = 2;
+	else if (b >= 0xe0 && b <= 0xef) {
+		len = 3;
+		if (b == 0xe0)
+			lo = 0xa0;
+		else if (b == 0xed)
+			hi = 0x9f;
+	} else if (b >= 0xf0 && b <= 0xf4) {
+		len = 4;
+		if (b == 0xf0)
+			lo = 0x90;
+		else if (b == 0xf4)
+			hi = 0x8f;
+	} else {
+		return 0;
+	}
+	for (int i = 1; i < len; i++) {
+		if ((size_t)i >= n)
+			return -1;
+		uint8_t c = p[i];
+		if (c < (i == 1 ? lo : 0x80) || c > (i == 1 ? hi : 0xbf))
+			return 0;
+	}
+	return len;
+}
+
+size_t
+rpc_encode_utf8(const uint8_t *p, size_t n, bool final, char *out, size_t *consumed)
+{
+	size_t i = 0, o = 0;
+	while (i < n) {
+		int l = seq_len(p + i, n - i);
+		if (l < 0 && !final)
+			break;
+		if (l <= 0) {
+			memcpy(out + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+			continue;
+		}
+		memcpy(out + o, p + i, (size_t)l);
+		o += (size_t)l;
+		i += (size_t)l;
+	}
+	*consumed = i;
+	return o;
+}
+
+size_t
+rpc_encode_base64(const uint8_t *p, size_t n, char *out)
+{
+	static const char t[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t o = 0, i = 0;
+	for (; i + 3 <= n; i += 3) {
+		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
+		out[o++] = t[v >> 18 & 63];
+		out[o++] = t[v >> 12 & 63];
+		out[o++] = t[v >> 6 & 63];
+		out[o++] = t[v & 63];
+	}
+	if (i < n) {
+		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
+		out[o++] = t[v >> 18 & 63];
+		out[o++] = t[v >> 12 & 63];
+		out[o++] = i + 1 < n ? t[v >> 6 & 63] : '=';
+		out[o++] = '=';
+	}
+	return o;
+}

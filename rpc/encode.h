@@ -1,0 +1,23 @@
+/*
+ * encode: command output as JSON strings. UTF-8 with every invalid byte
+ * replaced by U+FFFD (and an incomplete sequence at a chunk's end held back
+ * for the next chunk), or base64 for exact bytes.
+ */
+#ifndef RPC_ENCODE_H
+#define RPC_ENCODE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/*
+ * Writes valid UTF-8 for p[0..n) to out (room for 3 * n bytes). When !final,
+ * a sequence cut off at the end is not written: *consumed says how much of p
+ * was used. Returns the bytes written.
+ */
+size_t rpc_encode_utf8(const uint8_t *p, size_t n, bool final, char *out, size_t *consumed);
+
+/* Writes base64 of p[0..n) to out (room for 4 * ((n + 2) / 3) bytes); returns its length. */
+size_t rpc_encode_base64(const uint8_t *p, size_t n, char *out);
+
+#endif

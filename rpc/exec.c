@@ -1,0 +1,549 @@
+#define _GNU_SOURCE /* signalfd, pipe2, execvpe, close_range */
+#include "exec.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "log.h"
+#include "timer.h"
+#include "watch.h"
+
+#define STDIN_MAX (1u << 20)
+#define READS_PER_EVENT 8
+/* After the command exits, how long its pipes may stay open (a stray holder). */
+#define DRAIN_AFTER_EXIT_MS 2000
+/* The child's error channel sits at this descriptor while the sandbox is set up. */
+#define ERR_FD 3
+
+enum phase { RUNNING, TERM_SENT, KILL_SENT, EXITED };
+
+struct stream_ref {
+	struct rpc_exec *x;
+	enum rpc_stream s;
+};
+
+struct rpc_exec {
+	struct rpc_engine *eng;
+	struct rpc_exec *prev, *next;
+	const struct rpc_exec_ops *ops;
+	void *arg;
+	pid_t pid;
+	struct ws_watch *out[3];      /* [RPC_STDOUT], [RPC_STDERR] */
+	struct ws_watch *in;
+	int in_fd;                    /* owned by the `in` watch */
+	struct stream_ref ref[3];
+	struct ws_buf pending_in;
+	struct ws_timer *timer;
+	uint64_t got[3];
+	uint64_t max_output;
+	uint64_t started_ms;
+	int status;
+	enum phase phase;
+	bool in_eof, timed_out, truncated, abandoned, paused;
+};
+
+struct rpc_engine {
+	struct ws_server *srv;
+	rpc_child_setup_fn setup;
+	void *setup_ctx;
+	uint64_t grace_ms;
+	struct ws_watch *sigchld;
+	struct rpc_exec *list;
+	unsigned running;
+};
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Kills children of ours that no command owns: daemons that escaped their group. */
+static void
+kill_orphans(struct rpc_engine *e)
+{
+	DIR *d = opendir("/proc");
+	if (!d)
+		return;
+	pid_t self = getpid();
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		char *end;
+		long pid = strtol(de->d_name, &end, 10);
+		if (*end || pid <= 0)
+			continue;
+		char path[64], stat[512];
+		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t n = read(fd, stat, sizeof(stat) - 1);
+		close(fd);
+		if (n <= 0)
+			continue;
+		stat[n] = '\0';
+		/* "pid (comm) state ppid ...": comm may hold spaces and parentheses */
+		char *rp = strrchr(stat, ')');
+		char state;
+		long ppid;
+		if (!rp || sscanf(rp + 1, " %c %ld", &state, &ppid) != 2 || ppid != self ||
+		    state == 'Z')
+			continue;
+		bool owned = false;
+		for (struct rpc_exec *x = e->list; x && !owned; x = x->next)
+			owned = x->pid == pid;
+		if (!owned) {
+			kill(-(pid_t)pid, SIGKILL);
+			kill((pid_t)pid, SIGKILL);
+		}
+	}
+	closedir(d);
+}
+
+static void
+finish(struct rpc_exec *x)
+{
+	struct rpc_engine *e = x->eng;
+	for (int s = RPC_STDOUT; s <= RPC_STDERR; s++)
+		ws_watch_close(x->out[s]);
+	ws_watch_close(x->in);
+	ws_timer_destroy(x->timer);
+	ws_buf_finish(&x->pending_in);
+	if (x->prev)
+		x->prev->next = x->next;
+	else
+		e->list = x->next;
+	if (x->next)
+		x->next->prev = x->prev;
+	e->running--;
+
+	struct rpc_exec_result r = {
+		.exit_code = WIFEXITED(x->status) ? WEXITSTATUS(x->status) : -1,
+		.signal = WIFSIGNALED(x->status) ? WTERMSIG(x->status) : 0,
+		.timed_out = x->timed_out,
+		.truncated = x->truncated,
+		.duration_ms = mono_ms() - x->started_ms,
+	};
+	if (!x->abandoned && x->ops->done)
+		x->ops->done(x->arg, &r);
+	free(x);
+}
+
+static void
+maybe_finish(struct rpc_exec *x)
+{
+	if (x->phase == EXITED && !x->out[RPC_STDOUT] && !x->out[RPC_STDERR])
+		finish(x);
+}
+
+static void
+on_timer(void *arg)
+{
+	struct rpc_exec *x = arg;
+	switch (x->phase) {
+	case RUNNING:
+		x->timed_out = true;
+		x->phase = TERM_SENT;
+		kill(-x->pid, SIGTERM);
+		ws_timer_arm(x->timer, x->eng->grace_ms);
+		return;
+	case TERM_SENT:
+		x->phase = KILL_SENT;
+		kill(-x->pid, SIGKILL);
+		return;
+	case KILL_SENT:
+		return;
+	case EXITED:
+		/* something still holds the pipes open: stop waiting for it */
+		for (int s = RPC_STDOUT; s <= RPC_STDERR; s++) {
+			ws_watch_close(x->out[s]);
+			x->out[s] = NULL;
+		}
+		finish(x);
+		return;
+	}
+}
+
+static void
+exited(struct rpc_exec *x, int status)
+{
+	x->status = status;
+	x->phase = EXITED;
+	/* the command is over: so is everything it started */
+	kill(-x->pid, SIGKILL);
+	kill_orphans(x->eng);
+	ws_timer_arm(x->timer, DRAIN_AFTER_EXIT_MS);
+	maybe_finish(x);
+}
+
+static bool
+on_sigchld(void *arg, struct ws_watch *w, int fd, enum ws_watch_event ev)
+{
+	struct rpc_engine *e = arg;
+	if (ev == WS_WATCH_CLOSED) {
+		e->sigchld = NULL;
+		return false;
+	}
+	struct signalfd_siginfo si;
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si))
+		;
+	bool orphan = false;
+	int status;
+	pid_t pid;
+	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+		struct rpc_exec *x = e->list;
+		while (x && x->pid != pid)
+			x = x->next;
+		if (x && x->phase != EXITED)
+			exited(x, status);
+		else
+			orphan = true;
+	}
+	/* a reaped orphan's own children were just handed to us */
+	if (orphan)
+		kill_orphans(e);
+	return true;
+}
+
+struct rpc_engine *
+rpc_engine_create(struct ws_server *srv, rpc_child_setup_fn setup, void *setup_ctx,
+		  uint64_t grace_ms)
+{
+	struct rpc_engine *e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	*e = (struct rpc_engine){ .srv = srv, .setup = setup, .setup_ctx = setup_ctx,
+				  .grace_ms = grace_ms };
+	/* orphaned grandchildren come to us, not to PID 1, so we can reap and kill them */
+	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
+		ws_log(WS_LOG_WARN, "subreaper failed=yes error=\"%s\"", strerror(errno));
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (fd < 0 || !(e->sigchld = ws_watch_create(srv, fd, on_sigchld, e))) {
+		ws_log(WS_LOG_ERROR, "signalfd failed=yes error=\"%s\"", strerror(errno));
+		free(e);
+		return NULL;
+	}
+	return e;
+}
+
+void
+rpc_engine_destroy(struct rpc_engine *e)
+{
+	if (!e)
+		return;
+	while (e->list) {
+		struct rpc_exec *x = e->list;
+		kill(-x->pid, SIGKILL);
+		if (x->phase != EXITED) {
+			int status;
+			waitpid(x->pid, &status, 0);
+			x->status = status;
+			x->phase = EXITED;
+		}
+		x->abandoned = true;
+		finish(x);
+	}
+	kill_orphans(e);
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+	ws_watch_close(e->sigchld);
+	free(e);
+}
+
+unsigned
+rpc_engine_running(const struct rpc_engine *e)
+{
+	return e->running;
+}
+
+static void
+deliver(struct rpc_exec *x, enum rpc_stream s, const uint8_t *p, size_t n)
+{
+	uint64_t room = x->max_output - x->got[s];
+	if (n > room) {
+		x->truncated = true;
+		n = (size_t)room;
+	}
+	x->got[s] += n;
+	if (n && !x->abandoned && x->ops->output)
+		x->ops->output(x->arg, s, p, n);
+}
+
+static bool
+on_output(void *arg, struct ws_watch *w, int fd, enum ws_watch_event ev)
+{
+	struct stream_ref *ref = arg;
+	struct rpc_exec *x = ref->x;
+	enum rpc_stream s = ref->s;
+	if (ev == WS_WATCH_WRITABLE)
+		return true;
+	if (ev == WS_WATCH_READABLE) {
+		uint8_t buf[65536];
+		bool eof = false;
+		/* a few reads, then the next turn: a flood must not starve the rest */
+		for (int i = 0; i < READS_PER_EVENT && !eof; i++) {
+			ssize_t n = read(fd, buf, sizeof(buf));
+			if (n > 0)
+				deliver(x, s, buf, (size_t)n);
+			else if (n < 0 && errno == EAGAIN)
+				return true;
+			else if (!(n < 0 && errno == EINTR))
+				eof = true; /* EOF or error */
+		}
+		if (!eof)
+			return true;
+	}
+	x->out[s] = NULL;
+	maybe_finish(x);
+	return false;
+}
+
+/* Pushes queued stdin into the pipe; closes it when asked and empty. */
+static void
+write_stdin(struct rpc_exec *x)
+{
+	if (!x->in)
+		return;
+	while (x->pending_in.len) {
+		ssize_t n = write(x->in_fd, ws_buf_begin(&x->pending_in), x->pending_in.len);
+		if (n > 0) {
+			ws_buf_consume(&x->pending_in, (size_t)n);
+			continue;
+		}
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN) {
+			ws_watch_want_write(x->in);
+			return;
+		}
+		x->pending_in.len = 0; /* EPIPE: the command stopped reading */
+		x->in_eof = true;
+	}
+	if (x->in_eof) {
+		ws_watch_close(x->in);
+		x->in = NULL;
+		ws_buf_finish(&x->pending_in);
+	}
+}
+
+static bool
+on_stdin(void *arg, struct ws_watch *w, int fd, enum ws_watch_event ev)
+{
+	struct rpc_exec *x = arg;
+	if (ev == WS_WATCH_CLOSED) {
+		x->in = NULL;
+		return false;
+	}
+	if (ev == WS_WATCH_WRITABLE)
+		write_stdin(x);
+	return true;
+}
+
+static void
+set_nonblock(int fd)
+{
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+}
+
+static void
+close_pair(int p[2])
+{
+	if (p[0] >= 0)
+		close(p[0]);
+	if (p[1] >= 0)
+		close(p[1]);
+}
+
+/* The child: pipes in place, sandbox, exec. Never returns. */
+static void __attribute__((noreturn))
+child(struct rpc_engine *e, const struct rpc_exec_spec *spec, int in[2], int out[2],
+      int err[2], int status_fd)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+
+	if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0 ||
+	    dup2(status_fd, ERR_FD) < 0 || fcntl(ERR_FD, F_SETFD, FD_CLOEXEC) < 0)
+		_exit(126);
+
+	char msg[256] = "";
+	if (e->setup) {
+		if (e->setup(e->setup_ctx, msg, sizeof(msg)) != 0)
+			goto fail;
+	} else {
+		setsid();
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		close_range(ERR_FD + 1, ~0u, 0);
+	}
+	if (spec->cwd && chdir(spec->cwd) != 0) {
+		snprintf(msg, sizeof(msg), "cwd %s: %s", spec->cwd, strerror(errno));
+		goto fail;
+	}
+	execvpe(spec->argv[0], spec->argv, spec->envp);
+	int en = errno;
+	dprintf(2, "%s: %s\n", spec->argv[0], en == ENOENT ? "command not found" : strerror(en));
+	_exit(en == ENOENT ? 127 : 126);
+fail:
+	if (!*msg)
+		snprintf(msg, sizeof(msg), "sandbox set-up failed");
+	if (write(ERR_FD, msg, strlen(msg)) < 0)
+		_exit(125);
+	_exit(125);
+}
+
+struct rpc_exec *
+rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
+	       const struct rpc_exec_ops *ops, void *arg, char *err, size_t errlen)
+{
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, er[2] = { -1, -1 }, st[2] = { -1, -1 };
+	struct rpc_exec *x = calloc(1, sizeof(*x));
+	if (!x || pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(er, O_CLOEXEC) ||
+	    pipe2(st, O_CLOEXEC)) {
+		snprintf(err, errlen, "cannot create pipes: %s", strerror(errno));
+		goto fail;
+	}
+	if (!(x->timer = ws_timer_create(e->srv, on_timer, x))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(errno));
+		goto fail;
+	}
+	if (pid == 0)
+		child(e, spec, in, out, er, st[1]);
+
+	close(in[0]);
+	close(out[1]);
+	close(er[1]);
+	close(st[1]);
+	in[0] = out[1] = er[1] = st[1] = -1;
+
+	/* set-up errors come back on the status pipe; exec closes it (CLOEXEC) */
+	char msg[256];
+	ssize_t n;
+	do
+		n = read(st[0], msg, sizeof(msg) - 1);
+	while (n < 0 && errno == EINTR);
+	close(st[0]);
+	st[0] = -1;
+	if (n > 0) {
+		msg[n] = '\0';
+		snprintf(err, errlen, "%s", msg);
+		waitpid(pid, NULL, 0);
+		goto fail;
+	}
+
+	*x = (struct rpc_exec){
+		.eng = e, .ops = ops, .arg = arg, .pid = pid, .timer = x->timer,
+		.max_output = spec->max_output, .started_ms = mono_ms(),
+		.next = e->list,
+	};
+	if (e->list)
+		e->list->prev = x;
+	e->list = x;
+	e->running++;
+
+	set_nonblock(out[0]);
+	set_nonblock(er[0]);
+	set_nonblock(in[1]);
+	x->ref[RPC_STDOUT] = (struct stream_ref){ x, RPC_STDOUT };
+	x->ref[RPC_STDERR] = (struct stream_ref){ x, RPC_STDERR };
+	x->out[RPC_STDOUT] = ws_watch_create(e->srv, out[0], on_output, &x->ref[RPC_STDOUT]);
+	x->out[RPC_STDERR] = ws_watch_create(e->srv, er[0], on_output, &x->ref[RPC_STDERR]);
+	x->in_fd = in[1];
+	x->in = ws_watch_create(e->srv, in[1], on_stdin, x);
+	ws_watch_read(x->in, false);
+	if (spec->stdin_len)
+		ws_buf_append(&x->pending_in, spec->stdin_data, spec->stdin_len);
+	x->in_eof = !spec->stdin_open;
+	write_stdin(x);
+	if (spec->timeout_ms)
+		ws_timer_arm(x->timer, spec->timeout_ms);
+	return x;
+fail:
+	close_pair(in);
+	close_pair(out);
+	close_pair(er);
+	close_pair(st);
+	if (x)
+		ws_timer_destroy(x->timer);
+	free(x);
+	return NULL;
+}
+
+pid_t
+rpc_exec_pid(const struct rpc_exec *x)
+{
+	return x->pid;
+}
+
+uint64_t
+rpc_exec_elapsed_ms(const struct rpc_exec *x)
+{
+	return mono_ms() - x->started_ms;
+}
+
+int
+rpc_exec_stdin(struct rpc_exec *x, const uint8_t *data, size_t len, bool eof)
+{
+	if (!x->in || x->in_eof)
+		return -EPIPE;
+	if (x->pending_in.len + len > STDIN_MAX)
+		return -ENOSPC;
+	if (len && !ws_buf_append(&x->pending_in, data, len))
+		return -ENOMEM;
+	if (eof)
+		x->in_eof = true;
+	write_stdin(x);
+	return 0;
+}
+
+int
+rpc_exec_kill(struct rpc_exec *x, int sig)
+{
+	if (x->phase == EXITED)
+		return -ESRCH;
+	return kill(-x->pid, sig) == 0 ? 0 : -errno;
+}
+
+void
+rpc_exec_pause(struct rpc_exec *x, bool paused)
+{
+	if (x->paused == paused)
+		return;
+	x->paused = paused;
+	for (int s = RPC_STDOUT; s <= RPC_STDERR; s++) {
+		if (x->out[s])
+			ws_watch_read(x->out[s], !paused);
+	}
+}
+
+void
+rpc_exec_abandon(struct rpc_exec *x, bool kill_now)
+{
+	x->abandoned = true;
+	rpc_exec_pause(x, false);
+	if (kill_now && x->phase != EXITED)
+		kill(-x->pid, SIGKILL);
+}

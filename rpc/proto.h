@@ -1,0 +1,79 @@
+/*
+ * proto: the wire side of ws-rpc. One text message is either the Sandbox
+ * example's `type` object or JSON-RPC 2.0 (an object with "jsonrpc":"2.0",
+ * or a batch array). This module turns it into requests and builds every
+ * reply, error and event in the dialect the request came in.
+ */
+#ifndef RPC_PROTO_H
+#define RPC_PROTO_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+enum rpc_dialect {
+	RPC_TYPE,     /* {"type":"exec","id":1,...} */
+	RPC_JSONRPC,  /* {"jsonrpc":"2.0","method":"exec","params":{...},"id":1} */
+};
+
+enum rpc_method {
+	RPC_PING,
+	RPC_INFO,
+	RPC_EXEC,
+	RPC_STDIN,
+	RPC_KILL,
+	RPC_LIST,
+	RPC_METHOD_UNKNOWN,
+};
+
+enum rpc_error {
+	RPC_E_PARSE,        /* Invalid JSON / -32700 */
+	RPC_E_INVALID,      /* Invalid message format / -32600 */
+	RPC_E_METHOD,       /* Unknown message type: T / -32601 */
+	RPC_E_PARAMS,       /* Invalid params: WHAT / -32602 */
+	RPC_E_POLICY,       /* Invalid command / -32004 */
+	RPC_E_RATE,         /* Rate limit exceeded / -32000 */
+	RPC_E_TOO_MANY,     /* Too many running commands / -32001 */
+	RPC_E_DUPLICATE,    /* Duplicate id / -32002 */
+	RPC_E_NO_SUCH,      /* No such command: X / -32003 */
+	RPC_E_INTERNAL,     /* Internal error: WHAT / -32603 */
+};
+
+struct rpc_request {
+	enum rpc_dialect dialect;
+	enum rpc_method method;
+	const char *name;     /* the type or method as sent */
+	json_t *id;           /* borrowed; NULL when absent */
+	json_t *params;       /* borrowed object: the message itself (type) or params */
+	bool notification;    /* JSON-RPC without id: no reply at all */
+};
+
+/*
+ * Validates one parsed element into *req. Returns true when it is a request;
+ * otherwise fills *err / *detail for the error reply (with req->dialect and
+ * req->id set as far as they could be read).
+ */
+bool rpc_proto_request(json_t *msg, enum rpc_dialect dialect, struct rpc_request *req,
+		       enum rpc_error *err, const char **detail);
+
+/* Which dialect a message that is not valid JSON most likely meant. */
+enum rpc_dialect rpc_proto_guess(const char *text, size_t len);
+
+/* {"type":"error","id":..,"error":MSG} or {"jsonrpc":"2.0","id":..,"error":{code,message,data}}. */
+json_t *rpc_proto_error(enum rpc_dialect d, json_t *id, enum rpc_error e, const char *detail);
+
+/*
+ * A reply: for `type`, the fields of result merged into {"type":type,"id":id};
+ * for JSON-RPC, {"jsonrpc":"2.0","id":id,"result":result}. Steals result.
+ */
+json_t *rpc_proto_reply(enum rpc_dialect d, const char *type, json_t *id, json_t *result);
+
+/*
+ * An event about request id: for `type`, fields merged into {"type":type,"id":id};
+ * for JSON-RPC, the notification {"jsonrpc":"2.0","method":method,"params":{id,...}}.
+ * Steals fields.
+ */
+json_t *rpc_proto_event(enum rpc_dialect d, const char *type, const char *method, json_t *id,
+			json_t *fields);
+
+#endif

@@ -1,0 +1,690 @@
+#define _GNU_SOURCE /* sigabbrev_np */
+#include "session.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "encode.h"
+#include "info.h"
+#include "proto.h"
+#include "server.h"
+
+/* Output waiting for a slow client past which commands stop being read. */
+#define PAUSE_QUEUED (1u << 20)
+#define ENV_MAX 256
+
+struct batch {
+	json_t *replies;       /* the array being filled */
+	unsigned pending;      /* replies still to come (running execs) */
+};
+
+struct cmd {
+	struct rpc_session *s;
+	struct cmd *prev, *next;
+	struct rpc_exec *x;
+	json_t *id;            /* owned; NULL when the request had none */
+	char *label;           /* the command, for list */
+	struct batch *batch;
+	size_t slot;           /* its place in batch->replies */
+	struct ws_buf out[3];  /* collected output when not streaming */
+	uint8_t carry[3][4];   /* a UTF-8 sequence cut between chunks */
+	uint8_t carry_len[3];
+	enum rpc_dialect dialect;
+	bool stream, base64, reply;
+};
+
+struct rpc_session {
+	struct rpc_hub *hub;
+	struct ws_conn *c;
+	struct cmd *cmds;
+	unsigned ncmds;
+	bool paused;
+};
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+send_json(struct rpc_session *s, json_t *o)
+{
+	char *text = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (text)
+		ws_conn_send(s->c, WS_OP_TEXT, text, strlen(text));
+	free(text);
+}
+
+/* A reply to a request: straight out, or into its batch. NULL replies are skipped. */
+static void
+answer(struct rpc_session *s, struct batch *b, json_t *o)
+{
+	if (!o)
+		return;
+	if (b)
+		json_array_append_new(b->replies, o);
+	else
+		send_json(s, o);
+}
+
+static void
+batch_done(struct rpc_session *s, struct batch *b)
+{
+	if (b->pending)
+		return;
+	if (json_array_size(b->replies))
+		send_json(s, b->replies);
+	else
+		json_decref(b->replies);
+	free(b);
+}
+
+static json_t *
+error_for(const struct rpc_request *r, enum rpc_error e, const char *detail)
+{
+	if (r->notification)
+		return NULL;
+	return rpc_proto_error(r->dialect, r->id, e, detail);
+}
+
+static struct cmd *
+find_cmd(struct rpc_session *s, json_t *id)
+{
+	for (struct cmd *c = s->cmds; id && c; c = c->next) {
+		if (c->id && json_equal(c->id, id))
+			return c;
+	}
+	return NULL;
+}
+
+/* ---- output ---- */
+
+static json_t *
+encode(const struct cmd *c, const uint8_t *p, size_t n)
+{
+	char *out = malloc(c->base64 ? 4 * ((n + 2) / 3) + 1 : 3 * n + 1);
+	if (!out)
+		return json_string("");
+	size_t len, used;
+	if (c->base64)
+		len = rpc_encode_base64(p, n, out);
+	else
+		len = rpc_encode_utf8(p, n, true, out, &used);
+	json_t *j = json_stringn(out, len);
+	free(out);
+	return j;
+}
+
+static void
+stream_chunk(struct cmd *c, enum rpc_stream st, const uint8_t *p, size_t n, bool final)
+{
+	struct rpc_session *s = c->s;
+	const char *name = st == RPC_STDOUT ? "stdout" : "stderr";
+	json_t *data;
+	if (c->base64) {
+		data = encode(c, p, n);
+	} else {
+		/* keep a sequence cut at the chunk's end for the next chunk */
+		size_t total = c->carry_len[st] + n;
+		uint8_t *joined = malloc(total ? total : 1);
+		char *out = malloc(3 * total + 1);
+		if (!joined || !out) {
+			free(joined);
+			free(out);
+			return;
+		}
+		memcpy(joined, c->carry[st], c->carry_len[st]);
+		memcpy(joined + c->carry_len[st], p, n);
+		size_t used, len = rpc_encode_utf8(joined, total, final, out, &used);
+		c->carry_len[st] = (uint8_t)(total - used);
+		memcpy(c->carry[st], joined + used, total - used);
+		data = json_stringn(out, len);
+		free(joined);
+		free(out);
+		if (len == 0) {
+			json_decref(data);
+			return;
+		}
+	}
+	json_t *f = json_pack("{s:o}", "data", data);
+	if (c->dialect == RPC_JSONRPC)
+		json_object_set_new(f, "stream", json_string(name));
+	send_json(s, rpc_proto_event(c->dialect, name, "exec.output", c->id, f));
+	if (!s->paused && ws_conn_queued(s->c) > PAUSE_QUEUED) {
+		/* a slow client: stop reading its commands until it catches up */
+		s->paused = true;
+		for (struct cmd *k = s->cmds; k; k = k->next)
+			rpc_exec_pause(k->x, true);
+		ws_conn_notify_drained(s->c);
+	}
+}
+
+static void
+on_output(void *arg, enum rpc_stream st, const uint8_t *p, size_t n)
+{
+	struct cmd *c = arg;
+	if (c->stream)
+		stream_chunk(c, st, p, n, false);
+	else
+		ws_buf_append(&c->out[st], p, n);
+}
+
+static void
+free_cmd(struct cmd *c)
+{
+	struct rpc_session *s = c->s;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		s->cmds = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	s->ncmds--;
+	json_decref(c->id);
+	free(c->label);
+	ws_buf_finish(&c->out[RPC_STDOUT]);
+	ws_buf_finish(&c->out[RPC_STDERR]);
+	free(c);
+}
+
+static void
+on_done(void *arg, const struct rpc_exec_result *r)
+{
+	struct cmd *c = arg;
+	struct rpc_session *s = c->s;
+	json_t *out, *err;
+	if (c->stream) {
+		if (c->carry_len[RPC_STDOUT])
+			stream_chunk(c, RPC_STDOUT, NULL, 0, true);
+		if (c->carry_len[RPC_STDERR])
+			stream_chunk(c, RPC_STDERR, NULL, 0, true);
+		out = json_string("");
+		err = json_string("");
+	} else {
+		out = encode(c, ws_buf_begin(&c->out[RPC_STDOUT]), c->out[RPC_STDOUT].len);
+		err = encode(c, ws_buf_begin(&c->out[RPC_STDERR]), c->out[RPC_STDERR].len);
+	}
+	json_t *sig = json_null();
+	if (r->signal) {
+		const char *abbrev = sigabbrev_np(r->signal);
+		sig = abbrev ? json_sprintf("SIG%s", abbrev) : json_integer(r->signal);
+	}
+	/* a signal death reads as 128 + N, as a shell reports it */
+	int code = r->signal ? 128 + r->signal : r->exit_code;
+	json_t *res = json_pack("{s:o, s:o, s:i, s:o, s:b, s:b, s:I}", "stdout", out, "stderr",
+				err, "exitCode", code, "signal", sig, "timedOut", r->timed_out,
+				"truncated", r->truncated, "durationMs",
+				(json_int_t)r->duration_ms);
+	struct batch *b = c->batch;
+	if (!c->reply) {
+		json_decref(res);
+	} else if (b) {
+		json_array_set_new(b->replies, c->slot,
+				   rpc_proto_reply(c->dialect, "result", c->id, res));
+	} else {
+		send_json(s, rpc_proto_reply(c->dialect, "result", c->id, res));
+	}
+	free_cmd(c);
+	if (b) {
+		b->pending--;
+		batch_done(s, b);
+	}
+}
+
+static const struct rpc_exec_ops exec_ops = {
+	.output = on_output,
+	.done = on_done,
+};
+
+/* ---- exec ---- */
+
+struct exec_args {
+	char *argv_store[ENV_MAX + 4];
+	char *env_store[ENV_MAX + 8];
+	char *label;
+	struct rpc_exec_spec spec;
+	bool stream, base64;
+};
+
+static void
+free_args(struct exec_args *a)
+{
+	for (char **p = a->env_store; *p; p++)
+		free(*p);
+	free(a->label);
+}
+
+static bool
+allowed(const struct rpc_limits *l, const char *what)
+{
+	if (l->allow && regexec(l->allow, what, 0, NULL, 0) != 0)
+		return false;
+	return !(l->deny && regexec(l->deny, what, 0, NULL, 0) == 0);
+}
+
+static bool
+uint_param(json_t *p, const char *key, uint64_t *out, bool *present)
+{
+	json_t *v = json_object_get(p, key);
+	*present = v != NULL;
+	if (!v)
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) <= 0)
+		return false;
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
+/* Reads exec's params; returns NULL or the "Invalid params: ..." detail. */
+static const char *
+exec_params(const struct rpc_limits *l, json_t *p, struct exec_args *a, bool *policy)
+{
+	*policy = false;
+	json_t *command = json_object_get(p, "command");
+	json_t *argv = json_object_get(p, "argv");
+	if (!command == !argv)
+		return "one of command or argv is required";
+	const char *subject;
+	if (command) {
+		if (!json_is_string(command) || !json_string_length(command) ||
+		    strlen(json_string_value(command)) != json_string_length(command))
+			return "command must be a non-empty string";
+		a->argv_store[0] = "/bin/sh";
+		a->argv_store[1] = "-c";
+		a->argv_store[2] = (char *)json_string_value(command);
+		subject = a->argv_store[2];
+	} else {
+		size_t n = json_array_size(argv);
+		if (!json_is_array(argv) || n == 0 || n > ENV_MAX)
+			return "argv must be a non-empty array of strings";
+		for (size_t i = 0; i < n; i++) {
+			json_t *s = json_array_get(argv, i);
+			if (!json_is_string(s) ||
+			    strlen(json_string_value(s)) != json_string_length(s))
+				return "argv must be a non-empty array of strings";
+			a->argv_store[i] = (char *)json_string_value(s);
+		}
+		subject = a->argv_store[0];
+		if (!*subject)
+			return "argv must be a non-empty array of strings";
+	}
+	a->label = strdup(subject);
+	if (!allowed(l, subject)) {
+		*policy = true;
+		return "refused";
+	}
+
+	json_t *cwd = json_object_get(p, "cwd");
+	if (cwd) {
+		struct stat st;
+		if (!json_is_string(cwd) || stat(json_string_value(cwd), &st) != 0 ||
+		    !S_ISDIR(st.st_mode))
+			return "cwd must be an existing directory";
+		a->spec.cwd = json_string_value(cwd);
+	}
+
+	size_t ne = 0;
+	static const char *const base[] = {
+		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=/tmp", "LANG=C.UTF-8", "TERM=dumb",
+	};
+	json_t *env = json_object_get(p, "env");
+	if (env && (!json_is_object(env) || json_object_size(env) > ENV_MAX))
+		return "env must be an object of strings";
+	for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++) {
+		size_t kl = strcspn(base[i], "=");
+		char key[16];
+		memcpy(key, base[i], kl);
+		key[kl] = '\0';
+		if (!json_object_get(env, key))
+			a->env_store[ne++] = strdup(base[i]);
+	}
+	const char *k;
+	json_t *v;
+	json_object_foreach(env, k, v) {
+		if (!json_is_string(v) || !*k || strchr(k, '=') ||
+		    strlen(json_string_value(v)) != json_string_length(v))
+			return "env must be an object of strings";
+		char *kv = malloc(strlen(k) + json_string_length(v) + 2);
+		if (!kv)
+			return "env too large";
+		sprintf(kv, "%s=%s", k, json_string_value(v));
+		a->env_store[ne++] = kv;
+	}
+
+	json_t *in = json_object_get(p, "stdin");
+	if (in && !json_is_string(in))
+		return "stdin must be a string";
+	if (in) {
+		a->spec.stdin_data = (const uint8_t *)json_string_value(in);
+		a->spec.stdin_len = json_string_length(in);
+	}
+	json_t *open = json_object_get(p, "stdinOpen");
+	if (open && !json_is_boolean(open))
+		return "stdinOpen must be a boolean";
+	a->spec.stdin_open = json_is_true(open);
+
+	bool present;
+	a->spec.timeout_ms = l->exec_timeout_ms;
+	if (!uint_param(p, "timeout_ms", &a->spec.timeout_ms, &present))
+		return "timeout_ms must be a positive integer";
+	if (a->spec.timeout_ms > l->exec_timeout_max_ms)
+		a->spec.timeout_ms = l->exec_timeout_max_ms;
+	a->spec.max_output = l->max_output;
+	if (!uint_param(p, "max_output", &a->spec.max_output, &present))
+		return "max_output must be a positive integer";
+	if (a->spec.max_output > l->max_output)
+		a->spec.max_output = l->max_output;
+
+	json_t *stream = json_object_get(p, "stream");
+	if (stream && !json_is_boolean(stream))
+		return "stream must be a boolean";
+	a->stream = json_is_true(stream);
+	json_t *enc = json_object_get(p, "encoding");
+	if (enc && (!json_is_string(enc) || (strcmp(json_string_value(enc), "utf8") != 0 &&
+					     strcmp(json_string_value(enc), "base64") != 0)))
+		return "encoding must be \"utf8\" or \"base64\"";
+	a->base64 = enc && strcmp(json_string_value(enc), "base64") == 0;
+	a->spec.argv = a->argv_store;
+	a->spec.envp = a->env_store;
+	return NULL;
+}
+
+static json_t *
+do_exec(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
+{
+	const struct rpc_limits *l = s->hub->limits;
+	json_t *p = r->params;
+	/* JSON-RPC names the command by its request id; the type dialect by "id" */
+	if (find_cmd(s, r->id))
+		return error_for(r, RPC_E_DUPLICATE, NULL);
+
+	struct exec_args a;
+	memset(&a, 0, sizeof(a));
+	bool policy;
+	const char *bad = exec_params(l, p, &a, &policy);
+	if (bad) {
+		free_args(&a);
+		return error_for(r, policy ? RPC_E_POLICY : RPC_E_PARAMS, policy ? NULL : bad);
+	}
+	if (s->ncmds >= l->max_exec_per_conn || rpc_engine_running(s->hub->engine) >= l->max_exec) {
+		free_args(&a);
+		return error_for(r, RPC_E_TOO_MANY, NULL);
+	}
+	struct cmd *c = calloc(1, sizeof(*c));
+	if (!c) {
+		free_args(&a);
+		return error_for(r, RPC_E_INTERNAL, "out of memory");
+	}
+	*c = (struct cmd){ .s = s, .id = json_incref(r->id), .label = a.label,
+			   .dialect = r->dialect, .stream = a.stream, .base64 = a.base64,
+			   .reply = !r->notification, .next = s->cmds };
+	a.label = NULL;
+	char err[256];
+	c->x = rpc_exec_start(s->hub->engine, &a.spec, &exec_ops, c, err, sizeof(err));
+	free_args(&a);
+	if (!c->x) {
+		json_decref(c->id);
+		free(c->label);
+		free(c);
+		return error_for(r, RPC_E_INTERNAL, err);
+	}
+	if (s->cmds)
+		s->cmds->prev = c;
+	s->cmds = c;
+	s->ncmds++;
+	if (s->paused)
+		rpc_exec_pause(c->x, true);
+	if (c->stream)
+		send_json(s, rpc_proto_event(c->dialect, "start", "exec.start", c->id,
+					     json_pack("{s:i}", "pid", (int)rpc_exec_pid(c->x))));
+	if (b && c->reply) {
+		c->batch = b;
+		c->slot = json_array_size(b->replies);
+		json_array_append_new(b->replies, json_null()); /* its place, filled when done */
+		b->pending++;
+	}
+	return NULL;
+}
+
+/* ---- the other methods ---- */
+
+static json_t *
+do_stdin(struct rpc_session *s, const struct rpc_request *r)
+{
+	json_t *target = json_object_get(r->params, "id");
+	json_t *data = json_object_get(r->params, "data");
+	json_t *eof = json_object_get(r->params, "eof");
+	if (!target || (data && !json_is_string(data)) || (eof && !json_is_boolean(eof)))
+		return error_for(r, RPC_E_PARAMS, "stdin takes id, data (string) and eof (boolean)");
+	struct cmd *c = find_cmd(s, target);
+	if (!c) {
+		char *t = json_dumps(target, JSON_ENCODE_ANY);
+		json_t *e = error_for(r, RPC_E_NO_SUCH, t);
+		free(t);
+		return e;
+	}
+	int rc = rpc_exec_stdin(c->x, (const uint8_t *)(data ? json_string_value(data) : ""),
+				data ? json_string_length(data) : 0, json_is_true(eof));
+	if (rc == -ENOSPC)
+		return error_for(r, RPC_E_PARAMS, "stdin buffer full");
+	if (rc < 0)
+		return error_for(r, RPC_E_PARAMS, "stdin is closed");
+	if (r->notification)
+		return NULL;
+	return rpc_proto_reply(r->dialect, "stdin", r->id, json_pack("{s:b}", "ok", 1));
+}
+
+static int
+parse_signal(json_t *v)
+{
+	if (!v)
+		return SIGTERM;
+	if (json_is_integer(v)) {
+		json_int_t n = json_integer_value(v);
+		return n > 0 && n < NSIG ? (int)n : -1;
+	}
+	if (!json_is_string(v))
+		return -1;
+	const char *name = json_string_value(v);
+	if (strncmp(name, "SIG", 3) == 0)
+		name += 3;
+	for (int i = 1; i < NSIG; i++) {
+		const char *a = sigabbrev_np(i);
+		if (a && strcmp(a, name) == 0)
+			return i;
+	}
+	return -1;
+}
+
+static json_t *
+do_kill(struct rpc_session *s, const struct rpc_request *r)
+{
+	json_t *target = json_object_get(r->params, "id");
+	int sig = parse_signal(json_object_get(r->params, "signal"));
+	if (!target || sig < 0)
+		return error_for(r, RPC_E_PARAMS, "kill takes id and a signal name such as TERM");
+	struct cmd *c = find_cmd(s, target);
+	if (!c || rpc_exec_kill(c->x, sig) != 0) {
+		char *t = json_dumps(target, JSON_ENCODE_ANY);
+		json_t *e = error_for(r, RPC_E_NO_SUCH, t);
+		free(t);
+		return e;
+	}
+	if (r->notification)
+		return NULL;
+	return rpc_proto_reply(r->dialect, "kill", r->id,
+			       json_pack("{s:b, s:o}", "ok", 1, "signal",
+					 json_sprintf("SIG%s", sigabbrev_np(sig) ? sigabbrev_np(sig)
+									  : "?")));
+}
+
+static json_t *
+do_list(struct rpc_session *s, const struct rpc_request *r)
+{
+	if (r->notification)
+		return NULL;
+	json_t *list = json_array();
+	for (struct cmd *c = s->cmds; c; c = c->next) {
+		json_t *e = json_pack("{s:i, s:s, s:I, s:b}", "pid", (int)rpc_exec_pid(c->x),
+				      "command", c->label ? c->label : "", "durationMs",
+				      (json_int_t)rpc_exec_elapsed_ms(c->x), "stream", c->stream);
+		json_object_set_new(e, "id", c->id ? json_incref(c->id) : json_null());
+		json_array_append_new(list, e);
+	}
+	return rpc_proto_reply(r->dialect, "list", r->id, json_pack("{s:o}", "commands", list));
+}
+
+static json_t *
+do_info(struct rpc_session *s, const struct rpc_request *r)
+{
+	if (r->notification)
+		return NULL;
+	struct ws_server *srv = s->hub->srv;
+	json_t *o = rpc_info_system();
+	json_object_set_new(
+		o, "server",
+		json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:O}", "name", s->hub->server_name,
+			  "version", WS_VERSION, "pid", (int)getpid(), "uptime_s",
+			  (json_int_t)ws_server_uptime_s(srv), "connections",
+			  (json_int_t)ws_server_metrics(srv)->connections_open, "running",
+			  (int)rpc_engine_running(s->hub->engine), "limits",
+			  s->hub->limits->described));
+	return rpc_proto_reply(r->dialect, "info", r->id, o);
+}
+
+static json_t *
+dispatch(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
+{
+	switch (r->method) {
+	case RPC_PING:
+		if (r->notification)
+			return NULL;
+		return rpc_proto_reply(r->dialect, "pong", r->id,
+				       json_pack("{s:I}", "timestamp", (json_int_t)now_ms()));
+	case RPC_INFO:
+		return do_info(s, r);
+	case RPC_EXEC:
+		return do_exec(s, r, b);
+	case RPC_STDIN:
+		return do_stdin(s, r);
+	case RPC_KILL:
+		return do_kill(s, r);
+	case RPC_LIST:
+		return do_list(s, r);
+	case RPC_METHOD_UNKNOWN:
+		break;
+	}
+	return error_for(r, RPC_E_METHOD, r->name);
+}
+
+static json_t *
+handle(struct rpc_session *s, json_t *msg, enum rpc_dialect d, struct batch *b)
+{
+	struct rpc_request r;
+	enum rpc_error e;
+	const char *detail;
+	if (!rpc_proto_request(msg, d, &r, &e, &detail)) {
+		/* an invalid JSON-RPC request is answered even without id (with null) */
+		if (r.notification && e != RPC_E_INVALID)
+			return NULL;
+		return rpc_proto_error(d, r.id, e, detail);
+	}
+	return dispatch(s, &r, b);
+}
+
+void
+rpc_session_message(struct rpc_session *s, bool text, const uint8_t *data, size_t len)
+{
+	if (!text) {
+		send_json(s, rpc_proto_error(RPC_TYPE, NULL, RPC_E_INVALID, NULL));
+		return;
+	}
+	json_t *msg = json_loadb((const char *)data, len, 0, NULL);
+	if (!msg) {
+		send_json(s, rpc_proto_error(rpc_proto_guess((const char *)data, len), NULL,
+					     RPC_E_PARSE, NULL));
+		return;
+	}
+	if (json_is_array(msg)) {
+		if (json_array_size(msg) == 0) {
+			send_json(s, rpc_proto_error(RPC_JSONRPC, NULL, RPC_E_INVALID, NULL));
+		} else {
+			struct batch *b = calloc(1, sizeof(*b));
+			if (b) {
+				b->replies = json_array();
+				size_t i;
+				json_t *el;
+				json_array_foreach(msg, i, el)
+					answer(s, b, handle(s, el, RPC_JSONRPC, b));
+				batch_done(s, b);
+			}
+		}
+	} else {
+		enum rpc_dialect d = json_is_object(msg) && json_object_get(msg, "jsonrpc")
+					     ? RPC_JSONRPC
+					     : RPC_TYPE;
+		answer(s, NULL, handle(s, msg, d, NULL));
+	}
+	json_decref(msg);
+}
+
+void
+rpc_session_rate_limited(struct rpc_session *s, const uint8_t *data, size_t len)
+{
+	json_t *msg = json_loadb((const char *)data, len, 0, NULL);
+	enum rpc_dialect d = rpc_proto_guess((const char *)data, len);
+	json_t *id = json_is_object(msg) ? json_object_get(msg, "id") : NULL;
+	/* a JSON-RPC notification gets nothing, not even this */
+	if (!(d == RPC_JSONRPC && json_is_object(msg) && !id))
+		send_json(s, rpc_proto_error(d, id, RPC_E_RATE, NULL));
+	json_decref(msg);
+}
+
+void
+rpc_session_drained(struct rpc_session *s)
+{
+	if (!s->paused)
+		return;
+	s->paused = false;
+	for (struct cmd *c = s->cmds; c; c = c->next)
+		rpc_exec_pause(c->x, false);
+}
+
+struct rpc_session *
+rpc_session_create(struct rpc_hub *hub, struct ws_conn *c)
+{
+	struct rpc_session *s = calloc(1, sizeof(*s));
+	if (s)
+		*s = (struct rpc_session){ .hub = hub, .c = c };
+	return s;
+}
+
+void
+rpc_session_destroy(struct rpc_session *s)
+{
+	if (!s)
+		return;
+	while (s->cmds) {
+		struct cmd *c = s->cmds;
+		rpc_exec_abandon(c->x, !s->hub->limits->keep_on_disconnect);
+		/* a batch waiting on it will never be answered: free it with its last member */
+		if (c->batch && --c->batch->pending == 0) {
+			json_decref(c->batch->replies);
+			free(c->batch);
+		}
+		free_cmd(c);
+	}
+	free(s);
+}
