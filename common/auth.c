@@ -47,7 +47,7 @@ ws_auth_token_ok(const char *token, const struct ws_http_request *req)
 			return true;
 	}
 	char q[1024];
-	if (ws_http_query_arg(req, "token", q, sizeof(q)))
+	if (ws_http_query_arg(req, "token", q, sizeof(q)) == WS_HTTP_ARG_FOUND)
 		return ws_auth_equal(token, tn, q, strlen(q));
 	return false;
 }

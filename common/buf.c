@@ -35,6 +35,8 @@ ws_buf_reserve(struct ws_buf *b, size_t extra)
 bool
 ws_buf_append(struct ws_buf *b, const void *p, size_t n)
 {
+	if (n == 0)
+		return true;
 	if (!ws_buf_reserve(b, n))
 		return false;
 	if (n)

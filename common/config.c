@@ -95,7 +95,7 @@ ws_config_defaults(struct ws_config *cfg, uint32_t default_port)
 bool
 ws_config_parse_uint(const char *s, uint64_t *out)
 {
-	if (!*s || *s == '-' || *s == '+' || *s == ' ')
+	if (*s < '0' || *s > '9')
 		return false;
 	char *end;
 	errno = 0;
@@ -109,7 +109,7 @@ ws_config_parse_uint(const char *s, uint64_t *out)
 bool
 ws_config_parse_size(const char *s, uint64_t *out)
 {
-	if (!*s || *s == '-' || *s == '+' || *s == ' ')
+	if (*s < '0' || *s > '9')
 		return false;
 	char *end;
 	errno = 0;
@@ -133,7 +133,9 @@ ws_config_parse_size(const char *s, uint64_t *out)
 bool
 ws_config_parse_seconds(const char *s, uint32_t *ms)
 {
-	if (!*s || *s == '-' || *s == '+' || *s == ' ')
+	/* digits, a point and an exponent: no sign in front, no hex, "inf" or "nan" */
+	if (!((*s >= '0' && *s <= '9') || *s == '.') ||
+	    strspn(s, "0123456789.eE+-") != strlen(s))
 		return false;
 	char *end;
 	errno = 0;
@@ -349,15 +351,9 @@ ws_config_parse(struct ws_config *cfg, const struct ws_option_table *extra,
 	free(lo);
 
 	if (cfg->token_file && !read_token_file(cfg))
-		return WS_CONFIG_ERROR;
+		return WS_CONFIG_SYSTEM;
 	if (cfg->rate_limit && !cfg->rate_burst)
 		cfg->rate_burst = cfg->rate_limit * 2;
-	if (cfg->send_queue < cfg->max_message + 16) {
-		fprintf(stderr, "error: --send-queue: %llu is smaller than --max-message %llu "
-				"plus a frame header\n",
-			(unsigned long long)cfg->send_queue, (unsigned long long)cfg->max_message);
-		return WS_CONFIG_ERROR;
-	}
 	ws_log_level_parse(cfg->log_level, &cfg->level);
 	ws_log_format_parse(cfg->log_format, &cfg->format);
 	return WS_CONFIG_RUN;

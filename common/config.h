@@ -84,6 +84,7 @@ enum ws_config_result {
 	WS_CONFIG_RUN,    /* parsed: start the server */
 	WS_CONFIG_EXIT,   /* --help or --version printed: exit 0 */
 	WS_CONFIG_ERROR,  /* one line printed on stderr: exit WS_EXIT_USAGE */
+	WS_CONFIG_SYSTEM, /* a file could not be read (one line printed): exit WS_EXIT_SYSTEM */
 };
 
 /*

@@ -16,8 +16,8 @@
 #include "log.h"
 #include "server_private.h"
 
-/* Output past which we stop reading the peer until it has caught up. */
-#define RX_PAUSE_BYTES (256u * 1024u)
+/* An idle connection's buffers are freed after this long without input. */
+#define TRIM_AFTER_MS 2000u
 /* Time a closing handshake (or a plain HTTP reply) may take. */
 #define CLOSE_TIMEOUT_S 5
 /* Per-address connection counts live in a small chained hash table. */
@@ -128,7 +128,7 @@ flush(struct ws_conn *c)
 			c->notify_drained = false;
 			srv->app->drained(srv->app_state, c);
 		}
-	} else if (c->out.len >= RX_PAUSE_BYTES && c->state == CONN_OPEN &&
+	} else if (c->out.len >= srv->pause_bytes && c->state == CONN_OPEN &&
 		   !(c->flags & CONN_RX_PAUSED)) {
 		/* backpressure: a peer that does not read stops being read */
 		c->flags |= CONN_RX_PAUSED;
@@ -219,7 +219,7 @@ on_message(void *ctx, enum ws_opcode op, uint8_t *data, size_t len)
 {
 	struct ws_conn *c = ctx;
 	struct ws_server *srv = c->srv;
-	c->last_msg_tick = srv->tick;
+	c->last_msg = srv->now;
 	srv->metrics.messages_in++;
 	if (srv->rate.rate) {
 		switch (ws_rate_take(&c->rate, &srv->rate, ws_rate_now_ms())) {
@@ -275,7 +275,7 @@ static void
 feed(struct ws_conn *c, uint8_t *p, size_t n)
 {
 	struct ws_rx_error err;
-	c->last_rx_tick = c->srv->tick;
+	c->last_rx = c->srv->now;
 	c->flags &= (uint8_t)~CONN_PING_OUT;
 	int r = ws_rx_feed(&c->rx, c->srv->cfg->max_message, p, n, &rx_handler, c, &err);
 	if (r > 0) {
@@ -343,6 +343,32 @@ pick_subprotocol(const struct ws_app *app, struct ws_slice offered, char *out, s
 	return false;
 }
 
+/* The query for the log, with the token's value (a secret) replaced by "***". */
+static void
+redact_query(struct ws_slice q, char *out, size_t cap)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < q.n && o + 4 < cap;) {
+		bool token = q.n - i >= 6 && memcmp(q.p + i, "token=", 6) == 0;
+		size_t end = i;
+		while (end < q.n && q.p[end] != '&')
+			end++;
+		size_t keep = token ? 6 : end - i;
+		if (keep > cap - o - 4)
+			keep = cap - o - 4;
+		memcpy(out + o, q.p + i, keep);
+		o += keep;
+		if (token) {
+			memcpy(out + o, "***", 3);
+			o += 3;
+		}
+		if (end < q.n && o + 1 < cap)
+			out[o++] = '&';
+		i = end + 1;
+	}
+	out[o] = '\0';
+}
+
 static void
 upgrade(struct ws_conn *c, const struct ws_http_request *req, uint8_t *rest, size_t rest_n)
 {
@@ -402,14 +428,15 @@ upgrade(struct ws_conn *c, const struct ws_http_request *req, uint8_t *rest, siz
 
 	c->state = CONN_OPEN;
 	c->flags |= CONN_WS;
-	c->last_rx_tick = c->last_msg_tick = srv->tick;
+	c->last_rx = c->last_msg = srv->now;
 	srv->metrics.connections_open++;
 	srv->metrics.connections_total++;
 	if (srv->rate.rate)
 		ws_rate_init(&c->rate, &srv->rate, ws_rate_now_ms());
-	ws_log(WS_LOG_INFO, "open id=%llu addr=%s path=\"%.*s%s%.*s\"",
-	       (unsigned long long)c->id, ws_conn_addr(c), (int)req->path.n, req->path.p,
-	       req->query.n ? "?" : "", (int)req->query.n, req->query.p);
+	char query[512];
+	redact_query(req->query, query, sizeof(query));
+	ws_log(WS_LOG_INFO, "open id=%llu addr=%s path=\"%.*s%s%s\"", (unsigned long long)c->id,
+	       ws_conn_addr(c), (int)req->path.n, req->path.p, *query ? "?" : "", query);
 	if (srv->app->open)
 		srv->app->open(srv->app_state, c, req);
 	/* frames the client sent right behind its request */
@@ -518,20 +545,37 @@ adopt(struct ws_server *srv, struct ws_conn *c, struct lws *wsi)
 	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, (int)hs);
 }
 
+/* The server hears of the close once: at the socket's end, or at shutdown. */
+static void
+app_close(struct ws_server *srv, struct ws_conn *c)
+{
+	uint16_t code = c->close_code ? c->close_code : WS_CLOSE_ABNORMAL;
+	c->flags &= (uint8_t)~CONN_WS;
+	srv->metrics.connections_open--;
+	ws_metrics_close(&srv->metrics, code);
+	if (srv->app->close)
+		srv->app->close(srv->app_state, c, code);
+	ws_log(WS_LOG_INFO,
+	       "close id=%llu addr=%s code=%u duration_ms=%llu bytes_in=%llu bytes_out=%llu",
+	       (unsigned long long)c->id, ws_conn_addr(c), code,
+	       (unsigned long long)(ws_rate_now_ms() - c->opened_ms),
+	       (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
+}
+
+void
+ws_conn_close_all_apps(struct ws_server *srv)
+{
+	for (struct ws_conn *c = srv->conns; c; c = c->next) {
+		if (c->flags & CONN_WS)
+			app_close(srv, c);
+	}
+}
+
 static void
 gone(struct ws_server *srv, struct ws_conn *c)
 {
 	if (c->flags & CONN_WS) {
-		uint16_t code = c->close_code ? c->close_code : WS_CLOSE_ABNORMAL;
-		srv->metrics.connections_open--;
-		ws_metrics_close(&srv->metrics, code);
-		if (srv->app->close)
-			srv->app->close(srv->app_state, c, code);
-		ws_log(WS_LOG_INFO,
-		       "close id=%llu addr=%s code=%u duration_ms=%llu bytes_in=%llu bytes_out=%llu",
-		       (unsigned long long)c->id, ws_conn_addr(c), code,
-		       (unsigned long long)(ws_rate_now_ms() - c->opened_ms),
-		       (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
+		app_close(srv, c);
 	} else if (c->state == CONN_HTTP && !(c->flags & CONN_DEAD) && c->bytes_in == 0) {
 		/* accepted, then nothing: most often a port probe */
 	} else if (c->state == CONN_HTTP && !(c->flags & CONN_DEAD)) {
@@ -581,6 +625,7 @@ ws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 	case LWS_CALLBACK_RAW_RX:
 		if (!c || !c->srv || (c->flags & CONN_DEAD))
 			return 0;
+		ws_server_clock(c->srv);
 		if (in && len)
 			receive(c, in, len);
 		break;
@@ -605,27 +650,27 @@ ws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 void
 ws_conn_sweep(struct ws_server *srv)
 {
-	uint32_t t = srv->tick;
+	uint32_t t = srv->now;
+	uint32_t ping = srv->cfg->ping_interval_ms, idle = srv->cfg->idle_timeout_ms;
 	for (struct ws_conn *c = srv->conns; c; c = c->next) {
 		if (c->state == CONN_OPEN && !(c->flags & CONN_DEAD)) {
-			if (srv->ping_ticks) {
+			if (ping) {
 				if (c->flags & CONN_PING_OUT) {
-					if (t - c->ping_tick >= srv->ping_ticks)
+					if (t - c->ping_sent >= ping)
 						close_with(c, WS_CLOSE_GOING_AWAY, "ping timeout");
-				} else if (t - c->last_rx_tick >= srv->ping_ticks) {
+				} else if (t - c->last_rx >= ping) {
 					c->flags |= CONN_PING_OUT;
-					c->ping_tick = t;
+					c->ping_sent = t;
 					queue_frame(c, WS_OP_PING, NULL, 0);
 				}
 			}
-			if (srv->idle_ticks && c->state == CONN_OPEN &&
-			    t - c->last_msg_tick >= srv->idle_ticks)
+			if (idle && c->state == CONN_OPEN && t - c->last_msg >= idle)
 				close_with(c, WS_CLOSE_GOING_AWAY, "idle timeout");
 		}
 		/* an idle connection keeps no buffers; a busy one keeps them (no churn) */
-		if (c->out.len == 0 && c->out.data && t - c->last_rx_tick >= 2)
+		if (c->out.len == 0 && c->out.data && t - c->last_rx >= TRIM_AFTER_MS)
 			ws_buf_finish(&c->out);
-		if (!ws_rx_busy(&c->rx) && t - c->last_rx_tick >= 2)
+		if (!ws_rx_busy(&c->rx) && t - c->last_rx >= TRIM_AFTER_MS)
 			ws_rx_trim(&c->rx);
 	}
 	ws_conn_flush_all(srv);
@@ -651,7 +696,8 @@ room_for(struct ws_conn *c, size_t n)
 {
 	if (c->state != CONN_OPEN || (c->flags & CONN_DEAD))
 		return false;
-	if ((uint64_t)c->out.len + n <= c->srv->cfg->send_queue)
+	/* a message alone is bounded by its maker; the queue bounds what piles up */
+	if (c->out.len == 0 || (uint64_t)c->out.len + n <= c->srv->cfg->send_queue)
 		return true;
 	c->srv->metrics.slow_consumers++;
 	ws_log(WS_LOG_INFO, "slow-consumer id=%llu addr=%s queued=%u", (unsigned long long)c->id,

@@ -202,6 +202,8 @@ deliver(struct ws_rx *rx, uint8_t *p, size_t n, const struct ws_rx_handler *h,
 static int
 payload(struct ws_rx *rx, uint8_t *p, size_t n, struct ws_rx_error *err)
 {
+	if (n == 0)
+		return 0;
 	ws_frame_unmask(p, n, rx->mask, rx->mask_off);
 	rx->mask_off = (uint8_t)((rx->mask_off + n) & 3);
 	rx->remaining -= n;

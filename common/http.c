@@ -35,6 +35,8 @@ struct parse_ctx {
 	struct ws_slice *value;  /* where the current header's value goes */
 	struct ws_slice url;
 	bool done;
+	bool in_value;           /* a value callback came for the current field */
+	bool folded;             /* obs-fold seen: rejected (RFC 7230 3.2.4) */
 };
 
 static bool
@@ -74,6 +76,7 @@ on_field(http_parser *hp, const char *at, size_t n)
 		{ "Authorization", offsetof(struct ws_http_request, authorization) },
 	};
 	c->value = NULL;
+	c->in_value = false;
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
 		if (field_is(c->field, known[i].name)) {
 			struct ws_slice *s = (struct ws_slice *)((char *)r + known[i].off);
@@ -90,9 +93,32 @@ static int
 on_value(http_parser *hp, const char *at, size_t n)
 {
 	struct parse_ctx *c = hp->data;
+	/* a second value piece for one field is a folded line */
+	if (c->in_value)
+		c->folded = true;
+	c->in_value = true;
+	/* optional whitespace around a value is not part of it (RFC 7230 3.2) */
+	while (n && (*at == ' ' || *at == '\t')) {
+		at++;
+		n--;
+	}
+	while (n && (at[n - 1] == ' ' || at[n - 1] == '\t'))
+		n--;
 	if (c->value)
 		*c->value = (struct ws_slice){ at, n };
 	return 0;
+}
+
+/* The request line must end in "HTTP/d.d" (Debian's parser is lenient there). */
+static bool
+version_ok(const char *p, size_t n)
+{
+	const char *eol = memchr(p, '\r', n);
+	if (!eol || eol - p < 9)
+		return false;
+	const char *v = eol - 8;
+	return memcmp(v, "HTTP/", 5) == 0 && v[5] >= '0' && v[5] <= '9' && v[6] == '.' &&
+	       v[7] >= '0' && v[7] <= '9' && v[-1] == ' ';
 }
 
 static int
@@ -119,7 +145,7 @@ ws_http_parse(const char *p, size_t n, struct ws_http_request *req)
 	http_parser_init(&hp, HTTP_REQUEST);
 	hp.data = &c;
 	http_parser_execute(&hp, &settings, p, n);
-	if (!c.done || !c.url.p)
+	if (!c.done || !c.url.p || c.folded || !version_ok(p, n))
 		return false;
 
 	req->method = http_method_str((enum http_method)hp.method);
@@ -281,10 +307,12 @@ hexval(char c)
 	return -1;
 }
 
-bool
+enum ws_http_arg
 ws_http_query_arg(const struct ws_http_request *req, const char *name,
 		  char *out, size_t cap)
 {
+	if (!req->query.p)
+		return WS_HTTP_ARG_ABSENT;
 	size_t nl = strlen(name);
 	const char *q = req->query.p, *end = q + req->query.n;
 	while (q && q < end) {
@@ -300,20 +328,20 @@ ws_http_query_arg(const struct ws_http_request *req, const char *name,
 					int hi = s + 2 < e ? hexval(s[1]) : -1;
 					int lo = s + 2 < e ? hexval(s[2]) : -1;
 					if (hi < 0 || lo < 0)
-						return false;
+						return WS_HTTP_ARG_INVALID;
 					c = hi << 4 | lo;
 					s += 2;
 				}
 				if (c == 0 || o + 1 >= cap)
-					return false;
+					return WS_HTTP_ARG_INVALID;
 				out[o++] = (char)c;
 			}
 			out[o] = '\0';
-			return true;
+			return WS_HTTP_ARG_FOUND;
 		}
 		q = amp ? amp + 1 : NULL;
 	}
-	return false;
+	return WS_HTTP_ARG_ABSENT;
 }
 
 const char *

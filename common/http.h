@@ -58,13 +58,18 @@ int ws_http_check_upgrade(const struct ws_http_request *req, const char **why,
 /* Sec-WebSocket-Accept for a key: 28 characters and a NUL. */
 void ws_http_accept_key(struct ws_slice key, char out[29]);
 
+enum ws_http_arg {
+	WS_HTTP_ARG_ABSENT = 0,
+	WS_HTTP_ARG_FOUND = 1,
+	WS_HTTP_ARG_INVALID = -1,  /* too long for out, a bad %-escape, or a NUL byte */
+};
+
 /*
  * Copies the URL-decoded value of query argument `name` (without '=') into
- * out (NUL-terminated). The first of repeated names wins. Returns false when
- * absent, or when the value does not fit or decodes to a NUL byte.
+ * out (NUL-terminated). The first of repeated names wins.
  */
-bool ws_http_query_arg(const struct ws_http_request *req, const char *name,
-		       char *out, size_t cap);
+enum ws_http_arg ws_http_query_arg(const struct ws_http_request *req, const char *name,
+				   char *out, size_t cap);
 
 /* Case-insensitive: does the comma-separated header value hold this token? */
 bool ws_http_has_token(struct ws_slice value, const char *token);

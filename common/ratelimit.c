@@ -6,7 +6,7 @@ void
 ws_rate_init(struct ws_rate *r, const struct ws_rate_config *cfg, uint64_t now_ms)
 {
 	r->last_ms = now_ms;
-	r->milli_tokens = cfg->burst * 1000u;
+	r->milli_tokens = (uint64_t)cfg->burst * 1000u;
 	r->dropped = 0;
 }
 
@@ -20,7 +20,7 @@ ws_rate_take(struct ws_rate *r, const struct ws_rate_config *cfg, uint64_t now_m
 	if (now_ms > r->last_ms) {
 		/* rate tokens per second is rate milli-tokens per millisecond */
 		uint64_t t = r->milli_tokens + (now_ms - r->last_ms) * cfg->rate;
-		r->milli_tokens = (uint32_t)(t > cap ? cap : t);
+		r->milli_tokens = t > cap ? cap : t;
 		r->last_ms = now_ms;
 	}
 	if (r->milli_tokens >= cap)

@@ -19,7 +19,7 @@ struct ws_rate_config {
 
 struct ws_rate {
 	uint64_t last_ms;
-	uint32_t milli_tokens;  /* tokens * 1000 */
+	uint64_t milli_tokens;  /* tokens * 1000 */
 	uint32_t dropped;       /* since the bucket was last full */
 };
 

@@ -4,7 +4,9 @@
  * keepalive and idle limits, and one shutdown path (stop accepting, close
  * every client 1001, wait up to --drain-timeout, destroy the context).
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +22,12 @@ extern char **environ;
 #include "page.h"
 #include "server_private.h"
 
-#define SWEEP_US (1000 * 1000)
+/* Keepalive and idle limits are checked this often, or more often for short ones. */
+#define SWEEP_MAX_MS 1000u
+#define SWEEP_MIN_MS 50u
+
+/* Output past which a peer that does not read is no longer read either. */
+#define RX_PAUSE_MAX (256u * 1024u)
 
 /* Only for the poll() fallback, where lws cannot hand signals to the loop. */
 static volatile sig_atomic_t fallback_signal;
@@ -64,6 +71,11 @@ stop_cb(lws_sorted_usec_list_t *sul)
 	struct ws_server *srv = lws_container_of(sul, struct ws_server, stop_sul);
 	ws_log(WS_LOG_INFO, "stop open=%llu",
 	       (unsigned long long)srv->metrics.connections_open);
+	ws_conn_close_all_apps(srv);
+	if (srv->app->stop && !srv->app_stopped) {
+		srv->app_stopped = true;
+		srv->app->stop(srv->app_state);
+	}
 	/* under libuv this is what ends the loop; the caller destroys again after */
 	if (srv->uv)
 		lws_context_destroy(srv->ctx);
@@ -132,9 +144,16 @@ static void
 sweep_cb(lws_sorted_usec_list_t *sul)
 {
 	struct ws_server *srv = lws_container_of(sul, struct ws_server, sweep_sul);
-	srv->tick++;
+	ws_server_clock(srv);
 	ws_conn_sweep(srv);
-	lws_sul_schedule(srv->ctx, 0, &srv->sweep_sul, sweep_cb, SWEEP_US);
+	lws_sul_schedule(srv->ctx, 0, &srv->sweep_sul, sweep_cb,
+			 (lws_usec_t)srv->sweep_ms * 1000);
+}
+
+void
+ws_server_clock(struct ws_server *srv)
+{
+	srv->now = (uint32_t)(ws_rate_now_ms() - srv->started_ms);
 }
 
 bool
@@ -218,6 +237,64 @@ create_context(struct ws_server *srv, const struct lws_protocols *protocols)
 }
 
 static bool
+listen_one(struct ws_server *srv, const struct lws_protocols *protocols, const char *addr)
+{
+	struct lws_context_creation_info vi;
+	memset(&vi, 0, sizeof(vi));
+	vi.vhost_name = addr;
+	vi.port = (int)srv->cfg->port;
+	/* "::" means every address of both families: lws's default */
+	vi.iface = strcmp(addr, "::") == 0 ? NULL : addr;
+	vi.protocols = protocols;
+	vi.options = LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
+	vi.listen_accept_role = "raw-skt";
+	vi.listen_accept_protocol = protocols[0].name;
+	struct lws_vhost *vh = lws_create_vhost(srv->ctx, &vi);
+	if (!vh) {
+		ws_log(WS_LOG_ERROR, "listen host=%s port=%u failed=yes", addr, srv->cfg->port);
+		return false;
+	}
+	if (!srv->vhost)
+		srv->vhost = vh;
+	ws_log(WS_LOG_INFO, "listen server=%s host=%s port=%d loop=%s", srv->app->name, addr,
+	       lws_get_vhost_listen_port(vh), srv->uv ? "libuv" : "poll");
+	return true;
+}
+
+/* A name ("localhost") listens on each address it resolves to; lws takes literals. */
+static bool
+listen_host(struct ws_server *srv, const struct lws_protocols *protocols, const char *host)
+{
+	struct in6_addr a6;
+	if (inet_pton(AF_INET, host, &a6) == 1 || inet_pton(AF_INET6, host, &a6) == 1)
+		return listen_one(srv, protocols, host);
+	struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res;
+	if (getaddrinfo(host, NULL, &hints, &res) != 0)
+		return listen_one(srv, protocols, host); /* perhaps an interface name */
+	bool ok = true;
+	char seen[8][INET6_ADDRSTRLEN];
+	int nseen = 0;
+	for (struct addrinfo *ai = res; ai && ok && nseen < 8; ai = ai->ai_next) {
+		char text[INET6_ADDRSTRLEN];
+		const void *src = ai->ai_family == AF_INET
+					  ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
+					  : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
+		if (!inet_ntop(ai->ai_family, src, text, sizeof(text)))
+			continue;
+		bool dup = false;
+		for (int i = 0; i < nseen && !dup; i++)
+			dup = strcmp(seen[i], text) == 0;
+		if (dup)
+			continue;
+		strcpy(seen[nseen++], text);
+		ok = listen_one(srv, protocols, text);
+	}
+	freeaddrinfo(res);
+	return ok;
+}
+
+static bool
 listen_all(struct ws_server *srv, const struct lws_protocols *protocols)
 {
 	char *hosts = strdup(srv->cfg->host);
@@ -225,28 +302,8 @@ listen_all(struct ws_server *srv, const struct lws_protocols *protocols)
 		return false;
 	bool ok = true;
 	char *save = NULL;
-	for (char *h = strtok_r(hosts, ",", &save); ok && h; h = strtok_r(NULL, ",", &save)) {
-		struct lws_context_creation_info vi;
-		memset(&vi, 0, sizeof(vi));
-		vi.vhost_name = h;
-		vi.port = (int)srv->cfg->port;
-		/* "::" means every address of both families: lws's default */
-		vi.iface = strcmp(h, "::") == 0 ? NULL : h;
-		vi.protocols = protocols;
-		vi.options = LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
-		vi.listen_accept_role = "raw-skt";
-		vi.listen_accept_protocol = protocols[0].name;
-		struct lws_vhost *vh = lws_create_vhost(srv->ctx, &vi);
-		if (!vh) {
-			ws_log(WS_LOG_ERROR, "listen host=%s port=%u failed=yes", h, srv->cfg->port);
-			ok = false;
-			break;
-		}
-		if (!srv->vhost)
-			srv->vhost = vh;
-		ws_log(WS_LOG_INFO, "listen server=%s host=%s port=%d loop=%s", srv->app->name, h,
-		       lws_get_vhost_listen_port(vh), srv->uv ? "libuv" : "poll");
-	}
+	for (char *h = strtok_r(hosts, ",", &save); ok && h; h = strtok_r(NULL, ",", &save))
+		ok = listen_host(srv, protocols, h);
 	free(hosts);
 	return ok;
 }
@@ -268,8 +325,10 @@ ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config 
 		.cfg = cfg,
 		.started_ms = ws_rate_now_ms(),
 		.rate = { cfg->rate_limit, cfg->rate_burst },
-		.ping_ticks = (cfg->ping_interval_ms + 999) / 1000,
-		.idle_ticks = (cfg->idle_timeout_ms + 999) / 1000,
+		.sweep_ms = SWEEP_MAX_MS,
+		/* stop reading a peer at half its queue, so echoing never overflows it */
+		.pause_bytes = cfg->send_queue / 2 < RX_PAUSE_MAX ? (uint32_t)(cfg->send_queue / 2)
+								  : RX_PAUSE_MAX,
 	};
 
 	signal(SIGPIPE, SIG_IGN);
@@ -298,7 +357,14 @@ ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config 
 	int err = ws_notify_ready(cfg->notify_fd);
 	if (err)
 		ws_log(WS_LOG_WARN, "notify failed=yes error=\"%s\"", strerror(-err));
-	lws_sul_schedule(srv->ctx, 0, &srv->sweep_sul, sweep_cb, SWEEP_US);
+	/* a quarter of the shortest limit keeps its error under a quarter */
+	uint32_t shortest = SWEEP_MAX_MS * 4;
+	if (cfg->ping_interval_ms && cfg->ping_interval_ms < shortest)
+		shortest = cfg->ping_interval_ms;
+	if (cfg->idle_timeout_ms && cfg->idle_timeout_ms < shortest)
+		shortest = cfg->idle_timeout_ms;
+	srv->sweep_ms = shortest / 4 < SWEEP_MIN_MS ? SWEEP_MIN_MS : shortest / 4;
+	lws_sul_schedule(srv->ctx, 0, &srv->sweep_sul, sweep_cb, (lws_usec_t)srv->sweep_ms * 1000);
 #ifndef NDEBUG
 	if (cfg->debug_exec_after_start) {
 		/* proves the self-sandbox: under it this call kills the process */
@@ -318,6 +384,12 @@ ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config 
 	}
 	status = WS_EXIT_OK;
 out:
+	if (srv->ctx)
+		ws_conn_close_all_apps(srv);
+	if (srv->ctx && app->stop && !srv->app_stopped) {
+		srv->app_stopped = true;
+		app->stop(app_state);
+	}
 	if (srv->ctx)
 		lws_context_destroy(srv->ctx);
 	ws_buf_finish(&srv->scratch);

@@ -53,6 +53,11 @@ struct ws_app {
 	 * a filter that cannot be installed is an error, not a warning.
 	 */
 	int (*confine)(void *app, const struct ws_config *cfg);
+	/*
+	 * Optional. The loop is about to end (drained, or start-up failed after
+	 * start): the last moment to release watches and timers.
+	 */
+	void (*stop)(void *app);
 	/* Optional. Runs after ws_server_defer(), once per loop turn that asked. */
 	void (*deferred)(void *app);
 	/* Optional. Appends server-specific lines to /metrics. */

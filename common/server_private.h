@@ -44,9 +44,10 @@ struct ws_conn {
 	uint64_t bytes_in, bytes_out;
 	uint64_t opened_ms;
 	int fd;
-	uint32_t last_rx_tick;         /* any frame, pongs included */
-	uint32_t last_msg_tick;        /* a whole message */
-	uint32_t ping_tick;
+	/* times in ms since the server started (srv->now), wrapping safely */
+	uint32_t last_rx;              /* any bytes, pongs included */
+	uint32_t last_msg;             /* a whole message */
+	uint32_t ping_sent;
 	uint16_t close_code;           /* for metrics and the log line */
 	uint8_t state;
 	uint8_t flags;
@@ -69,11 +70,13 @@ struct ws_server {
 	struct ip_slot **ip_table;      /* per-address counts, when limited */
 	uint64_t next_id;
 	uint64_t started_ms;
-	uint32_t tick;                  /* seconds since start, advanced by the sweep */
+	uint32_t now;                   /* ms since start; refreshed per read and per sweep */
+	uint32_t sweep_ms;              /* keepalive/idle/trim sweep period */
 	uint32_t sockets;               /* accepted sockets, HTTP included */
-	uint32_t ping_ticks, idle_ticks;
+	uint32_t pause_bytes;           /* queued output past which a peer is not read */
 	bool draining;
 	bool stopping;
+	bool app_stopped;               /* ws_app.stop has run */
 	bool uv;
 	lws_sorted_usec_list_t sweep_sul;
 	lws_sorted_usec_list_t drain_sul;
@@ -90,12 +93,15 @@ void ws_conn_flush_all(struct ws_server *srv);
 void ws_conn_sweep(struct ws_server *srv);
 void ws_conn_drain_all(struct ws_server *srv);
 void ws_conn_ip_table_free(struct ws_server *srv);
+/* Tells the server of every still-open connection's end, before the loop stops. */
+void ws_conn_close_all_apps(struct ws_server *srv);
 
 /* watch.c */
 int ws_watch_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 		      void *in, size_t len);
 
 /* server.c */
+void ws_server_clock(struct ws_server *srv);
 bool ws_server_builtin_http(struct ws_server *srv, struct ws_conn *c,
 			    const struct ws_http_request *req);
 void ws_server_conn_gone(struct ws_server *srv);

@@ -35,6 +35,8 @@ lead(uint8_t b)
 uint32_t
 ws_utf8_validate(uint32_t state, const uint8_t *p, size_t n)
 {
+	if (state == WS_UTF8_REJECT)
+		return state;
 	size_t i = 0;
 	while (i < n) {
 		if (state == WS_UTF8_ACCEPT) {

@@ -1,4 +1,4 @@
-#define _GNU_SOURCE /* signalfd, pipe2, execvpe, close_range */
+#define _GNU_SOURCE /* signalfd, pipe2, close_range */
 #include "exec.h"
 
 #include <dirent.h>
@@ -371,6 +371,47 @@ close_pair(int p[2])
 		close(p[1]);
 }
 
+/*
+ * execvpe, but searching the PATH of the command's own environment (the
+ * server's may differ). Returns only on failure, with errno set.
+ */
+static void
+exec_path(char *const argv[], char *const envp[])
+{
+	const char *file = argv[0];
+	if (strchr(file, '/')) {
+		execve(file, argv, envp);
+		return;
+	}
+	const char *path = "/usr/local/bin:/usr/bin:/bin";
+	for (char *const *e = envp; *e; e++) {
+		if (strncmp(*e, "PATH=", 5) == 0)
+			path = *e + 5;
+	}
+	int err = ENOENT;
+	char full[4096];
+	for (const char *p = path;; p++) {
+		const char *colon = strchr(p, ':');
+		size_t dl = colon ? (size_t)(colon - p) : strlen(p);
+		if (dl + 1 + strlen(file) < sizeof(full)) {
+			/* an empty entry means the working directory */
+			int n = snprintf(full, sizeof(full), "%.*s%s%s", (int)dl, p, dl ? "/" : "",
+					 file);
+			if (n > 0) {
+				execve(full, argv, envp);
+				if (errno == EACCES)
+					err = EACCES;
+				else if (errno != ENOENT && errno != ENOTDIR)
+					return;
+			}
+		}
+		if (!colon)
+			break;
+		p = colon;
+	}
+	errno = err;
+}
+
 /* The child: pipes in place, sandbox, exec. Never returns. */
 static void __attribute__((noreturn))
 child(struct rpc_engine *e, const struct rpc_exec_spec *spec, int in[2], int out[2],
@@ -398,7 +439,7 @@ child(struct rpc_engine *e, const struct rpc_exec_spec *spec, int in[2], int out
 		snprintf(msg, sizeof(msg), "cwd %s: %s", spec->cwd, strerror(errno));
 		goto fail;
 	}
-	execvpe(spec->argv[0], spec->argv, spec->envp);
+	exec_path(spec->argv, spec->envp);
 	int en = errno;
 	dprintf(2, "%s: %s\n", spec->argv[0], en == ENOENT ? "command not found" : strerror(en));
 	_exit(en == ENOENT ? 127 : 126);

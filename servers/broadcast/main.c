@@ -192,25 +192,26 @@ struct join_args {
 static bool
 join_args(const struct ws_http_request *req, struct join_args *a, const char **why)
 {
-	char buf[256];
+	char buf[NAME_MAX_LEN + 1];
+	enum ws_http_arg r;
 	*a = (struct join_args){ .room = "default" };
-	if (ws_http_query_arg(req, "id", buf, sizeof(buf))) {
-		if (!name_valid(buf)) {
+	if ((r = ws_http_query_arg(req, "id", buf, sizeof(buf)))) {
+		if (r < 0 || !name_valid(buf)) {
 			*why = "invalid room: use 1-64 of A-Za-z0-9._:-";
 			return false;
 		}
 		strcpy(a->room, buf);
 	}
-	if (ws_http_query_arg(req, "user", buf, sizeof(buf))) {
-		if (!name_valid(buf)) {
+	if ((r = ws_http_query_arg(req, "user", buf, sizeof(buf)))) {
+		if (r < 0 || !name_valid(buf)) {
 			*why = "invalid user: use 1-64 of A-Za-z0-9._:-";
 			return false;
 		}
 		strcpy(a->user, buf);
 		a->has_user = true;
 	}
-	if (ws_http_query_arg(req, "since", buf, sizeof(buf))) {
-		if (!ws_config_parse_uint(buf, &a->since)) {
+	if ((r = ws_http_query_arg(req, "since", buf, sizeof(buf)))) {
+		if (r < 0 || !ws_config_parse_uint(buf, &a->since)) {
 			*why = "invalid since: use a seq number";
 			return false;
 		}
@@ -539,6 +540,8 @@ main(int argc, char **argv)
 		return WS_EXIT_OK;
 	case WS_CONFIG_ERROR:
 		return WS_EXIT_USAGE;
+	case WS_CONFIG_SYSTEM:
+		return WS_EXIT_SYSTEM;
 	}
 	ws_log_init(cfg.level, cfg.format);
 

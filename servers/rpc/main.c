@@ -51,6 +51,14 @@ rpc_confine(void *app, const struct ws_config *cfg)
 }
 
 static void
+rpc_stop(void *app)
+{
+	struct rpc_server *r = app;
+	rpc_engine_destroy(r->hub.engine);
+	r->hub.engine = NULL;
+}
+
+static void
 rpc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 {
 	struct rpc_server *r = app;
@@ -177,6 +185,8 @@ main(int argc, char **argv)
 		return WS_EXIT_OK;
 	case WS_CONFIG_ERROR:
 		return WS_EXIT_USAGE;
+	case WS_CONFIG_SYSTEM:
+		return WS_EXIT_SYSTEM;
 	}
 	if (!cfg.token && !r.opt.no_auth) {
 		fprintf(stderr, "error: ws-rpc runs commands: give --token-file (or WS_TOKEN), "
@@ -219,6 +229,7 @@ main(int argc, char **argv)
 		.name = "ws-rpc",
 		.start = rpc_start,
 		.confine = rpc_confine,
+		.stop = rpc_stop,
 		.open = rpc_open,
 		.message = rpc_message,
 		.rate_limited = rpc_rate_limited,
@@ -228,7 +239,6 @@ main(int argc, char **argv)
 		.subprotocols = subprotocols,
 	};
 	int status = ws_server_run(&app, &r, &cfg);
-	rpc_engine_destroy(r.hub.engine);
 	json_decref(r.limits.described);
 	if (r.opt.allow_command)
 		regfree(&r.allow);
