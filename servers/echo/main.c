@@ -32,6 +32,8 @@ main(int argc, char **argv)
 		return WS_EXIT_OK;
 	case WS_CONFIG_ERROR:
 		return WS_EXIT_USAGE;
+	case WS_CONFIG_SYSTEM:
+		return WS_EXIT_SYSTEM;
 	}
 	ws_log_init(cfg.level, cfg.format);
 	return ws_server_run(&echo_app, NULL, &cfg);
