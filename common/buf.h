@@ -25,16 +25,17 @@ void ws_buf_consume(struct ws_buf *b, size_t n);
 /* Frees the storage; the buffer is empty and reusable afterwards. */
 void ws_buf_finish(struct ws_buf *b);
 
+/* NULL for a buffer that never held anything (no arithmetic on NULL). */
 static inline uint8_t *
 ws_buf_begin(const struct ws_buf *b)
 {
-	return b->data + b->head;
+	return b->data ? b->data + b->head : NULL;
 }
 
 static inline uint8_t *
 ws_buf_end(const struct ws_buf *b)
 {
-	return b->data + b->head + b->len;
+	return b->data ? b->data + b->head + b->len : NULL;
 }
 
 #endif

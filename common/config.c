@@ -206,11 +206,19 @@ apply(const struct ws_option *o, void *target, const char *v, const char *from,
 		*(bool *)dst = b;
 		return true;
 	case WS_OPT_LIST:
-		if (!from_env)
+		if (!from_env) {
+			/* the command line's list replaces the environment's */
+			struct ws_strlist *l = dst;
+			if (l->n && !l->from_flags)
+				l->n = 0;
+			l->from_flags = true;
 			return list_add(dst, v);
+		}
 		/* a comma-separated variable: split into its own copy */
 		for (char *s = strdup(v), *save = NULL, *t = strtok_r(s, ",", &save); t;
 		     t = strtok_r(NULL, ",", &save)) {
+			t += strspn(t, " \t");
+			t[strcspn(t, " \t")] = '\0';
 			if (*t && !list_add(dst, t))
 				return false;
 		}
@@ -260,7 +268,13 @@ read_token_file(struct ws_config *cfg)
 	}
 	char line[1024];
 	bool ok = fgets(line, sizeof(line), f) != NULL;
+	bool whole = ok && (strchr(line, '\n') || feof(f));
 	fclose(f);
+	if (ok && !whole) {
+		fprintf(stderr, "error: --token-file: '%s': the token is longer than %zu bytes\n",
+			cfg->token_file, sizeof(line) - 2);
+		return false;
+	}
 	line[strcspn(line, "\r\n")] = '\0';
 	if (!ok || !*line) {
 		fprintf(stderr, "error: --token-file: '%s' holds no token\n", cfg->token_file);

@@ -29,6 +29,7 @@ enum ws_opt_type {
 struct ws_strlist {
 	const char **v;
 	size_t n;
+	bool from_flags;  /* the command line has given items (they replace the env's) */
 };
 
 struct ws_option {

@@ -218,8 +218,9 @@ payload(struct ws_rx *rx, uint8_t *p, size_t n, struct ws_rx_error *err)
 		if (rx->utf8 == WS_UTF8_REJECT)
 			return fail(err, WS_CLOSE_INVALID_DATA, "invalid UTF-8");
 	}
-	memcpy(ws_buf_end(&rx->msg), p, n);
-	rx->msg.len += (uint32_t)n;
+	/* grown as bytes arrive, not as headers promise: a header costs nothing */
+	if (!ws_buf_append(&rx->msg, p, n))
+		return fail(err, WS_CLOSE_INTERNAL, "out of memory");
 	return 0;
 }
 
@@ -310,10 +311,7 @@ ws_rx_feed(struct ws_rx *rx, uint64_t max_message, uint8_t *p, size_t n,
 				continue;
 			}
 			rx->direct = rx->opcode < WS_OP_CLOSE;
-			if (rx->direct) {
-				if (!ws_buf_reserve(&rx->msg, len))
-					return fail(err, WS_CLOSE_INTERNAL, "out of memory");
-			} else if (!(rx->ctl = malloc(CONTROL_MAX))) {
+			if (!rx->direct && !(rx->ctl = malloc(CONTROL_MAX))) {
 				return fail(err, WS_CLOSE_INTERNAL, "out of memory");
 			}
 		}

@@ -311,7 +311,7 @@ enum ws_http_arg
 ws_http_query_arg(const struct ws_http_request *req, const char *name,
 		  char *out, size_t cap)
 {
-	if (!req->query.p)
+	if (!req->query.p || cap == 0)
 		return WS_HTTP_ARG_ABSENT;
 	size_t nl = strlen(name);
 	const char *q = req->query.p, *end = q + req->query.n;
