@@ -682,8 +682,8 @@ ws_conn_drain_all(struct ws_server *srv)
 	for (struct ws_conn *c = srv->conns; c; c = c->next) {
 		if (c->state == CONN_OPEN)
 			close_with(c, WS_CLOSE_GOING_AWAY, "going away");
-		else if (c->state == CONN_HTTP)
-			kill_async(c);
+		else if (!(c->flags & CONN_WS))
+			kill_async(c); /* a request half read, or an answer the client holds open */
 	}
 	ws_conn_flush_all(srv);
 }

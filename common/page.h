@@ -1,6 +1,7 @@
 /*
- * page: the small HTML page served at GET /, so a person can try a server
- * from a browser (and the Sandbox SDK's waitForPort probe gets its 200).
+ * page: the demo page (container/demo/index.html, embedded at build time)
+ * served at GET /, so a person can try the servers from a browser (and the
+ * Sandbox SDK's waitForPort probe gets its 200).
  */
 #ifndef WS_PAGE_H
 #define WS_PAGE_H

@@ -254,8 +254,6 @@ listen_one(struct ws_server *srv, const struct lws_protocols *protocols, const c
 		ws_log(WS_LOG_ERROR, "listen host=%s port=%u failed=yes", addr, srv->cfg->port);
 		return false;
 	}
-	if (!srv->vhost)
-		srv->vhost = vh;
 	ws_log(WS_LOG_INFO, "listen server=%s host=%s port=%d loop=%s", srv->app->name, addr,
 	       lws_get_vhost_listen_port(vh), srv->uv ? "libuv" : "poll");
 	return true;
@@ -337,6 +335,7 @@ ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config 
 	raise_nofile(cfg->max_connections);
 
 	int status = WS_EXIT_SYSTEM;
+	srv->protocols = protocols;
 	srv->ctx = create_context(srv, protocols);
 	if (!srv->ctx) {
 		ws_log(WS_LOG_ERROR, "start failed=lws_create_context");

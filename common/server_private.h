@@ -62,7 +62,8 @@ struct ws_server {
 	void *app_state;
 	const struct ws_config *cfg;
 	struct lws_context *ctx;
-	struct lws_vhost *vhost;        /* the first; adopted descriptors live there */
+	struct lws_vhost *watch_vhost;  /* listens nowhere; adopted descriptors live there */
+	const struct lws_protocols *protocols;
 	struct ws_metrics metrics;
 	struct ws_rate_config rate;
 	struct ws_conn *conns;          /* head of the list of all connections */

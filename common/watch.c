@@ -1,6 +1,7 @@
 #include "watch.h"
 
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "log.h"
@@ -14,6 +15,24 @@ struct ws_watch {
 	bool closing;
 };
 
+/*
+ * Descriptors are adopted on a vhost of their own: the listening ones apply
+ * their raw-socket accept role to everything adopted on them.
+ */
+static struct lws_vhost *
+watch_vhost(struct ws_server *srv)
+{
+	if (srv->watch_vhost)
+		return srv->watch_vhost;
+	struct lws_context_creation_info vi;
+	memset(&vi, 0, sizeof(vi));
+	vi.vhost_name = "ws-watch";
+	vi.port = CONTEXT_PORT_NO_LISTEN;
+	vi.protocols = srv->protocols;
+	srv->watch_vhost = lws_create_vhost(srv->ctx, &vi);
+	return srv->watch_vhost;
+}
+
 struct ws_watch *
 ws_watch_create(struct ws_server *srv, int fd, ws_watch_fn fn, void *arg)
 {
@@ -24,8 +43,9 @@ ws_watch_create(struct ws_server *srv, int fd, ws_watch_fn fn, void *arg)
 	}
 	*w = (struct ws_watch){ .fn = fn, .arg = arg, .fd = fd };
 	lws_sock_file_fd_type d = { .filefd = fd };
-	w->wsi = lws_adopt_descriptor_vhost(srv->vhost, LWS_ADOPT_RAW_FILE_DESC, d,
-					    "ws-watch", NULL);
+	struct lws_vhost *vh = watch_vhost(srv);
+	w->wsi = vh ? lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, d, "ws-watch", NULL)
+		    : NULL;
 	if (!w->wsi) {
 		ws_log(WS_LOG_ERROR, "watch fd=%d failed=adopt", fd);
 		close(fd);

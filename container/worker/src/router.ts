@@ -1,0 +1,135 @@
+/*
+ * The Worker's routing, apart from the Sandbox SDK so that tests can run it
+ * in workerd against servers on loopback (tests/container/relay/): the
+ * Backend decides where a WebSocket goes; everything else is here.
+ *
+ *   GET /                   the demo page
+ *   /ws/echo?sandbox=ID     -> ws-echo on 8080
+ *   /ws/broadcast?...       -> ws-broadcast on 8081 (?id= is the room there)
+ *   /ws/json?...            -> ws-rpc on 8082
+ *
+ * The sandbox is named by ?sandbox=, else by ?id=, else "default". Every
+ * /ws/ request needs the token (Authorization: Bearer T, or ?token=T for
+ * browsers) before anything starts: 401 otherwise. The request goes on to
+ * the server unchanged (path, query, headers), as wsConnect() sends it.
+ */
+
+export interface ServerRoute {
+  /** the path the Worker answers */
+  path: string;
+  /** the program inside the container */
+  program: "ws-echo" | "ws-broadcast" | "ws-rpc";
+  /** its port in the container (never 3000: the Sandbox control plane's) */
+  port: number;
+}
+
+export const ROUTES: readonly ServerRoute[] = [
+  { path: "/ws/echo", program: "ws-echo", port: 8080 },
+  { path: "/ws/broadcast", program: "ws-broadcast", port: 8081 },
+  { path: "/ws/json", program: "ws-rpc", port: 8082 },
+];
+
+/** Where the servers are: the Sandbox SDK in production, loopback in tests. */
+export interface Backend {
+  /** Makes sure the route's server is running and ready; throws when it cannot be. */
+  ensure(sandboxId: string, route: ServerRoute): Promise<void>;
+  /** Hands the upgrade request to the server; resolves to the 101 (or the server's refusal). */
+  connect(sandboxId: string, route: ServerRoute, request: Request): Promise<Response>;
+}
+
+export interface RouterOptions {
+  /** the shared secret; when empty every /ws/ request is refused (500) */
+  token: string | undefined;
+  /** the demo page served at / */
+  page: string;
+  /** where errors go (console.error in a Worker) */
+  log?: (message: string, error?: unknown) => void;
+}
+
+const SANDBOX_ID = /^[A-Za-z0-9._:-]{1,64}$/;
+
+function text(status: number, body: string, headers: Record<string, string> = {}): Response {
+  return new Response(body + "\n", {
+    status,
+    headers: { "content-type": "text/plain; charset=utf-8", "cache-control": "no-store", ...headers },
+  });
+}
+
+/** The token the client presented: Authorization: Bearer, else ?token=. */
+export function presentedToken(request: Request, url: URL): string | null {
+  const auth = request.headers.get("authorization");
+  if (auth) {
+    const m = /^Bearer\s+(.+)$/i.exec(auth.trim());
+    return m ? m[1] : null;
+  }
+  return url.searchParams.get("token");
+}
+
+/** Compares in time that does not depend on where the strings differ (or their lengths). */
+export async function tokenMatches(presented: string, expected: string): Promise<boolean> {
+  const enc = new TextEncoder();
+  const [a, b] = await Promise.all([
+    crypto.subtle.digest("SHA-256", enc.encode(presented)),
+    crypto.subtle.digest("SHA-256", enc.encode(expected)),
+  ]);
+  const x = new Uint8Array(a);
+  const y = new Uint8Array(b);
+  let diff = 0;
+  for (let i = 0; i < x.length; i++) diff |= x[i] ^ y[i];
+  return diff === 0;
+}
+
+export function sandboxIdOf(url: URL): string {
+  return url.searchParams.get("sandbox") ?? url.searchParams.get("id") ?? "default";
+}
+
+export async function handle(request: Request, opts: RouterOptions, backend: Backend): Promise<Response> {
+  const url = new URL(request.url);
+  const log = opts.log ?? ((m: string, e?: unknown) => console.error(m, e));
+
+  if (url.pathname === "/" || url.pathname === "/index.html") {
+    if (request.method !== "GET" && request.method !== "HEAD") return text(405, "Method Not Allowed", { allow: "GET, HEAD" });
+    return new Response(request.method === "HEAD" ? null : opts.page, {
+      headers: { "content-type": "text/html; charset=utf-8", "cache-control": "no-cache" },
+    });
+  }
+
+  const route = ROUTES.find((r) => r.path === url.pathname);
+  if (!route) return text(404, "Not Found");
+
+  if (!opts.token) {
+    log("WS_TOKEN is not set: refusing every WebSocket (set it with `wrangler secret put WS_TOKEN`)");
+    return text(500, "Server misconfigured: no token");
+  }
+  const presented = presentedToken(request, url);
+  if (presented === null || !(await tokenMatches(presented, opts.token))) {
+    return text(401, "Unauthorized", { "www-authenticate": 'Bearer realm="sandbox-ws"' });
+  }
+
+  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+    return text(426, "Expected a WebSocket upgrade", { upgrade: "websocket" });
+  }
+
+  const sandboxId = sandboxIdOf(url);
+  if (!SANDBOX_ID.test(sandboxId)) return text(400, "Invalid sandbox id: use 1-64 of A-Za-z0-9._:-");
+
+  try {
+    await backend.ensure(sandboxId, route);
+  } catch (e) {
+    log(`${route.program} in sandbox ${sandboxId} could not be started`, e);
+    return text(503, "WebSocket server unavailable", { "retry-after": "1" });
+  }
+  try {
+    const response = await backend.connect(sandboxId, route, request);
+    // the server's own refusals (400, 401, 403, 503 when full) pass through;
+    // a gateway failure between here and the server does not
+    if (response.status === 500 || response.status === 502 || response.status === 504) {
+      log(`${route.program} in sandbox ${sandboxId} answered ${response.status}`);
+      return text(503, "WebSocket server unavailable", { "retry-after": "1" });
+    }
+    return response;
+  } catch (e) {
+    log(`${route.program} in sandbox ${sandboxId} could not be reached`, e);
+    return text(503, "WebSocket server unavailable", { "retry-after": "1" });
+  }
+}

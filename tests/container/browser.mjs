@@ -1,0 +1,159 @@
+// Browser: headless Chromium (Debian's, driven by playwright-core) opens the
+// demo page served by the relay Worker in workerd, echoes, chats between two
+// pages (members, counts, a server crash and the reconnect with since=), and
+// runs a command with streamed output, its exit code, and a kill.
+
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import { assert, assertEqual, until } from './lib/harness.mjs';
+import { Relay } from './lib/relay.mjs';
+import { Tree } from './lib/tree.mjs';
+
+const TOKEN = 'browser-token';
+const CHROMIUM = '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+const text = (page, sel) => page.locator(sel).innerText();
+
+export async function run(h, ctx) {
+  if (!existsSync(CHROMIUM)) {
+    await h.check('chromium is installed', () => { throw new Error(`${CHROMIUM} missing (apt-get install chromium)`); });
+    return;
+  }
+  const ports = { echo: ctx.port(30), broadcast: ctx.port(31), rpc: ctx.port(32) };
+  const tree = new Tree({ root: ctx.root, build: ctx.build, ports, env: { WS_RPC_TOKEN: TOKEN } });
+  ctx.cleanup(() => tree.cleanup());
+  const relay = new Relay({
+    root: ctx.root, here: ctx.here, token: TOKEN, listen: ctx.port(33),
+    ports: { 8080: ports.echo, 8081: ports.broadcast, 8082: ports.rpc },
+  });
+  ctx.cleanup(() => relay.cleanup());
+  const profile = mkdtempSync(join(tmpdir(), 'sandbox-ws-chromium-'));
+  ctx.cleanup(() => rmSync(profile, { recursive: true, force: true }));
+  let browser;
+  ctx.cleanup(() => browser?.close());
+  const sockets = []; // every WebSocket URL the pages opened
+
+  const up = await h.check('servers, relay Worker and Chromium start', async () => {
+    await tree.start();
+    await tree.waitReady();
+    await relay.start();
+    const t0 = performance.now();
+    browser = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 60_000,
+    });
+    browser.setDefaultTimeout(10_000);
+    h.note(`chromium launch: ${Math.round(performance.now() - t0)} ms`);
+  }, { timeout: 120_000 });
+  if (!up) return;
+
+  const pageUrl = `${relay.url}/?token=${TOKEN}&sandbox=browser`;
+  const open = async () => {
+    const page = await browser.newPage();
+    page.on('websocket', (ws) => sockets.push(ws.url()));
+    const r = await page.goto(pageUrl);
+    assertEqual(r.status(), 200, 'GET /');
+    await page.locator('#echo-status[data-state="open"]').waitFor();
+    await page.locator('#cmd-status[data-state="open"]').waitFor();
+    return page;
+  };
+
+  let a;
+  let b;
+  await h.check('the demo page loads from the Worker and connects echo and the console', async () => {
+    a = await open();
+  });
+  if (!a) return;
+
+  await h.check('echo panel: a message comes back', async () => {
+    await a.fill('#echo-input', 'hello from chromium');
+    await a.press('#echo-input', 'Enter');
+    await a.locator('#echo-log', { hasText: '< hello from chromium' }).waitFor();
+  });
+
+  const room = `browser-${process.pid}`;
+  const joinAs = async (page, name) => {
+    await page.fill('#chat-name', name);
+    await page.fill('#chat-room', room);
+    await page.click('#chat-join');
+    await page.locator('#chat-status[data-state="open"]').waitFor();
+  };
+  let seq = 0;
+  await h.check('chat between two pages: members, live count, messages with seq', async () => {
+    await joinAs(a, 'ann');
+    await until(5_000, async () => (await text(a, '#chat-count')) === '1', 'count 1 on ann');
+    b = await open();
+    await joinAs(b, 'ben');
+    await until(5_000, async () => (await text(a, '#chat-count')) === '2' && (await text(b, '#chat-count')) === '2',
+      'count 2 on both pages');
+    assert((await text(a, '#chat-members')).includes('ben'), 'ben in ann\'s member list');
+    await a.fill('#chat-input', 'hello ben');
+    await a.press('#chat-input', 'Enter');
+    await b.locator('#chat-log', { hasText: 'ann: hello ben' }).waitFor();
+    seq = Number(await text(b, '#chat-seq'));
+    assert(seq >= 1, `seq ${seq}`);
+    await b.close();
+    await until(5_000, async () => (await text(a, '#chat-count')) === '1', 'count back to 1 after ben left');
+    b = await open();
+    await joinAs(b, 'ben');
+    await until(5_000, async () => (await text(a, '#chat-count')) === '2', 'count 2 again');
+  }, { timeout: 40_000 });
+
+  await h.check('ws-broadcast killed: both pages reconnect by themselves with since=, seq continues', async () => {
+    const before = sockets.length;
+    const st = await tree.status('broadcast');
+    process.kill(st.pid, 'SIGKILL');
+    await until(10_000, async () => (await a.locator('#chat-status').getAttribute('data-state')) !== 'open', 'ann sees the loss');
+    await a.locator('#chat-status[data-state="open"]').waitFor({ timeout: 15_000 });
+    await b.locator('#chat-status[data-state="open"]').waitFor({ timeout: 15_000 });
+    await until(5_000, async () => (await text(a, '#chat-count')) === '2', 'count 2 after the reconnect');
+    const again = sockets.slice(before).filter((u) => u.includes('/ws/broadcast'));
+    assert(again.length >= 2 && again.every((u) => /[?&]since=\d+/.test(u)),
+      `reconnect URLs without since=: ${again.join(' ')}`);
+    await b.fill('#chat-input', 'back again');
+    await b.press('#chat-input', 'Enter');
+    await a.locator('#chat-log', { hasText: `[${seq + 1}] ben: back again` }).waitFor();
+    const lines = (await text(a, '#chat-log')).split('\n').filter((l) => l.includes('hello ben'));
+    assertEqual(lines.length, 1, 'the old message shown once (no replay after since)');
+  }, { timeout: 40_000 });
+
+  await h.check('command console: output streams in, then the exit code', async () => {
+    await a.fill('#cmd-input', 'for i in 1 2 3; do echo tick $i; sleep 0.4; done; exit 3');
+    await a.click('#cmd-run');
+    await a.locator('#cmd-log', { hasText: 'tick 1' }).waitFor();
+    assertEqual(await text(a, '#cmd-exit'), '…', 'exit code shown before the end');
+    assert(!(await text(a, '#cmd-log')).includes('tick 3'), 'all output at once: not streamed');
+    await until(5_000, async () => (await text(a, '#cmd-exit')) === '3', 'exit code 3');
+    assert((await text(a, '#cmd-log')).includes('tick 3'), 'last line');
+  });
+
+  await h.check('command console: kill stops a running command (143)', async () => {
+    await a.fill('#cmd-input', 'echo sleeping; sleep 30');
+    await a.click('#cmd-run');
+    await a.locator('#cmd-log', { hasText: 'sleeping' }).waitFor();
+    await a.click('#cmd-kill');
+    await until(5_000, async () => (await text(a, '#cmd-exit')) === '143', 'exit code 143');
+    assert((await text(a, '#cmd-info')).includes('SIGTERM'), 'signal shown');
+  });
+
+  await h.check('the echo panel reconnects with backoff after its server restarts', async () => {
+    const echoSockets = () => sockets.filter((u) => u.includes('/ws/echo')).length;
+    const before = echoSockets();
+    await tree.svcCmd('echo', '-r'); // SIGTERM: drain with 1001, s6 starts it again
+    await until(15_000, () => echoSockets() > before, 'a new echo WebSocket from the page');
+    await a.locator('#echo-status[data-state="open"]').waitFor({ timeout: 15_000 });
+    await a.fill('#echo-input', 'after restart');
+    await a.press('#echo-input', 'Enter');
+    await a.locator('#echo-log', { hasText: '< after restart' }).waitFor();
+  }, { timeout: 30_000 });
+
+  await h.check('browser, relay and tree stop', async () => {
+    await browser.close();
+    browser = null;
+    await relay.stop();
+    assertEqual((await tree.stop(10_000)).code, 0, 's6-svscan exit');
+  });
+}

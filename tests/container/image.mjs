@@ -1,0 +1,178 @@
+// Image: container/Dockerfile built with podman on a locally made Debian
+// base, run with --network host on test ports, all three servers used from
+// outside; the healthcheck, the users, `podman stop` (1001, exit 0 within
+// the grace period), the room database on its volume. Then the Sandbox
+// image's self-contained bundle (sandbox.Dockerfile) on a stand-in base.
+
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { broadcastCheck, Client, echoCheck, join as joinRoom, rpcCheck } from './lib/client.mjs';
+import { assert, assertEqual, until } from './lib/harness.mjs';
+import { BASE, baseImage, build, configure, logs, podman } from './lib/podman.mjs';
+
+const TOKEN = 'image-test-token';
+const IMAGE = 'localhost/sandbox-ws:test';
+const STANDIN = 'localhost/sandbox-ws-sandbox-standin:test';
+const GRACE = 10;
+
+async function healthz(port) {
+  const r = await fetch(`http://127.0.0.1:${port}/healthz`);
+  await r.arrayBuffer();
+  return r.status;
+}
+
+export async function run(h, ctx) {
+  mkdirSync(ctx.cache, { recursive: true });
+  configure(ctx.cache);
+  const tag = `${process.pid}`;
+  const name = `sandbox-ws-test-${tag}`;
+  const volume = `sandbox-ws-test-rooms-${tag}`;
+  const ports = { echo: ctx.port(0), broadcast: ctx.port(1), rpc: ctx.port(2) };
+  const u = (s, q = '') => `ws://127.0.0.1:${ports[s]}/${q}`;
+  ctx.cleanup(async () => {
+    await podman(['rm', '-f', '-t', '0', name, `${name}-2`, `${name}-standin`]).catch(() => {});
+    await podman(['volume', 'rm', '-f', volume]).catch(() => {});
+  });
+
+  const base = await h.check('base image: debootstrap minbase bookworm (cached tarball), imported as debian:bookworm(-slim)', async () => {
+    const t0 = performance.now();
+    const did = await baseImage(ctx.cache);
+    h.note(`base image: ${did}, ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }, { timeout: 900_000 });
+  if (!base) return;
+
+  const built = await h.check('podman build container/Dockerfile (--pull=never)', async () => {
+    const t0 = performance.now();
+    await build(ctx.root, { file: 'Dockerfile', tag: IMAGE, log: join(ctx.cache, 'build.log') });
+    h.note(`image build: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    const size = (await podman(['image', 'inspect', IMAGE, '--format', '{{.Size}}'])).trim();
+    h.note(`image size: ${(Number(size) / 1e6).toFixed(0)} MB (base ${(Number((await podman(['image', 'inspect', BASE, '--format', '{{.Size}}'])).trim()) / 1e6).toFixed(0)} MB)`);
+  }, { timeout: 900_000 });
+  if (!built) return;
+
+  await h.check('image metadata: ports, volume, healthcheck, s6-svscan entrypoint', async () => {
+    const [img] = JSON.parse(await podman(['image', 'inspect', IMAGE]));
+    const cfg = img.Config;
+    assertEqual(Object.keys(cfg.ExposedPorts || {}).sort(), ['8080/tcp', '8081/tcp', '8082/tcp'], 'EXPOSE');
+    assertEqual(Object.keys(cfg.Volumes || {}), ['/var/lib/sandbox-ws'], 'VOLUME');
+    assertEqual(cfg.Entrypoint, ['/usr/bin/s6-svscan', '/etc/sandbox-ws/service'], 'ENTRYPOINT');
+    const hc = img.Healthcheck || cfg.Healthcheck; // podman puts it beside Config
+    assert(hc && hc.Test.join(' ').includes('ws-healthcheck'), 'HEALTHCHECK (build with --format docker)');
+  });
+
+  await h.check('the image holds the servers (and ws-sandbox-run when it is built)', async () => {
+    const ls = await podman(['run', '--rm', '--network', 'host', '--entrypoint', '/bin/ls', IMAGE, '/usr/local/bin']);
+    const want = ['ws-echo', 'ws-broadcast', 'ws-rpc'];
+    if (existsSync(join(ctx.build, 'servers', 'sandbox-run', 'ws-sandbox-run'))) want.push('ws-sandbox-run');
+    for (const b of want) assert(ls.split('\n').includes(b), `${b} missing from /usr/local/bin: ${ls}`);
+    h.note(`in the image: ${ls.split('\n').filter((x) => x.startsWith('ws-')).join(' ')}`);
+  }, { timeout: 60_000 });
+
+  const env = ['-e', 'WS_HOST=127.0.0.1', '-e', `WS_ECHO_PORT=${ports.echo}`, '-e', `WS_BROADCAST_PORT=${ports.broadcast}`,
+    '-e', `WS_RPC_PORT=${ports.rpc}`, '-e', `WS_RPC_TOKEN=${TOKEN}`];
+  const runArgs = (n) => ['run', '-d', '--name', n, '--network', 'host', '--health-interval', 'disable',
+    '-v', `${volume}:/var/lib/sandbox-ws`, ...env, IMAGE];
+
+  const started = await h.check('podman run --network host: all three servers answer /healthz', async () => {
+    await podman(['volume', 'rm', '-f', volume]).catch(() => {});
+    const t0 = performance.now();
+    await podman(runArgs(name));
+    await until(15_000, async () => {
+      for (const s of Object.keys(ports)) if ((await healthz(ports[s]).catch(() => 0)) !== 200) return false;
+      return true;
+    }, 'three /healthz 200', 20);
+    h.note(`podman run to three servers serving: ${Math.round(performance.now() - t0)} ms`);
+  }, { timeout: 30_000 });
+  if (!started) {
+    console.log(await logs(name).catch((e) => String(e)));
+    return;
+  }
+
+  await h.check('podman healthcheck run: healthy', async () => {
+    await podman(['healthcheck', 'run', name]);
+  });
+
+  await h.check('ws-echo and ws-broadcast run as user ws, ws-rpc as root, s6-svscan is PID 1', async () => {
+    const top = await podman(['top', name, 'user', 'pid', 'args']);
+    const rows = top.trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+    const userOf = (prog) => (rows.find((r) => r[2] === prog || r[2].endsWith(`/${prog}`)) || [])[0];
+    assertEqual(userOf('ws-echo'), 'ws', 'ws-echo user');
+    assertEqual(userOf('ws-broadcast'), 'ws', 'ws-broadcast user');
+    assertEqual(userOf('ws-rpc'), 'root', 'ws-rpc user');
+    const pid1 = rows.find((r) => r[1] === '1');
+    assert(pid1 && pid1.slice(2).join(' ').includes('s6-svscan'), `PID 1: ${pid1}`);
+  });
+
+  await h.check('echo in the container', () => echoCheck(u('echo')));
+  const room = `img-${tag}`;
+  let seq = 0;
+  await h.check('broadcast in the container', async () => {
+    seq = await broadcastCheck(u('broadcast'), room);
+  });
+  await h.check('exec in the container: streamed output, exit code, kill', () => rpcCheck(u('rpc', `?token=${TOKEN}`)));
+  await h.check('ws-rpc in the container refuses a missing token (401)', async () => {
+    assertEqual((await Client.refusal(u('rpc'))).status, 401, 'status');
+  });
+
+  await h.check(`podman stop: clients get 1001, the container exits 0 within the ${GRACE} s grace`, async () => {
+    const clients = [await Client.connect(u('echo')), (await joinRoom(u('broadcast'), room, 'dave'))[0],
+      await Client.connect(u('rpc', `?token=${TOKEN}`))];
+    const t0 = performance.now();
+    await podman(['stop', '-t', String(GRACE), name], { timeout: (GRACE + 10) * 1000 });
+    const ms = performance.now() - t0;
+    h.note(`podman stop with 3 clients: ${Math.round(ms)} ms`);
+    const codes = await Promise.all(clients.map((c) => c.waitClosed(3_000).then((x) => x.code)));
+    assertEqual(codes, [1001, 1001, 1001], 'close codes');
+    const state = JSON.parse(await podman(['inspect', name, '--format', '{{json .State}}']));
+    assertEqual(state.ExitCode, 0, 'exit code');
+    assert(ms < GRACE * 1000, `stop took ${Math.round(ms)} ms, the grace is ${GRACE} s`);
+    const out = await logs(name);
+    for (const s of ['echo', 'broadcast', 'rpc']) {
+      assert(new RegExp(`exit server=ws-${s} code=0`).test(out), `no clean exit of ws-${s} in the logs:\n${out}`);
+    }
+  }, { timeout: 30_000 });
+
+  await h.check('a new container on the same volume: the room and its seq continue', async () => {
+    await podman(runArgs(`${name}-2`));
+    await until(15_000, async () => (await healthz(ports.broadcast).catch(() => 0)) === 200, 'broadcast up', 20);
+    const r = await fetch(`http://127.0.0.1:${ports.broadcast}/rooms/${room}`);
+    assertEqual((await r.json()).last_seq, seq, 'last_seq');
+    const [a, w] = await joinRoom(u('broadcast'), room, 'erin', { since: 0 });
+    assertEqual(w.history.map((m) => m.text), ['hi bob'], 'history');
+    a.sendJson({ type: 'message', text: 'again' });
+    const m = await a.json((v) => v.type === 'message' && v.text === 'again', 5_000, 'message');
+    assertEqual(m.seq, seq + 1, 'seq');
+    await a.close();
+    await podman(['stop', '-t', String(GRACE), `${name}-2`], { timeout: (GRACE + 10) * 1000 });
+  }, { timeout: 40_000 });
+
+  // sandbox.Dockerfile's base cannot be pulled here: its bundle is checked on
+  // the bare minbase image instead, which has none of the runtime libraries
+  const standin = await h.check('sandbox.Dockerfile builds on a stand-in base (bare Debian, no runtime libraries)', async () => {
+    const t0 = performance.now();
+    await build(ctx.root, {
+      file: 'sandbox.Dockerfile', tag: STANDIN, log: join(ctx.cache, 'build-sandbox.log'),
+      args: ['--build-arg', `SANDBOX_IMAGE=${BASE}`],
+    });
+    h.note(`sandbox.Dockerfile (stand-in base) build: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }, { timeout: 900_000 });
+  if (standin) {
+    await h.check('the bundled servers run there: echo, broadcast, exec', async () => {
+      const libs = await podman(['run', '--rm', '--network', 'host', '--entrypoint', '/bin/sh', STANDIN, '-c',
+        'dpkg-query -W -f "\\${Package}\\n" | grep -c "^libwebsockets\\|^libjansson\\|^libuv1" || true']);
+      assertEqual(libs.trim(), '0', 'runtime libraries installed in the stand-in base');
+      await podman(['run', '-d', '--name', `${name}-standin`, '--network', 'host', '--entrypoint', '/bin/bash',
+        '-e', 'WS_HOST=127.0.0.1', '-e', `WS_TOKEN=${TOKEN}`, STANDIN, '-c',
+        `WS_PORT=${ports.echo} ws-echo & WS_PORT=${ports.broadcast} WS_TOKEN= ws-broadcast & WS_PORT=${ports.rpc} ws-rpc & wait`]);
+      await until(10_000, async () => {
+        for (const s of Object.keys(ports)) if ((await healthz(ports[s]).catch(() => 0)) !== 200) return false;
+        return true;
+      }, 'bundled servers serving', 20);
+      await echoCheck(u('echo', `?token=${TOKEN}`));
+      await broadcastCheck(u('broadcast'), `standin-${tag}`);
+      await rpcCheck(u('rpc', `?token=${TOKEN}`));
+      const out = await logs(`${name}-standin`);
+      assert(/loop=libuv/.test(out), 'the libuv event-loop plugin was not loaded from the bundle');
+    }, { timeout: 30_000 });
+  }
+}
