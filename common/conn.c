@@ -16,6 +16,8 @@
 #include "log.h"
 #include "server_private.h"
 
+/* Queued bytes (a handshake reply, a pong) that still count as an empty queue. */
+#define LONE_SLACK 4096u
 /* An idle connection's buffers are freed after this long without input. */
 #define TRIM_AFTER_MS 2000u
 /* Time a closing handshake (or a plain HTTP reply) may take. */
@@ -696,8 +698,11 @@ room_for(struct ws_conn *c, size_t n)
 {
 	if (c->state != CONN_OPEN || (c->flags & CONN_DEAD))
 		return false;
-	/* a message alone is bounded by its maker; the queue bounds what piles up */
-	if (c->out.len == 0 || (uint64_t)c->out.len + n <= c->srv->cfg->send_queue)
+	/*
+	 * A message alone is bounded by its maker (a welcome, a command's
+	 * result); the queue bounds what piles up behind it.
+	 */
+	if (c->out.len <= LONE_SLACK || (uint64_t)c->out.len + n <= c->srv->cfg->send_queue)
 		return true;
 	c->srv->metrics.slow_consumers++;
 	ws_log(WS_LOG_INFO, "slow-consumer id=%llu addr=%s queued=%u", (unsigned long long)c->id,

@@ -389,7 +389,7 @@ bc_message(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data, size_
 		chat(bc, m, (const char *)data, len);
 		return;
 	}
-	json_t *obj = json_loadb((const char *)data, len, 0, NULL);
+	json_t *obj = json_loadb((const char *)data, len, JSON_ALLOW_NUL, NULL);
 	json_t *type = json_object_get(obj, "type");
 	json_t *text = json_object_get(obj, "text");
 	if (json_is_object(obj) && json_is_string(type) &&
