@@ -92,6 +92,17 @@ ws_config_defaults(struct ws_config *cfg, uint32_t default_port)
 	};
 }
 
+void
+ws_config_finish(struct ws_config *cfg)
+{
+	free(cfg->token_owned);
+	cfg->token_owned = NULL;
+	cfg->token = NULL;
+	free(cfg->allowed_origins.owned);
+	free(cfg->allowed_origins.v);
+	cfg->allowed_origins = (struct ws_strlist){ 0 };
+}
+
 bool
 ws_config_parse_uint(const char *s, uint64_t *out)
 {
@@ -215,7 +226,10 @@ apply(const struct ws_option *o, void *target, const char *v, const char *from,
 			return list_add(dst, v);
 		}
 		/* a comma-separated variable: split into its own copy */
-		for (char *s = strdup(v), *save = NULL, *t = strtok_r(s, ",", &save); t;
+		struct ws_strlist *l = dst;
+		free(l->owned);
+		l->owned = strdup(v);
+		for (char *s = l->owned, *save = NULL, *t = s ? strtok_r(s, ",", &save) : NULL; t;
 		     t = strtok_r(NULL, ",", &save)) {
 			t += strspn(t, " \t");
 			t[strcspn(t, " \t")] = '\0';
@@ -280,7 +294,7 @@ read_token_file(struct ws_config *cfg)
 		fprintf(stderr, "error: --token-file: '%s' holds no token\n", cfg->token_file);
 		return false;
 	}
-	cfg->token = strdup(line);
+	cfg->token = cfg->token_owned = strdup(line);
 	return cfg->token != NULL;
 }
 

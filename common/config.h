@@ -30,6 +30,7 @@ struct ws_strlist {
 	const char **v;
 	size_t n;
 	bool from_flags;  /* the command line has given items (they replace the env's) */
+	char *owned;      /* the environment's copy the items point into */
 };
 
 struct ws_option {
@@ -68,6 +69,7 @@ struct ws_config {
 	struct ws_strlist allowed_origins;
 	const char *token_file;
 	const char *token;           /* WS_TOKEN, or the file's first line */
+	char *token_owned;           /* the latter, freed by ws_config_finish */
 	const char *log_level;
 	const char *log_format;
 	bool no_self_sandbox;         /* skip the server's own seccomp filter */
@@ -97,6 +99,9 @@ enum ws_config_result ws_config_parse(struct ws_config *cfg,
 				      const struct ws_option_table *extra,
 				      const char *name, const char *summary,
 				      int argc, char **argv);
+
+/* Frees what parsing allocated (the token read from a file, lists). */
+void ws_config_finish(struct ws_config *cfg);
 
 /* Parsers shared with the servers' own checks; false on a bad value. */
 bool ws_config_parse_size(const char *s, uint64_t *out);

@@ -234,6 +234,11 @@ on_message(void *ctx, enum ws_opcode op, uint8_t *data, size_t len)
 			return c->state == CONN_OPEN ? 0 : -1;
 		case WS_RATE_FLOOD:
 			srv->metrics.rate_limited++;
+			if (srv->app->rate_limited) {
+				/* servers that answer the limit keep the connection */
+				srv->app->rate_limited(srv->app_state, c, op, data, len);
+				return c->state == CONN_OPEN ? 0 : -1;
+			}
 			close_with(c, WS_CLOSE_POLICY, "rate limit exceeded");
 			return -1;
 		}

@@ -36,7 +36,11 @@ struct ws_app {
 	/* A whole message; data is valid (and writable) only during the call. */
 	void (*message)(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data,
 			size_t len);
-	/* Optional. This message was dropped by the rate limit (a flood is closed 1008). */
+	/*
+	 * Optional. This message was dropped by the rate limit; the server
+	 * answers it and the connection stays. Without this callback, a
+	 * sustained flood is closed 1008.
+	 */
 	void (*rate_limited)(void *app, struct ws_conn *c, enum ws_opcode op,
 			     const uint8_t *data, size_t len);
 	/* Optional. After ws_conn_notify_drained(): everything queued has left. */

@@ -9,10 +9,13 @@
 
 struct ws_watch {
 	struct lws *wsi;
+	struct ws_server *srv;
 	ws_watch_fn fn;
 	void *arg;
+	lws_sorted_usec_list_t rearm;
 	int fd;
 	bool closing;
+	bool in_writable;  /* inside a WRITABLE callback */
 };
 
 /*
@@ -41,7 +44,7 @@ ws_watch_create(struct ws_server *srv, int fd, ws_watch_fn fn, void *arg)
 		close(fd);
 		return NULL;
 	}
-	*w = (struct ws_watch){ .fn = fn, .arg = arg, .fd = fd };
+	*w = (struct ws_watch){ .srv = srv, .fn = fn, .arg = arg, .fd = fd };
 	lws_sock_file_fd_type d = { .filefd = fd };
 	struct lws_vhost *vh = watch_vhost(srv);
 	w->wsi = vh ? lws_adopt_descriptor_vhost(vh, LWS_ADOPT_RAW_FILE_DESC, d, "ws-watch", NULL)
@@ -63,10 +66,26 @@ ws_watch_read(struct ws_watch *w, bool on)
 		lws_rx_flow_control(w->wsi, on);
 }
 
+static void
+rearm_cb(lws_sorted_usec_list_t *sul)
+{
+	struct ws_watch *w = lws_container_of(sul, struct ws_watch, rearm);
+	if (!w->closing)
+		lws_callback_on_writable(w->wsi);
+}
+
 void
 ws_watch_want_write(struct ws_watch *w)
 {
-	if (!w->closing)
+	if (w->closing)
+		return;
+	/*
+	 * lws clears POLLOUT after a raw file's writable callback returns, so a
+	 * request made inside one must wait for the next turn.
+	 */
+	if (w->in_writable)
+		lws_sul_schedule(w->srv->ctx, 0, &w->rearm, rearm_cb, 1);
+	else
 		lws_callback_on_writable(w->wsi);
 }
 
@@ -94,13 +113,17 @@ ws_watch_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
 			keep = w->fn(w->arg, w, w->fd, WS_WATCH_READABLE);
 		break;
 	case LWS_CALLBACK_RAW_WRITEABLE_FILE:
-		if (w && w->fn)
+		if (w && w->fn) {
+			w->in_writable = true;
 			keep = w->fn(w->arg, w, w->fd, WS_WATCH_WRITABLE);
+			w->in_writable = false;
+		}
 		break;
 	case LWS_CALLBACK_RAW_CLOSE_FILE:
 		if (w) {
 			if (w->fn && !w->closing)
 				w->fn(w->arg, w, w->fd, WS_WATCH_CLOSED);
+			lws_sul_cancel(&w->rearm);
 			lws_set_opaque_user_data(wsi, NULL);
 			free(w);
 		}

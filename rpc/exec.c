@@ -371,6 +371,24 @@ close_pair(int p[2])
 		close(p[1]);
 }
 
+/* execve, and a script without "#!" runs in the shell, as execvp and shells do. */
+static void
+exec_file(const char *file, char *const argv[], char *const envp[])
+{
+	execve(file, argv, envp);
+	if (errno != ENOEXEC)
+		return;
+	char *shargv[RPC_ARGV_MAX + 2];
+	size_t n = 0;
+	shargv[n++] = "/bin/sh";
+	shargv[n++] = (char *)file;
+	for (size_t i = 1; argv[i] && n < RPC_ARGV_MAX + 1; i++)
+		shargv[n++] = argv[i];
+	shargv[n] = NULL;
+	execve(shargv[0], shargv, envp);
+	errno = ENOEXEC;
+}
+
 /*
  * execvpe, but searching the PATH of the command's own environment (the
  * server's may differ). Returns only on failure, with errno set.
@@ -380,7 +398,7 @@ exec_path(char *const argv[], char *const envp[])
 {
 	const char *file = argv[0];
 	if (strchr(file, '/')) {
-		execve(file, argv, envp);
+		exec_file(file, argv, envp);
 		return;
 	}
 	const char *path = "/usr/local/bin:/usr/bin:/bin";
@@ -398,7 +416,7 @@ exec_path(char *const argv[], char *const envp[])
 			int n = snprintf(full, sizeof(full), "%.*s%s%s", (int)dl, p, dl ? "/" : "",
 					 file);
 			if (n > 0) {
-				execve(full, argv, envp);
+				exec_file(full, argv, envp);
 				if (errno == EACCES)
 					err = EACCES;
 				else if (errno != ENOENT && errno != ENOTDIR)
@@ -417,10 +435,16 @@ static void __attribute__((noreturn))
 child(struct rpc_engine *e, const struct rpc_exec_spec *spec, int in[2], int out[2],
       int err[2], int status_fd)
 {
+	/*
+	 * Signals were blocked across fork: reset every handler (the loop's
+	 * would otherwise swallow a signal meant for the command before it
+	 * execs) and every ignored signal (SIGPIPE), then unblock.
+	 */
+	for (int sig = 1; sig < NSIG; sig++)
+		signal(sig, SIG_DFL);
 	sigset_t none;
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
 
 	if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0 ||
 	    dup2(status_fd, ERR_FD) < 0 || fcntl(ERR_FD, F_SETFD, FD_CLOEXEC) < 0)
@@ -466,13 +490,18 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	sigset_t all, old;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &old);
 	pid_t pid = fork();
-	if (pid < 0) {
-		snprintf(err, errlen, "fork: %s", strerror(errno));
-		goto fail;
-	}
 	if (pid == 0)
 		child(e, spec, in, out, er, st[1]);
+	int fork_errno = errno;
+	sigprocmask(SIG_SETMASK, &old, NULL);
+	if (pid < 0) {
+		snprintf(err, errlen, "fork: %s", strerror(fork_errno));
+		goto fail;
+	}
 
 	close(in[0]);
 	close(out[1]);

@@ -22,8 +22,11 @@ enum rpc_stream {
 	RPC_STDERR = 2,
 };
 
+/* The most arguments a command may have. */
+#define RPC_ARGV_MAX 256
+
 struct rpc_exec_spec {
-	char *const *argv;        /* argv[0] is looked up in PATH */
+	char *const *argv;        /* at most RPC_ARGV_MAX; argv[0] is looked up in the env's PATH */
 	char *const *envp;
 	const char *cwd;          /* or NULL */
 	const uint8_t *stdin_data;

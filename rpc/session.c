@@ -18,7 +18,7 @@
 
 /* Output waiting for a slow client past which commands stop being read. */
 #define PAUSE_QUEUED (1u << 20)
-#define ENV_MAX 256
+#define ENV_MAX RPC_ARGV_MAX
 
 struct batch {
 	json_t *replies;       /* the array being filled */
@@ -145,7 +145,8 @@ stream_chunk(struct cmd *c, enum rpc_stream st, const uint8_t *p, size_t n, bool
 			return;
 		}
 		memcpy(joined, c->carry[st], c->carry_len[st]);
-		memcpy(joined + c->carry_len[st], p, n);
+		if (n)
+			memcpy(joined + c->carry_len[st], p, n);
 		size_t used, len = rpc_encode_utf8(joined, total, final, out, &used);
 		c->carry_len[st] = (uint8_t)(total - used);
 		memcpy(c->carry[st], joined + used, total - used);
@@ -611,7 +612,7 @@ rpc_session_message(struct rpc_session *s, bool text, const uint8_t *data, size_
 		send_json(s, rpc_proto_error(RPC_TYPE, NULL, RPC_E_INVALID, NULL));
 		return;
 	}
-	json_t *msg = json_loadb((const char *)data, len, 0, NULL);
+	json_t *msg = json_loadb((const char *)data, len, JSON_DECODE_ANY, NULL);
 	if (!msg) {
 		send_json(s, rpc_proto_error(rpc_proto_guess((const char *)data, len), NULL,
 					     RPC_E_PARSE, NULL));

@@ -571,6 +571,7 @@ main(int argc, char **argv)
 		.metrics = bc_metrics,
 	};
 	int status = ws_server_run(&app, &bc, &cfg);
+	ws_config_finish(&cfg);
 	end_turn(&bc);
 	bc_store_destroy(bc.store);
 	free(bc.pending);

@@ -239,6 +239,7 @@ main(int argc, char **argv)
 		.subprotocols = subprotocols,
 	};
 	int status = ws_server_run(&app, &r, &cfg);
+	ws_config_finish(&cfg);
 	json_decref(r.limits.described);
 	if (r.opt.allow_command)
 		regfree(&r.allow);
