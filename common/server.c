@@ -347,11 +347,15 @@ ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config 
 		sigaction(SIGTERM, &sa, NULL);
 		sigaction(SIGINT, &sa, NULL);
 	}
-	if (!listen_all(srv, protocols))
-		goto out;
-	if (app->confine && app->confine(app_state, cfg) != 0) {
+	bool started = listen_all(srv, protocols);
+	if (started && app->confine && app->confine(app_state, cfg) != 0) {
 		ws_log(WS_LOG_ERROR, "confine failed=yes hint=\"--no-self-sandbox turns it off\"");
-		goto out;
+		started = false;
+	}
+	if (!started) {
+		/* the one way out of a context under libuv is through its loop */
+		schedule_stop(srv);
+		goto loop;
 	}
 	int err = ws_notify_ready(cfg->notify_fd);
 	if (err)
@@ -373,6 +377,7 @@ ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config 
 	}
 #endif
 
+loop:
 	for (;;) {
 		if (lws_service(srv->ctx, 0) < 0)
 			break;
@@ -381,7 +386,7 @@ ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config 
 		if (srv->stopping)
 			break;
 	}
-	status = WS_EXIT_OK;
+	status = started ? WS_EXIT_OK : WS_EXIT_SYSTEM;
 out:
 	if (srv->ctx)
 		ws_conn_close_all_apps(srv);
