@@ -19,6 +19,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "sandbox.h"
 #include "server.h"
 #include "store.h"
 
@@ -511,6 +512,21 @@ static const struct ws_option bc_opts[] = {
 	  1, 1u << 30, "longest chat text; longer gets an error, the connection stays", NULL },
 };
 
+/* Once listening: the server allowlist plus SQLite's file calls. */
+static int
+bc_confine(void *app, const struct ws_config *cfg)
+{
+	if (cfg->no_self_sandbox) {
+		ws_log(WS_LOG_WARN, "sandbox self=off hint=\"--no-self-sandbox was given\"");
+		return 0;
+	}
+	char err[256];
+	int rc = ws_sandbox_confine_self(WS_SANDBOX_SELF_BROADCAST, NULL, err, sizeof(err));
+	if (rc != 0)
+		ws_log(WS_LOG_ERROR, "sandbox self=broadcast failed=yes error=\"%s\"", err);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -560,6 +576,7 @@ main(int argc, char **argv)
 
 	static const struct ws_app app = {
 		.name = "ws-broadcast",
+		.confine = bc_confine,
 		.start = bc_start,
 		.admit = bc_admit,
 		.open = bc_open,

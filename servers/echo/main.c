@@ -4,6 +4,8 @@
  * library's.
  */
 #include "config.h"
+#include "log.h"
+#include "sandbox.h"
 #include "server.h"
 
 static void
@@ -12,9 +14,25 @@ echo_message(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data, siz
 	ws_conn_send(c, op, data, len);
 }
 
+/* Once listening: an allowlist; execve, fork, socket or ptrace now kill it. */
+static int
+echo_confine(void *app, const struct ws_config *cfg)
+{
+	if (cfg->no_self_sandbox) {
+		ws_log(WS_LOG_WARN, "sandbox self=off hint=\"--no-self-sandbox was given\"");
+		return 0;
+	}
+	char err[256];
+	int rc = ws_sandbox_confine_self(WS_SANDBOX_SELF_ECHO, NULL, err, sizeof(err));
+	if (rc != 0)
+		ws_log(WS_LOG_ERROR, "sandbox self=echo failed=yes error=\"%s\"", err);
+	return rc;
+}
+
 static const struct ws_app echo_app = {
 	.name = "ws-echo",
 	.message = echo_message,
+	.confine = echo_confine,
 	.accept_any_subprotocol = true,
 };
 
@@ -36,5 +54,7 @@ main(int argc, char **argv)
 		return WS_EXIT_SYSTEM;
 	}
 	ws_log_init(cfg.level, cfg.format);
-	return ws_server_run(&echo_app, NULL, &cfg);
+	int status = ws_server_run(&echo_app, NULL, &cfg);
+	ws_config_finish(&cfg);
+	return status;
 }

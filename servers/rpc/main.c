@@ -4,13 +4,16 @@
  * are rpc/'s; this file is configuration and wiring. It refuses to start
  * without a token unless told --no-auth: it runs commands.
  */
+#include <errno.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
+#include "sandbox.h"
 #include "server.h"
 #include "session.h"
 
@@ -25,6 +28,12 @@ struct options {
 	bool no_auth;
 	const char *allow_command;
 	const char *deny_command;
+	/* the commands' sandbox (docs/security.md) */
+	const char *seccomp_profile;
+	const char *seccomp_policy;
+	const char *run_as;
+	const char *isolate;
+	struct ws_sandbox_limits limits;
 };
 
 struct rpc_server {
@@ -32,6 +41,8 @@ struct rpc_server {
 	struct rpc_limits limits;
 	struct rpc_hub hub;
 	regex_t allow, deny;
+	struct ws_sandbox *sandbox;
+	pid_t pid;
 };
 
 static void
@@ -41,13 +52,35 @@ rpc_start(void *app, struct ws_server *srv)
 	r->hub.srv = srv;
 }
 
+/* In the child, between fork and exec; the engine keeps its error pipe at 3. */
+static int
+rpc_child_setup(void *ctx, char *err, size_t errlen)
+{
+	struct rpc_server *r = ctx;
+	struct ws_sandbox_failure why;
+	if (ws_sandbox_child_apply(r->sandbox, r->pid, 3, &why) == 0)
+		return 0;
+	ws_sandbox_failure_format(&why, err, errlen);
+	return -1;
+}
+
 static int
 rpc_confine(void *app, const struct ws_config *cfg)
 {
 	struct rpc_server *r = app;
 	/* the engine needs the loop, which exists once listening */
-	r->hub.engine = rpc_engine_create(r->hub.srv, NULL, NULL, r->opt.kill_grace_ms);
-	return r->hub.engine ? 0 : -1;
+	r->hub.engine = rpc_engine_create(r->hub.srv, rpc_child_setup, r, r->opt.kill_grace_ms);
+	if (!r->hub.engine)
+		return -1;
+	if (cfg->no_self_sandbox) {
+		ws_log(WS_LOG_WARN, "sandbox self=off hint=\"--no-self-sandbox was given\"");
+		return 0;
+	}
+	char err[256];
+	int rc = ws_sandbox_confine_self(WS_SANDBOX_SELF_RPC, r->sandbox, err, sizeof(err));
+	if (rc != 0)
+		ws_log(WS_LOG_ERROR, "sandbox self=rpc failed=yes error=\"%s\"", err);
+	return rc;
 }
 
 static void
@@ -120,6 +153,20 @@ static const char *const subprotocols[] = { "jsonrpc", "json", NULL };
 
 #define OPT(field) offsetof(struct options, field)
 
+static bool
+check_profile(const char *v)
+{
+	enum ws_sandbox_profile p;
+	return ws_sandbox_profile_parse(v, &p);
+}
+
+static bool
+check_isolate(const char *v)
+{
+	unsigned bits;
+	return ws_sandbox_isolate_parse(v, &bits);
+}
+
 static const struct ws_option rpc_opts[] = {
 	{ "exec-timeout", "WS_EXEC_TIMEOUT", "SECONDS", WS_OPT_SECONDS, OPT(exec_timeout_ms), 1,
 	  3600u * 1000u * 24u, "a command's time unless it asks for less or more", NULL },
@@ -142,6 +189,24 @@ static const struct ws_option rpc_opts[] = {
 	  "run only commands (or argv[0]) matching this POSIX extended regex", NULL },
 	{ "deny-command", "WS_DENY_COMMAND", "REGEX", WS_OPT_STRING, OPT(deny_command), 0, 0,
 	  "refuse commands (or argv[0]) matching this regex", NULL },
+	{ "seccomp-profile", "WS_SECCOMP_PROFILE", "PROFILE", WS_OPT_STRING, OPT(seccomp_profile),
+	  0, 0, "the commands' seccomp profile: default, nonet or none", check_profile },
+	{ "seccomp-policy", "WS_SECCOMP_POLICY", "FILE", WS_OPT_STRING, OPT(seccomp_policy), 0, 0,
+	  "a policy file layered over the profile (docs/security.md)", NULL },
+	{ "limit-cpu", "WS_LIMIT_CPU", "SECONDS", WS_OPT_UINT, OPT(limits.cpu_s), 0, 86400,
+	  "CPU seconds per command (0: inherited)", NULL },
+	{ "limit-as", "WS_LIMIT_AS", "BYTES", WS_OPT_SIZE, OPT(limits.as_bytes), 0, 1ull << 48,
+	  "address space per command (0: inherited)", NULL },
+	{ "limit-nproc", "WS_LIMIT_NPROC", "N", WS_OPT_UINT, OPT(limits.nproc), 0, 1u << 22,
+	  "processes of the --run-as user (0: inherited)", NULL },
+	{ "limit-fsize", "WS_LIMIT_FSIZE", "BYTES", WS_OPT_SIZE, OPT(limits.fsize_bytes), 0,
+	  1ull << 48, "largest file a command writes (0: inherited)", NULL },
+	{ "limit-nofile", "WS_LIMIT_NOFILE", "N", WS_OPT_UINT, OPT(limits.nofile), 0, 1u << 20,
+	  "open descriptors per command (0: inherited)", NULL },
+	{ "run-as", "WS_RUN_AS", "USER", WS_OPT_STRING, OPT(run_as), 0, 0,
+	  "run commands as USER and its groups (needs root)", NULL },
+	{ "isolate", "WS_ISOLATE", "LIST", WS_OPT_STRING, OPT(isolate), 0, 0,
+	  "namespaces for each command: net,pid,mount,user", check_isolate },
 };
 
 static bool
@@ -169,6 +234,9 @@ main(int argc, char **argv)
 			.max_exec_per_conn = 4,
 		},
 	};
+	struct ws_sandbox_config sandbox;
+	ws_sandbox_config_defaults(&sandbox);
+	r.opt.limits = sandbox.limits;
 	struct ws_config cfg;
 	ws_config_defaults(&cfg, 8082);
 	cfg.rate_limit = 10;
@@ -201,6 +269,25 @@ main(int argc, char **argv)
 	    (r.opt.deny_command && !compile("deny-command", r.opt.deny_command, &r.deny)))
 		return WS_EXIT_USAGE;
 	ws_log_init(cfg.level, cfg.format);
+	sandbox.limits = r.opt.limits;
+	sandbox.policy_file = r.opt.seccomp_policy;
+	sandbox.run_as = r.opt.run_as;
+	/* both were checked while parsing */
+	if (r.opt.seccomp_profile)
+		ws_sandbox_profile_parse(r.opt.seccomp_profile, &sandbox.profile);
+	if (r.opt.isolate)
+		ws_sandbox_isolate_parse(r.opt.isolate, &sandbox.isolate);
+	char err[512];
+	int rc = ws_sandbox_create(&r.sandbox, &sandbox, err, sizeof(err));
+	if (rc != 0) {
+		fprintf(stderr, "error: %s\n", err);
+		return rc == -EINVAL || rc == -ENOENT || rc == -EPERM ? WS_EXIT_USAGE
+								      : WS_EXIT_SYSTEM;
+	}
+	r.pid = getpid();
+	if (!ws_sandbox_policy(r.sandbox))
+		ws_log(WS_LOG_WARN, "sandbox profile=none text=\"commands run without a seccomp "
+				    "filter\"");
 	if (r.opt.no_auth)
 		ws_log(WS_LOG_WARN, "auth disabled=yes text=\"--no-auth: anyone who reaches this "
 				    "port can run commands\"");
@@ -239,6 +326,7 @@ main(int argc, char **argv)
 		.subprotocols = subprotocols,
 	};
 	int status = ws_server_run(&app, &r, &cfg);
+	ws_sandbox_destroy(r.sandbox);
 	ws_config_finish(&cfg);
 	json_decref(r.limits.described);
 	if (r.opt.allow_command)

@@ -59,7 +59,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < p->n; i++) {
 		const struct ws_policy_rule *r = &p->rules[i];
 		require(r->action <= WS_POLICY_KILL, "a known action");
-		require(r->action != WS_POLICY_ERRNO || (r->err >= 1 && r->err <= WS_POLICY_MAX_ERRNO),
+		require(r->action != WS_POLICY_ERRNO ||
+				(r->err >= 1 && r->err <= WS_POLICY_MAX_ERRNO),
 			"deny carries an errno");
 		if (r->origin == 0)
 			continue;
