@@ -92,6 +92,21 @@ ws_config_defaults(struct ws_config *cfg, uint32_t default_port)
 	};
 }
 
+int
+ws_config_exit_status(enum ws_config_result r)
+{
+	switch (r) {
+	case WS_CONFIG_RUN:
+	case WS_CONFIG_EXIT:
+		return WS_EXIT_OK;
+	case WS_CONFIG_ERROR:
+		break;
+	case WS_CONFIG_SYSTEM:
+		return WS_EXIT_SYSTEM;
+	}
+	return WS_EXIT_USAGE;
+}
+
 void
 ws_config_finish(struct ws_config *cfg)
 {

@@ -100,6 +100,9 @@ enum ws_config_result ws_config_parse(struct ws_config *cfg,
 				      const char *name, const char *summary,
 				      int argc, char **argv);
 
+/* The exit status for a result other than WS_CONFIG_RUN (0, 100 or 111). */
+int ws_config_exit_status(enum ws_config_result r);
+
 /* Frees what parsing allocated (the token read from a file, lists). */
 void ws_config_finish(struct ws_config *cfg);
 

@@ -1,7 +1,6 @@
 #define _GNU_SOURCE /* signalfd, pipe2, close_range */
 #include "exec.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -16,6 +15,7 @@
 
 #include "buf.h"
 #include "log.h"
+#include "sandbox.h"
 #include "timer.h"
 #include "watch.h"
 
@@ -75,42 +75,17 @@ mono_ms(void)
 static void
 kill_orphans(struct rpc_engine *e)
 {
-	DIR *d = opendir("/proc");
-	if (!d)
-		return;
-	pid_t self = getpid();
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		char *end;
-		long pid = strtol(de->d_name, &end, 10);
-		if (*end || pid <= 0)
-			continue;
-		char path[64], stat[512];
-		snprintf(path, sizeof(path), "/proc/%ld/stat", pid);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		ssize_t n = read(fd, stat, sizeof(stat) - 1);
-		close(fd);
-		if (n <= 0)
-			continue;
-		stat[n] = '\0';
-		/* "pid (comm) state ppid ...": comm may hold spaces and parentheses */
-		char *rp = strrchr(stat, ')');
-		char state;
-		long ppid;
-		if (!rp || sscanf(rp + 1, " %c %ld", &state, &ppid) != 2 || ppid != self ||
-		    state == 'Z')
-			continue;
+	pid_t kids[1024];
+	size_t n = ws_sandbox_children(kids, sizeof(kids) / sizeof(kids[0]));
+	for (size_t i = 0; i < n; i++) {
 		bool owned = false;
 		for (struct rpc_exec *x = e->list; x && !owned; x = x->next)
-			owned = x->pid == pid;
+			owned = x->pid == kids[i] && x->phase != EXITED;
 		if (!owned) {
-			kill(-(pid_t)pid, SIGKILL);
-			kill((pid_t)pid, SIGKILL);
+			kill(-kids[i], SIGKILL);
+			kill(kids[i], SIGKILL);
 		}
 	}
-	closedir(d);
 }
 
 static void

@@ -7,6 +7,7 @@
 
 #include "sandbox.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -727,5 +728,54 @@ ws_sandbox_confine_self(enum ws_sandbox_self kind, const struct ws_sandbox *chil
 out:
 	ws_sandbox_seccomp_backend.finish(state);
 	free(p);
+	return rc;
+}
+
+size_t
+ws_sandbox_children(pid_t *out, size_t max)
+{
+	pid_t self = getpid();
+	size_t n = 0;
+	DIR *d = opendir("/proc");
+	if (!d)
+		return 0;
+	struct dirent *e;
+	while (n < max && (e = readdir(d))) {
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		char path[300], buf[512];
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		int fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t len = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (len <= 0)
+			continue;
+		buf[len] = '\0';
+		/* "pid (comm) state ppid ...": comm may hold anything, ')' included */
+		char *p = strrchr(buf, ')');
+		int ppid;
+		char state;
+		if (p && sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == self)
+			out[n++] = (pid_t)atoi(e->d_name);
+	}
+	closedir(d);
+	return n;
+}
+
+int
+ws_sandbox_confine_server(enum ws_sandbox_self kind, const struct ws_sandbox *children,
+			  bool disabled)
+{
+	static const char *const names[] = { "echo", "broadcast", "rpc" };
+	if (disabled) {
+		ws_log(WS_LOG_WARN, "sandbox self=off hint=\"--no-self-sandbox was given\"");
+		return 0;
+	}
+	char err[256];
+	int rc = ws_sandbox_confine_self(kind, children, err, sizeof(err));
+	if (rc != 0)
+		ws_log(WS_LOG_ERROR, "sandbox self=%s failed=yes error=\"%s\"", names[kind], err);
 	return rc;
 }

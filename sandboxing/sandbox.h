@@ -142,6 +142,12 @@ int ws_sandbox_child_apply(const struct ws_sandbox *sb, pid_t parent, int keep_f
 /* Writes "STEP: strerror(err)" into buf. */
 void ws_sandbox_failure_format(const struct ws_sandbox_failure *f, char *buf, size_t len);
 
+/*
+ * This process's children, read from /proc: for a subreaper, the orphans it
+ * adopted are among them. Writes at most max pids; returns how many.
+ */
+size_t ws_sandbox_children(pid_t *out, size_t max);
+
 /* What a server is, for its own filter. */
 enum ws_sandbox_self {
 	WS_SANDBOX_SELF_ECHO,       /* allowlist, default kill */
@@ -163,5 +169,12 @@ enum ws_sandbox_self {
  */
 int ws_sandbox_confine_self(enum ws_sandbox_self kind, const struct ws_sandbox *children,
 			    char *err, size_t errlen);
+
+/*
+ * A server's ws_app.confine: its own filter (logging why it failed), or
+ * with --no-self-sandbox a warning and nothing. Returns 0 or -errno.
+ */
+int ws_sandbox_confine_server(enum ws_sandbox_self kind, const struct ws_sandbox *children,
+			      bool disabled);
 
 #endif

@@ -516,15 +516,7 @@ static const struct ws_option bc_opts[] = {
 static int
 bc_confine(void *app, const struct ws_config *cfg)
 {
-	if (cfg->no_self_sandbox) {
-		ws_log(WS_LOG_WARN, "sandbox self=off hint=\"--no-self-sandbox was given\"");
-		return 0;
-	}
-	char err[256];
-	int rc = ws_sandbox_confine_self(WS_SANDBOX_SELF_BROADCAST, NULL, err, sizeof(err));
-	if (rc != 0)
-		ws_log(WS_LOG_ERROR, "sandbox self=broadcast failed=yes error=\"%s\"", err);
-	return rc;
+	return ws_sandbox_confine_server(WS_SANDBOX_SELF_BROADCAST, NULL, cfg->no_self_sandbox);
 }
 
 int
@@ -547,18 +539,11 @@ main(int argc, char **argv)
 	cfg.max_message = 256 * 1024;
 	cfg.send_queue = 1024 * 1024;
 	struct ws_option_table extra = { bc_opts, sizeof(bc_opts) / sizeof(bc_opts[0]), &bc.opt };
-	switch (ws_config_parse(&cfg, &extra, "ws-broadcast",
+	enum ws_config_result parsed = ws_config_parse(&cfg, &extra, "ws-broadcast",
 				"Chat rooms keyed by ?id=, with presence and history in SQLite.",
-				argc, argv)) {
-	case WS_CONFIG_RUN:
-		break;
-	case WS_CONFIG_EXIT:
-		return WS_EXIT_OK;
-	case WS_CONFIG_ERROR:
-		return WS_EXIT_USAGE;
-	case WS_CONFIG_SYSTEM:
-		return WS_EXIT_SYSTEM;
-	}
+				argc, argv);
+	if (parsed != WS_CONFIG_RUN)
+		return ws_config_exit_status(parsed);
 	ws_log_init(cfg.level, cfg.format);
 
 	char err[512];

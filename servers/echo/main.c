@@ -18,15 +18,7 @@ echo_message(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data, siz
 static int
 echo_confine(void *app, const struct ws_config *cfg)
 {
-	if (cfg->no_self_sandbox) {
-		ws_log(WS_LOG_WARN, "sandbox self=off hint=\"--no-self-sandbox was given\"");
-		return 0;
-	}
-	char err[256];
-	int rc = ws_sandbox_confine_self(WS_SANDBOX_SELF_ECHO, NULL, err, sizeof(err));
-	if (rc != 0)
-		ws_log(WS_LOG_ERROR, "sandbox self=echo failed=yes error=\"%s\"", err);
-	return rc;
+	return ws_sandbox_confine_server(WS_SANDBOX_SELF_ECHO, NULL, cfg->no_self_sandbox);
 }
 
 static const struct ws_app echo_app = {
@@ -41,18 +33,11 @@ main(int argc, char **argv)
 {
 	struct ws_config cfg;
 	ws_config_defaults(&cfg, 8080);
-	switch (ws_config_parse(&cfg, NULL, "ws-echo",
+	enum ws_config_result parsed = ws_config_parse(&cfg, NULL, "ws-echo",
 				"Echoes every WebSocket message back unchanged (RFC 6455).",
-				argc, argv)) {
-	case WS_CONFIG_RUN:
-		break;
-	case WS_CONFIG_EXIT:
-		return WS_EXIT_OK;
-	case WS_CONFIG_ERROR:
-		return WS_EXIT_USAGE;
-	case WS_CONFIG_SYSTEM:
-		return WS_EXIT_SYSTEM;
-	}
+				argc, argv);
+	if (parsed != WS_CONFIG_RUN)
+		return ws_config_exit_status(parsed);
 	ws_log_init(cfg.level, cfg.format);
 	int status = ws_server_run(&echo_app, NULL, &cfg);
 	ws_config_finish(&cfg);

@@ -72,15 +72,7 @@ rpc_confine(void *app, const struct ws_config *cfg)
 	r->hub.engine = rpc_engine_create(r->hub.srv, rpc_child_setup, r, r->opt.kill_grace_ms);
 	if (!r->hub.engine)
 		return -1;
-	if (cfg->no_self_sandbox) {
-		ws_log(WS_LOG_WARN, "sandbox self=off hint=\"--no-self-sandbox was given\"");
-		return 0;
-	}
-	char err[256];
-	int rc = ws_sandbox_confine_self(WS_SANDBOX_SELF_RPC, r->sandbox, err, sizeof(err));
-	if (rc != 0)
-		ws_log(WS_LOG_ERROR, "sandbox self=rpc failed=yes error=\"%s\"", err);
-	return rc;
+	return ws_sandbox_confine_server(WS_SANDBOX_SELF_RPC, r->sandbox, cfg->no_self_sandbox);
 }
 
 static void
@@ -243,19 +235,12 @@ main(int argc, char **argv)
 	cfg.rate_burst = 20;
 	struct ws_option_table extra = { rpc_opts, sizeof(rpc_opts) / sizeof(rpc_opts[0]),
 					 &r.opt };
-	switch (ws_config_parse(&cfg, &extra, "ws-rpc",
+	enum ws_config_result parsed = ws_config_parse(&cfg, &extra, "ws-rpc",
 				"Runs ping, info and exec requests (Sandbox `type` messages and "
 				"JSON-RPC 2.0).",
-				argc, argv)) {
-	case WS_CONFIG_RUN:
-		break;
-	case WS_CONFIG_EXIT:
-		return WS_EXIT_OK;
-	case WS_CONFIG_ERROR:
-		return WS_EXIT_USAGE;
-	case WS_CONFIG_SYSTEM:
-		return WS_EXIT_SYSTEM;
-	}
+				argc, argv);
+	if (parsed != WS_CONFIG_RUN)
+		return ws_config_exit_status(parsed);
 	if (!cfg.token && !r.opt.no_auth) {
 		fprintf(stderr, "error: ws-rpc runs commands: give --token-file (or WS_TOKEN), "
 				"or --no-auth to serve anyone\n");

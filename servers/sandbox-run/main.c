@@ -7,7 +7,6 @@
  */
 #define _GNU_SOURCE /* signalfd, PR_SET_CHILD_SUBREAPER, pipe2 */
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -228,40 +227,6 @@ now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Children of this process, read from /proc (the reparented orphans among them). */
-static size_t
-list_children(pid_t *out, size_t max)
-{
-	pid_t self = getpid();
-	size_t n = 0;
-	DIR *d = opendir("/proc");
-	if (!d)
-		return 0;
-	struct dirent *e;
-	while (n < max && (e = readdir(d))) {
-		if (e->d_name[0] < '1' || e->d_name[0] > '9')
-			continue;
-		char path[300], buf[512];
-		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
-		int fd = open(path, O_RDONLY | O_CLOEXEC);
-		if (fd < 0)
-			continue;
-		ssize_t len = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (len <= 0)
-			continue;
-		buf[len] = '\0';
-		/* "pid (comm) state ppid ...": comm may hold anything, ')' included */
-		char *p = strrchr(buf, ')');
-		int ppid;
-		char state;
-		if (p && sscanf(p + 1, " %c %d", &state, &ppid) == 2 && ppid == self)
-			out[n++] = (pid_t)atoi(e->d_name);
-	}
-	closedir(d);
-	return n;
-}
-
 /*
  * Kills the command's process group and every process left under this
  * subreaper, and reaps them all. Orphans of the killed reach us in turn,
@@ -273,7 +238,7 @@ kill_leftovers(pid_t group)
 	for (;;) {
 		kill(-group, SIGKILL);
 		pid_t kids[256];
-		size_t n = list_children(kids, 256);
+		size_t n = ws_sandbox_children(kids, 256);
 		for (size_t i = 0; i < n; i++)
 			kill(kids[i], SIGKILL);
 		pid_t r;
