@@ -295,6 +295,17 @@ main(int argc, char **argv)
 		"keep_on_disconnect", r.opt.keep_on_disconnect, "allow_command",
 		r.opt.allow_command, "deny_command", r.opt.deny_command, "rate_limit",
 		(int)cfg.rate_limit, "rate_burst", (int)cfg.rate_burst);
+	/* what confines each command, as info reports it */
+	json_object_set_new(
+		r.limits.described, "sandbox",
+		json_pack("{s:s, s:s?, s:s?, s:s?, s:{s:I, s:I, s:I, s:I, s:I}}", "seccomp_profile",
+			  ws_sandbox_profile_name(sandbox.profile), "seccomp_policy",
+			  sandbox.policy_file, "run_as", sandbox.run_as, "isolate", r.opt.isolate,
+			  "rlimits", "cpu_s", (json_int_t)sandbox.limits.cpu_s, "as_bytes",
+			  (json_int_t)sandbox.limits.as_bytes, "nproc",
+			  (json_int_t)sandbox.limits.nproc, "fsize_bytes",
+			  (json_int_t)sandbox.limits.fsize_bytes, "nofile",
+			  (json_int_t)sandbox.limits.nofile));
 	r.hub = (struct rpc_hub){ .limits = &r.limits, .server_name = "ws-rpc" };
 
 	static const struct ws_app app = {
