@@ -138,6 +138,35 @@ flush(struct ws_conn *c)
 	}
 }
 
+/*
+ * Sends at once when nothing is queued, keeping only what the socket did not
+ * take: an idle connection that never had a buffer (the 101 goes this way)
+ * costs no heap. False when the connection is being torn down.
+ */
+static bool
+send_now(struct ws_conn *c, const void *data, size_t len)
+{
+	size_t sent = 0;
+	if (c->out.len == 0) {
+		ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			kill_async(c);
+			return false;
+		}
+		sent = n > 0 ? (size_t)n : 0;
+		c->bytes_out += sent;
+		c->srv->metrics.bytes_out += sent;
+	}
+	if (sent == len)
+		return true;
+	if (!ws_buf_append(&c->out, (const uint8_t *)data + sent, len - sent)) {
+		kill_async(c);
+		return false;
+	}
+	mark_dirty(c);
+	return true;
+}
+
 void
 ws_conn_flush_all(struct ws_server *srv)
 {
@@ -426,11 +455,8 @@ upgrade(struct ws_conn *c, const struct ws_http_request *req, uint8_t *rest, siz
 			 "\r\n",
 			 accept, has_proto ? "Sec-WebSocket-Protocol: " : "",
 			 has_proto ? proto : "", has_proto ? "\r\n" : "");
-	if (!ws_buf_append(&c->out, head, (size_t)n)) {
-		kill_async(c);
+	if (!send_now(c, head, (size_t)n))
 		return;
-	}
-	mark_dirty(c);
 	lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
 
 	c->state = CONN_OPEN;
