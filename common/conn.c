@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "clock.h"
 #include "log.h"
 #include "server_private.h"
 
@@ -253,7 +254,7 @@ on_message(void *ctx, enum ws_opcode op, uint8_t *data, size_t len)
 	c->last_msg = srv->now;
 	srv->metrics.messages_in++;
 	if (srv->rate.rate) {
-		switch (ws_rate_take(&c->rate, &srv->rate, ws_rate_now_ms())) {
+		switch (ws_rate_take(&c->rate, &srv->rate, ws_clock_mono_ms())) {
 		case WS_RATE_OK:
 			break;
 		case WS_RATE_DROP:
@@ -465,7 +466,7 @@ upgrade(struct ws_conn *c, const struct ws_http_request *req, uint8_t *rest, siz
 	srv->metrics.connections_open++;
 	srv->metrics.connections_total++;
 	if (srv->rate.rate)
-		ws_rate_init(&c->rate, &srv->rate, ws_rate_now_ms());
+		ws_rate_init(&c->rate, &srv->rate, ws_clock_mono_ms());
 	char query[512];
 	redact_query(req->query, query, sizeof(query));
 	ws_log(WS_LOG_INFO, "open id=%llu addr=%s path=\"%.*s%s%s\"", (unsigned long long)c->id,
@@ -558,7 +559,7 @@ adopt(struct ws_server *srv, struct ws_conn *c, struct lws *wsi)
 {
 	*c = (struct ws_conn){ .wsi = wsi, .srv = srv, .id = ++srv->next_id };
 	c->fd = lws_get_socket_fd(wsi);
-	c->opened_ms = ws_rate_now_ms();
+	c->opened_ms = ws_clock_mono_ms();
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
@@ -591,7 +592,7 @@ app_close(struct ws_server *srv, struct ws_conn *c)
 	ws_log(WS_LOG_INFO,
 	       "close id=%llu addr=%s code=%u duration_ms=%llu bytes_in=%llu bytes_out=%llu",
 	       (unsigned long long)c->id, ws_conn_addr(c), code,
-	       (unsigned long long)(ws_rate_now_ms() - c->opened_ms),
+	       (unsigned long long)(ws_clock_mono_ms() - c->opened_ms),
 	       (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
 }
 

@@ -1,6 +1,5 @@
 #include "ratelimit.h"
 
-#include <time.h>
 
 void
 ws_rate_init(struct ws_rate *r, const struct ws_rate_config *cfg, uint64_t now_ms)
@@ -33,10 +32,3 @@ ws_rate_take(struct ws_rate *r, const struct ws_rate_config *cfg, uint64_t now_m
 	return r->dropped > cfg->burst ? WS_RATE_FLOOD : WS_RATE_DROP;
 }
 
-uint64_t
-ws_rate_now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}

@@ -36,7 +36,4 @@ void ws_rate_init(struct ws_rate *r, const struct ws_rate_config *cfg, uint64_t 
 enum ws_rate_verdict ws_rate_take(struct ws_rate *r, const struct ws_rate_config *cfg,
 				  uint64_t now_ms);
 
-/* Monotonic milliseconds, for callers that have no clock of their own. */
-uint64_t ws_rate_now_ms(void);
-
 #endif

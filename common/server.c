@@ -18,6 +18,7 @@
 extern char **environ;
 
 #include "log.h"
+#include "clock.h"
 #include "notify.h"
 #include "page.h"
 #include "server_private.h"
@@ -153,7 +154,7 @@ sweep_cb(lws_sorted_usec_list_t *sul)
 void
 ws_server_clock(struct ws_server *srv)
 {
-	srv->now = (uint32_t)(ws_rate_now_ms() - srv->started_ms);
+	srv->now = (uint32_t)(ws_clock_mono_ms() - srv->started_ms);
 }
 
 bool
@@ -321,7 +322,7 @@ ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config 
 		.app = app,
 		.app_state = app_state,
 		.cfg = cfg,
-		.started_ms = ws_rate_now_ms(),
+		.started_ms = ws_clock_mono_ms(),
 		.rate = { cfg->rate_limit, cfg->rate_burst },
 		.sweep_ms = SWEEP_MAX_MS,
 		/* stop reading a peer at half its queue, so echoing never overflows it */
@@ -418,5 +419,5 @@ ws_server_config(const struct ws_server *srv)
 uint64_t
 ws_server_uptime_s(const struct ws_server *srv)
 {
-	return (ws_rate_now_ms() - srv->started_ms) / 1000;
+	return (ws_clock_mono_ms() - srv->started_ms) / 1000;
 }

@@ -10,10 +10,10 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "log.h"
 #include "sandbox.h"
 #include "timer.h"
@@ -63,14 +63,6 @@ struct rpc_engine {
 	unsigned running;
 };
 
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* Kills children of ours that no command owns: daemons that escaped their group. */
 static void
 kill_orphans(struct rpc_engine *e)
@@ -110,7 +102,7 @@ finish(struct rpc_exec *x)
 		.signal = WIFSIGNALED(x->status) ? WTERMSIG(x->status) : 0,
 		.timed_out = x->timed_out,
 		.truncated = x->truncated,
-		.duration_ms = mono_ms() - x->started_ms,
+		.duration_ms = ws_clock_mono_ms() - x->started_ms,
 	};
 	if (!x->abandoned && x->ops->done)
 		x->ops->done(x->arg, &r);
@@ -501,7 +493,7 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 
 	*x = (struct rpc_exec){
 		.eng = e, .ops = ops, .arg = arg, .pid = pid, .timer = x->timer,
-		.max_output = spec->max_output, .started_ms = mono_ms(),
+		.max_output = spec->max_output, .started_ms = ws_clock_mono_ms(),
 		.next = e->list,
 	};
 	if (e->list)
@@ -546,7 +538,7 @@ rpc_exec_pid(const struct rpc_exec *x)
 uint64_t
 rpc_exec_elapsed_ms(const struct rpc_exec *x)
 {
-	return mono_ms() - x->started_ms;
+	return ws_clock_mono_ms() - x->started_ms;
 }
 
 int

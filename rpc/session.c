@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "encode.h"
 #include "info.h"
 #include "proto.h"
@@ -47,14 +47,6 @@ struct rpc_session {
 	unsigned ncmds;
 	bool paused;
 };
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void
 send_json(struct rpc_session *s, json_t *o)
@@ -573,7 +565,7 @@ dispatch(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
 		if (r->notification)
 			return NULL;
 		return rpc_proto_reply(r->dialect, "pong", r->id,
-				       json_pack("{s:I}", "timestamp", (json_int_t)now_ms()));
+				       json_pack("{s:I}", "timestamp", (json_int_t)ws_clock_wall_ms()));
 	case RPC_INFO:
 		return do_info(s, r);
 	case RPC_EXEC:

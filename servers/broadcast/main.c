@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "sandbox.h"
@@ -69,14 +69,6 @@ struct bc {
 	size_t npending, cap_pending;
 	uint64_t persisted;
 };
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* 1-64 of A-Za-z0-9._:- */
 static bool
@@ -273,7 +265,7 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 	/* what is pending must be committed and out before this member counts */
 	end_turn(bc);
 
-	uint64_t t = now_ms();
+	uint64_t t = ws_clock_wall_ms();
 	struct room **slot = room_slot(bc, a.room);
 	struct room *room = *slot;
 	if (!room) {
@@ -337,7 +329,7 @@ bc_close(void *app, struct ws_conn *c, uint16_t code)
 	room->count--;
 	char reason[32];
 	snprintf(reason, sizeof(reason), "close %u", code);
-	bc_store_leave(bc->store, m->membership, now_ms(), reason);
+	bc_store_leave(bc->store, m->membership, ws_clock_wall_ms(), reason);
 	to_room_json(bc, room, json_pack("{s:s, s:s, s:s, s:I}", "type", "leave", "id", m->user,
 					 "room", room->name, "count", (json_int_t)room->count));
 	free(m);
@@ -359,7 +351,7 @@ chat(struct bc *bc, struct member *m, const char *text, size_t len)
 	struct room *room = m->room;
 	struct bc_message msg = {
 		.seq = room->next_seq++, .from = m->user, .text = text, .text_len = len,
-		.ts = now_ms(),
+		.ts = ws_clock_wall_ms(),
 	};
 	if (bc_store_message(bc->store, room->name, &msg))
 		bc->persisted++;
@@ -552,7 +544,7 @@ main(int argc, char **argv)
 		ws_log(WS_LOG_ERROR, "db-open failed=yes text=\"%s\"", err);
 		return WS_EXIT_SYSTEM;
 	}
-	int closed = bc_store_recover(bc.store, now_ms());
+	int closed = bc_store_recover(bc.store, ws_clock_wall_ms());
 	if (closed < 0) {
 		bc_store_destroy(bc.store);
 		return WS_EXIT_SYSTEM;

@@ -19,9 +19,9 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "config.h"
 #include "sandbox.h"
 
@@ -219,14 +219,6 @@ print_policy(const struct ws_sandbox *sb, const struct options *o)
 			printf("%s\n", ws_policy_rule_format(&p->rules[i], line, sizeof(line)));
 }
 
-static int64_t
-now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * Kills the command's process group and every process left under this
  * subreaper, and reaps them all. Orphans of the killed reach us in turn,
@@ -270,18 +262,18 @@ child(const struct ws_sandbox *sb, pid_t parent, int report, char **cmd)
 static int
 supervise(pid_t pid, int sigfd, const struct options *o, bool *timed_out)
 {
-	int64_t deadline = o->timeout_ms ? now_ms() + o->timeout_ms : -1;
+	int64_t deadline = o->timeout_ms ? (int64_t)ws_clock_mono_ms() + o->timeout_ms : -1;
 	bool termed = false;
 	for (;;) {
 		int wait_ms = -1;
 		if (deadline >= 0) {
-			int64_t left = deadline - now_ms();
+			int64_t left = deadline - (int64_t)ws_clock_mono_ms();
 			if (left <= 0) {
 				if (!termed) {
 					*timed_out = true;
 					termed = true;
 					kill(-pid, SIGTERM);
-					deadline = now_ms() + o->grace_ms;
+					deadline = (int64_t)ws_clock_mono_ms() + o->grace_ms;
 				} else {
 					kill(-pid, SIGKILL);
 					deadline = -1;
