@@ -1,6 +1,8 @@
 #include "log.h"
 
+#include <errno.h>
 #include <libwebsockets.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +10,58 @@
 
 static enum ws_log_level threshold = WS_LOG_INFO;
 static enum ws_log_format format = WS_LOG_TEXT;
+
+/*
+ * Info and debug lines wait here for the end of the loop turn (the flush
+ * hook), so a burst of connections costs one write, not two per connection.
+ * Warnings and errors, and everything without a hook, go out at once.
+ */
+static char pending[16384];
+static size_t pending_len;
+static bool flush_requested;
+static void (*flush_hook)(void *);
+static void *flush_arg;
+
+void
+ws_log_flush(void)
+{
+	size_t off = 0;
+	while (off < pending_len) {
+		ssize_t w = write(STDERR_FILENO, pending + off, pending_len - off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			break; /* nowhere to log to: drop rather than block */
+		off += (size_t)w;
+	}
+	pending_len = 0;
+	flush_requested = false;
+}
+
+void
+ws_log_set_flush_hook(void (*hook)(void *), void *arg)
+{
+	ws_log_flush();
+	flush_hook = hook;
+	flush_arg = arg;
+}
+
+static void
+emit(enum ws_log_level level, const char *line, size_t n)
+{
+	if (pending_len + n > sizeof(pending))
+		ws_log_flush();
+	if (n > sizeof(pending))
+		n = sizeof(pending);
+	memcpy(pending + pending_len, line, n);
+	pending_len += n;
+	if (level <= WS_LOG_WARN || !flush_hook) {
+		ws_log_flush();
+	} else if (!flush_requested) {
+		flush_requested = true;
+		flush_hook(flush_arg);
+	}
+}
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 
@@ -73,7 +127,8 @@ token_len(const char *s, bool *quoted)
 }
 
 static void
-emit_json(const char *ts, const char *level, const char *loc, const char *msg)
+emit_json(enum ws_log_level lvl, const char *ts, const char *level, const char *loc,
+	  const char *msg)
 {
 	char out[4096];
 	size_t o = (size_t)snprintf(out, sizeof(out),
@@ -120,7 +175,7 @@ emit_json(const char *ts, const char *level, const char *loc, const char *msg)
 		o = sizeof(out) - 3;
 	out[o++] = '}';
 	out[o++] = '\n';
-	fwrite(out, 1, o, stderr);
+	emit(lvl, out, o);
 }
 
 void
@@ -147,12 +202,16 @@ ws_log_write(enum ws_log_level level, const char *file, int line,
 		snprintf(loc, sizeof(loc), "%s:%d", base ? base + 1 : file, line);
 	}
 
-	if (format == WS_LOG_JSON)
-		emit_json(ts, level_names[level], file ? loc : NULL, msg);
-	else if (file)
-		fprintf(stderr, "%s %-5s %s (%s)\n", ts, level_names[level], msg, loc);
-	else
-		fprintf(stderr, "%s %-5s %s\n", ts, level_names[level], msg);
+	if (format == WS_LOG_JSON) {
+		emit_json(level, ts, level_names[level], file ? loc : NULL, msg);
+		return;
+	}
+	char text[2400];
+	int len = file ? snprintf(text, sizeof(text), "%s %-5s %s (%s)\n", ts,
+				  level_names[level], msg, loc)
+		       : snprintf(text, sizeof(text), "%s %-5s %s\n", ts, level_names[level], msg);
+	if (len > 0)
+		emit(level, text, (size_t)len < sizeof(text) ? (size_t)len : sizeof(text) - 1);
 }
 
 static void
@@ -181,5 +240,6 @@ ws_log_init(enum ws_log_level level, enum ws_log_format fmt)
 	if (level >= WS_LOG_DEBUG)
 		lws_levels |= LLL_NOTICE;
 	lws_set_log_level(lws_levels, lws_emit);
-	setvbuf(stderr, NULL, _IOLBF, 0);
+	/* the fprintf(stderr) of start-up errors stays in step with our writes */
+	setvbuf(stderr, NULL, _IONBF, 0);
 }

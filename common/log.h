@@ -33,6 +33,15 @@ bool ws_log_format_parse(const char *name, enum ws_log_format *out);
 
 bool ws_log_enabled(enum ws_log_level level);
 
+/*
+ * With a hook, info and debug lines are held until ws_log_flush(); the
+ * hook is called once when the first line of a batch is held (the server
+ * flushes at the end of the loop turn). Warnings and errors are written at
+ * once. NULL (the default) writes every line at once.
+ */
+void ws_log_set_flush_hook(void (*hook)(void *), void *arg);
+void ws_log_flush(void);
+
 void ws_log_write(enum ws_log_level level, const char *file, int line,
 		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 

@@ -47,6 +47,19 @@ schedule_stop(struct ws_server *srv)
 }
 
 static void
+log_flush_cb(lws_sorted_usec_list_t *sul)
+{
+	ws_log_flush();
+}
+
+static void
+request_log_flush(void *arg)
+{
+	struct ws_server *srv = arg;
+	lws_sul_schedule(srv->ctx, 0, &srv->log_sul, log_flush_cb, 1);
+}
+
+static void
 defer_cb(lws_sorted_usec_list_t *sul)
 {
 	struct ws_server *srv = lws_container_of(sul, struct ws_server, defer_sul);
@@ -358,6 +371,9 @@ ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config 
 		schedule_stop(srv);
 		goto loop;
 	}
+	/* what start-up logged (the port among it) is out before anyone is told */
+	ws_log_flush();
+	ws_log_set_flush_hook(request_log_flush, srv);
 	int err = ws_notify_ready(cfg->notify_fd);
 	if (err)
 		ws_log(WS_LOG_WARN, "notify failed=yes error=\"%s\"", strerror(-err));
@@ -399,6 +415,7 @@ out:
 		lws_context_destroy(srv->ctx);
 	ws_buf_finish(&srv->scratch);
 	ws_conn_ip_table_free(srv);
+	ws_log_set_flush_hook(NULL, NULL);
 	ws_log(WS_LOG_INFO, "exit status=%d", status);
 	free(srv);
 	return status;

@@ -83,6 +83,7 @@ struct ws_server {
 	lws_sorted_usec_list_t drain_sul;
 	lws_sorted_usec_list_t stop_sul;
 	lws_sorted_usec_list_t defer_sul;
+	lws_sorted_usec_list_t log_sul;
 	bool deferred;                  /* defer_sul is scheduled */
 	struct ws_buf scratch;          /* for HTTP bodies built on the fly */
 };
