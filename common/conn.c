@@ -478,45 +478,47 @@ upgrade(struct ws_conn *c, const struct ws_http_request *req, uint8_t *rest, siz
 		feed(c, rest, rest_n);
 }
 
-static void
+/* Handles a request head in p; false when it is not complete yet. */
+static bool
 http_request(struct ws_conn *c, uint8_t *p, size_t n)
 {
 	struct ws_server *srv = c->srv;
 	size_t head_len = 0;
 	switch (ws_http_head_end((const char *)p, n, &head_len)) {
 	case WS_HTTP_HEAD_MORE:
-		return;
+		return false;
 	case WS_HTTP_HEAD_GARBAGE:
 		ws_metrics_reject(&srv->metrics, WS_REJECT_GARBAGE);
 		ws_log(WS_LOG_DEBUG, "garbage id=%llu addr=%s", (unsigned long long)c->id,
 		       ws_conn_addr(c));
 		kill_async(c);
-		return;
+		return true;
 	case WS_HTTP_HEAD_TOO_BIG:
 		refuse(c, WS_REJECT_HANDSHAKE, 431, "request head too large", NULL);
-		return;
+		return true;
 	case WS_HTTP_HEAD_DONE:
 		break;
 	}
 	struct ws_http_request req;
 	if (!ws_http_parse((const char *)p, head_len, &req)) {
 		refuse(c, WS_REJECT_HANDSHAKE, 400, "malformed request", NULL);
-		return;
+		return true;
 	}
 	if (ws_http_wants_upgrade(&req)) {
 		upgrade(c, &req, p + head_len, n - head_len);
-		return;
+		return true;
 	}
 	if (!req.is_get) {
 		refuse(c, WS_REJECT_HANDSHAKE, 405, "only GET is served", "Allow: GET\r\n");
-		return;
+		return true;
 	}
 	if (ws_server_builtin_http(srv, c, &req))
-		return;
+		return true;
 	if (srv->app->http && srv->app->http(srv->app_state, c, &req))
-		return;
+		return true;
 	static const char nf[] = "404 Not Found\n";
 	ws_conn_respond(c, 404, "text/plain; charset=utf-8", NULL, nf, sizeof(nf) - 1);
+	return true;
 }
 
 static void
@@ -529,21 +531,14 @@ receive(struct ws_conn *c, uint8_t *p, size_t n)
 		feed(c, p, n);
 		return;
 	case CONN_HTTP:
-		if (c->in.len == 0) {
-			/* the whole request usually comes in one read: parse it in place */
-			size_t head_len;
-			enum ws_http_head h = ws_http_head_end((const char *)p, n, &head_len);
-			if (h != WS_HTTP_HEAD_MORE) {
-				http_request(c, p, n);
-				return;
-			}
-		}
+		/* the whole request usually comes in one read: parse it in place */
+		if (c->in.len == 0 && http_request(c, p, n))
+			return;
 		if (!ws_buf_append(&c->in, p, n < WS_HTTP_HEAD_MAX ? n : WS_HTTP_HEAD_MAX)) {
 			kill_async(c);
 			return;
 		}
-		http_request(c, ws_buf_begin(&c->in), c->in.len);
-		if (c->state != CONN_HTTP)
+		if (http_request(c, ws_buf_begin(&c->in), c->in.len))
 			ws_buf_finish(&c->in);
 		return;
 	case CONN_CLOSING:
