@@ -799,12 +799,6 @@ ws_conn_queued(const struct ws_conn *c)
 	return c->out.len;
 }
 
-struct ws_server *
-ws_conn_server(const struct ws_conn *c)
-{
-	return c->srv;
-}
-
 const char *
 ws_conn_addr(const struct ws_conn *c)
 {

@@ -427,12 +427,6 @@ ws_server_metrics(struct ws_server *srv)
 	return &srv->metrics;
 }
 
-const struct ws_config *
-ws_server_config(const struct ws_server *srv)
-{
-	return srv->cfg;
-}
-
 uint64_t
 ws_server_uptime_s(const struct ws_server *srv)
 {

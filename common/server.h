@@ -81,7 +81,6 @@ int ws_server_run(const struct ws_app *app, void *app_state, const struct ws_con
 
 /* Counters, for servers that keep their own in step. */
 struct ws_metrics *ws_server_metrics(struct ws_server *srv);
-const struct ws_config *ws_server_config(const struct ws_server *srv);
 uint64_t ws_server_uptime_s(const struct ws_server *srv);
 
 /*
@@ -122,6 +121,5 @@ uint64_t ws_conn_id(const struct ws_conn *c);
 const char *ws_conn_addr(const struct ws_conn *c);
 /* Bytes waiting to be sent to this connection. */
 size_t ws_conn_queued(const struct ws_conn *c);
-struct ws_server *ws_conn_server(const struct ws_conn *c);
 
 #endif

@@ -35,12 +35,6 @@ ws_timer_arm(struct ws_timer *t, uint64_t ms)
 }
 
 void
-ws_timer_disarm(struct ws_timer *t)
-{
-	lws_sul_cancel(&t->sul);
-}
-
-void
 ws_timer_destroy(struct ws_timer *t)
 {
 	if (!t)

@@ -16,7 +16,6 @@ typedef void (*ws_timer_fn)(void *arg);
 struct ws_timer *ws_timer_create(struct ws_server *srv, ws_timer_fn fn, void *arg);
 /* (Re)arms it to fire once, ms from now. */
 void ws_timer_arm(struct ws_timer *t, uint64_t ms);
-void ws_timer_disarm(struct ws_timer *t);
 /* Disarms and frees. NULL is a no-op. */
 void ws_timer_destroy(struct ws_timer *t);
 
