@@ -21,7 +21,28 @@ struct call {
 	uint8_t cmp;
 	uint8_t arg;
 	uint64_t mask, value;
+	uint8_t cmp2;
+	uint8_t arg2;
+	uint64_t mask2, value2;
+	/* the call's number where libseccomp is older than the call (0: none) */
+	int32_t nr;
 };
+
+/* The type of socket(2), without SOCK_NONBLOCK and SOCK_CLOEXEC. */
+#define SOCK_TYPE_MASK 0xf
+/* ioctl(USERFAULTFD_IOC_NEW) on /dev/userfaultfd: _IO(0xAA, 0x00) */
+#define USERFAULTFD_IOC_NEW_REQ 0xAA00u
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
+#endif
+/*
+ * personality(2) values Docker lets through: PER_LINUX, PER_LINUX32,
+ * UNAME26 with either, and 0xffffffff, which only reads the persona. The
+ * others turn off address randomisation (ADDR_NO_RANDOMIZE), make every
+ * readable mapping executable (READ_IMPLIES_EXEC), map page zero, ...
+ */
+#define PERSONALITY(v)                                                              \
+	{ "personality", WS_POLICY_ERRNO, EPERM, WS_POLICY_ONLY, 0, 0, v }
 
 #define CLONE_NEW_FLAGS                                                              \
 	(CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | \
@@ -51,6 +72,7 @@ static const struct call dangerous[] = {
 	{ "fsmount", WS_POLICY_ERRNO, EPERM },
 	{ "fspick", WS_POLICY_ERRNO, EPERM },
 	{ "mount_setattr", WS_POLICY_ERRNO, EPERM },
+	{ "open_tree_attr", WS_POLICY_ERRNO, EPERM, .nr = 467 },
 	/*
 	 * New namespaces are how unprivileged code reaches kernel code written
 	 * for root. clone's flags are its first argument on every architecture
@@ -75,15 +97,53 @@ static const struct call dangerous[] = {
 	{ "ptrace", WS_POLICY_ERRNO, EPERM },
 	{ "process_vm_readv", WS_POLICY_ERRNO, EPERM },
 	{ "process_vm_writev", WS_POLICY_ERRNO, EPERM },
+	{ "process_madvise", WS_POLICY_ERRNO, EPERM },
 	{ "kcmp", WS_POLICY_ERRNO, EPERM },
 	{ "pidfd_getfd", WS_POLICY_ERRNO, EPERM },
 	/* large kernel attack surface, rarely needed by commands */
 	{ "bpf", WS_POLICY_ERRNO, EPERM },
 	{ "perf_event_open", WS_POLICY_ERRNO, EPERM },
 	{ "userfaultfd", WS_POLICY_ERRNO, EPERM },
+	/* the same file descriptor, from the device: only its ioctl makes one */
+	{ "ioctl", WS_POLICY_ERRNO, EPERM, WS_POLICY_MASKED_EQ, 1, 0xffffffffu,
+	  USERFAULTFD_IOC_NEW_REQ },
 	{ "io_uring_setup", WS_POLICY_ERRNO, EPERM },
 	{ "io_uring_enter", WS_POLICY_ERRNO, EPERM },
 	{ "io_uring_register", WS_POLICY_ERRNO, EPERM },
+	/*
+	 * Memory placement across NUMA nodes, and moving another process's
+	 * pages (Docker: CAP_SYS_NICE only).
+	 */
+	{ "mbind", WS_POLICY_ERRNO, EPERM },
+	{ "set_mempolicy", WS_POLICY_ERRNO, EPERM },
+	{ "set_mempolicy_home_node", WS_POLICY_ERRNO, EPERM },
+	{ "get_mempolicy", WS_POLICY_ERRNO, EPERM },
+	{ "move_pages", WS_POLICY_ERRNO, EPERM },
+	{ "migrate_pages", WS_POLICY_ERRNO, EPERM },
+	/* file handles bypass path permissions (Docker: CAP_DAC_READ_SEARCH) */
+	{ "name_to_handle_at", WS_POLICY_ERRNO, EPERM },
+	/* 16-bit segments, a history of kernel bugs; x86 only */
+	{ "modify_ldt", WS_POLICY_ERRNO, EPERM },
+	{ "vm86", WS_POLICY_ERRNO, EPERM },
+	{ "vm86old", WS_POLICY_ERRNO, EPERM },
+	PERSONALITY(0x0),
+	PERSONALITY(0x8),
+	PERSONALITY(0x20000),
+	PERSONALITY(0x20008),
+	PERSONALITY(0xffffffff),
+	/*
+	 * Sockets that see every packet on an interface (loopback included:
+	 * other clients' tokens), forge any packet, or reach the hypervisor
+	 * (vsock, which Docker denies too). As root they would work; without
+	 * CAP_NET_RAW the kernel refuses the first two anyway.
+	 */
+	{ "socket", WS_POLICY_ERRNO, EPERM, WS_POLICY_EQ, 0, 0, AF_PACKET },
+	{ "socket", WS_POLICY_ERRNO, EPERM, WS_POLICY_EQ, 0, 0, AF_VSOCK },
+	{ "socket", WS_POLICY_ERRNO, EPERM, WS_POLICY_MASKED_EQ, 1, SOCK_TYPE_MASK, SOCK_PACKET },
+	{ "socket", WS_POLICY_ERRNO, EPERM, WS_POLICY_EQ, 0, 0, AF_INET, WS_POLICY_MASKED_EQ, 1,
+	  SOCK_TYPE_MASK, SOCK_RAW },
+	{ "socket", WS_POLICY_ERRNO, EPERM, WS_POLICY_EQ, 0, 0, AF_INET6, WS_POLICY_MASKED_EQ, 1,
+	  SOCK_TYPE_MASK, SOCK_RAW },
 	/* keyrings are not namespaced */
 	{ "add_key", WS_POLICY_ERRNO, EPERM },
 	{ "request_key", WS_POLICY_ERRNO, EPERM },
@@ -332,6 +392,8 @@ ws_policy_add_set(struct ws_policy *p, enum ws_policy_set set, char *err, size_t
 	 */
 	for (const struct call *c = t; c->name; c++) {
 		int nr = seccomp_syscall_resolve_name(c->name);
+		if (nr == __NR_SCMP_ERROR && c->nr > 0)
+			nr = c->nr;
 		if (nr == __NR_SCMP_ERROR) {
 			/* a built-in name libseccomp lost: fail closed, loudly */
 			if (err)
@@ -348,6 +410,10 @@ ws_policy_add_set(struct ws_policy *p, enum ws_policy_set set, char *err, size_t
 			.arg = c->arg,
 			.mask = c->mask,
 			.value = c->value,
+			.cmp2 = c->cmp2,
+			.arg2 = c->arg2,
+			.mask2 = c->mask2,
+			.value2 = c->value2,
 		};
 		if (push(p, &r) != 0)
 			goto full;
@@ -738,6 +804,24 @@ out:
 	return rc;
 }
 
+/* Writes one argument condition ("arg1 & 0xf == 0x3"); returns what snprintf does. */
+static int
+format_cond(char *buf, size_t len, uint8_t cmp, uint8_t arg, uint64_t mask, uint64_t value)
+{
+	switch (cmp) {
+	case WS_POLICY_MASKED_EQ:
+		return snprintf(buf, len, "arg%u & %#llx == %#llx", arg, (unsigned long long)mask,
+				(unsigned long long)value);
+	case WS_POLICY_NE:
+		return snprintf(buf, len, "arg%u != %llu", arg, (unsigned long long)value);
+	case WS_POLICY_EQ:
+		return snprintf(buf, len, "arg%u == %llu", arg, (unsigned long long)value);
+	case WS_POLICY_ONLY:
+		return snprintf(buf, len, "arg%u == %#llx", arg, (unsigned long long)value);
+	}
+	return 0;
+}
+
 const char *
 ws_policy_rule_format(const struct ws_policy_rule *r, char *buf, size_t len)
 {
@@ -757,21 +841,17 @@ ws_policy_rule_format(const struct ws_policy_rule *r, char *buf, size_t len)
 		n = snprintf(buf, len, "%s %s",
 			     ws_policy_action_name((enum ws_policy_action)r->action), call);
 	}
-	if (n >= 0 && (size_t)n < len) {
-		switch (r->cmp) {
-		case WS_POLICY_MASKED_EQ:
-			snprintf(buf + n, len - (size_t)n, "  # when arg%u & %#llx == %#llx",
-				 r->arg, (unsigned long long)r->mask,
-				 (unsigned long long)r->value);
-			break;
-		case WS_POLICY_NE:
-			snprintf(buf + n, len - (size_t)n, "  # when arg%u != %llu", r->arg,
-				 (unsigned long long)r->value);
-			break;
-		case WS_POLICY_EQ:
-			snprintf(buf + n, len - (size_t)n, "  # when arg%u == %llu", r->arg,
-				 (unsigned long long)r->value);
-			break;
+	if (n >= 0 && (size_t)n < len && r->cmp != WS_POLICY_ALWAYS) {
+		int m = snprintf(buf + n, len - (size_t)n, "  # %s ",
+				 r->cmp == WS_POLICY_ONLY ? "unless" : "when");
+		if (m > 0 && (size_t)(n + m) < len)
+			n += m + format_cond(buf + n + m, len - (size_t)(n + m), r->cmp, r->arg,
+					     r->mask, r->value);
+		if (r->cmp2 != WS_POLICY_ALWAYS && n >= 0 && (size_t)n < len) {
+			m = snprintf(buf + n, len - (size_t)n, " and ");
+			if (m > 0 && (size_t)(n + m) < len)
+				format_cond(buf + n + m, len - (size_t)(n + m), r->cmp2, r->arg2,
+					    r->mask2, r->value2);
 		}
 	}
 	free(name);
