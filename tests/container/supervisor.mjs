@@ -4,14 +4,41 @@
 // database; then the no-restart rule for a refused configuration and the
 // SIGTERM drain of the whole tree.
 
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Client, echoCheck, join as joinRoom, rpcCheck } from './lib/client.mjs';
 import { assert, assertEqual, until } from './lib/harness.mjs';
 import { SERVICES, Tree } from './lib/tree.mjs';
+import { promisify } from 'node:util';
+
+const execFileP = promisify(execFile);
 
 const TOKEN = 'supervisor-test-token';
+
+/** The environment a process was started with (/proc/PID/environ), as an object. */
+export function environOf(pid) {
+  const out = {};
+  for (const kv of readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0')) {
+    if (!kv) continue;
+    const i = kv.indexOf('=');
+    out[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return out;
+}
+
+/** container/bin/ws-healthcheck with ENV, run in CWD: {code, out}. */
+async function healthcheck(root, env, cwd) {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('WS_')));
+  try {
+    const r = await execFileP('bash', [join(root, 'container', 'bin', 'ws-healthcheck')],
+      { env: { ...clean, WS_ENVDIR: '/nonexistent', ...env }, cwd, timeout: 10_000 });
+    return { code: 0, out: r.stdout + r.stderr };
+  } catch (e) {
+    return { code: e.code, out: `${e.stdout}${e.stderr}` };
+  }
+}
 
 async function healthz(port) {
   const r = await fetch(`http://127.0.0.1:${port}/healthz`);
@@ -59,6 +86,26 @@ export async function run(h, ctx) {
       assert(st.up && st.ready, `${s}: ${JSON.stringify(st)}`);
       assertEqual(await healthz(ports[s]), 200, `${s} /healthz`);
     }
+  });
+
+  await h.check('each server gets only its own variables: no WS_RPC_TOKEN in echo\'s or broadcast\'s /proc/PID/environ', async () => {
+    const envs = {};
+    for (const s of SERVICES) envs[s] = environOf((await tree.status(s)).pid);
+    for (const s of SERVICES) {
+      const own = s.toUpperCase();
+      for (const k of Object.keys(envs[s])) {
+        const m = /^WS_(ECHO|BROADCAST|RPC)_/.exec(k);
+        assert(!m, `ws-${s} has ${k} in its environment`);
+        assert(!['WS_SERVICES', 'WS_ENVDIR', 'WS_ENVDIR_LOADED', 'WS_HEALTHCHECK_TIMEOUT'].includes(k),
+          `ws-${s} has the tree's ${k}`);
+      }
+      assertEqual(envs[s].WS_PORT, String(ports[s]), `ws-${s} WS_PORT (from WS_${own}_PORT)`);
+      for (const [k, v] of Object.entries(envs[s])) {
+        if (s !== 'rpc') assert(!v.includes(TOKEN), `ws-${s}'s ${k} holds ws-rpc's token`);
+      }
+    }
+    assertEqual(envs.echo.WS_TOKEN, undefined, 'WS_TOKEN of ws-echo');
+    assertEqual(envs.broadcast.WS_TOKEN, undefined, 'WS_TOKEN of ws-broadcast');
   });
 
   await h.check('echo, broadcast and exec work under s6', async () => {
@@ -176,6 +223,73 @@ export async function run(h, ctx) {
     assert(lines.some((l) => l.event === 'listen' && l.port === String(ctx.port(15))), 'a JSON listen line on the envdir port');
     assert(lines.some((l) => l.src === 's6' && l.event === 'exit' && l.server === 'ws-echo' && l.code === '0'),
       'a JSON exit line from finish');
+  });
+
+  // hostile values: ws-service refuses them once (exit 100, one clear line)
+  // and s6 leaves the service down; nothing dies in the script itself
+  const refusedOnce = async (what, env, svc, message) => {
+    const t = new Tree({ root: ctx.root, build: ctx.build, ports, services: [svc], env });
+    ctx.cleanup(() => t.cleanup());
+    await h.check(`hostile ${what}: ws-${svc} refused once with exit 100 and a clear message, left down`, async () => {
+      await t.start();
+      await until(4_000, () => /configuration refused/.test(t.log()), `the down line in the log:\n${t.log()}`);
+      await new Promise((r) => setTimeout(r, 2_200)); // s6 would have restarted it by now
+      const log = t.log();
+      assert(message.test(log), `no message ${message} in:\n${log}`);
+      assertEqual((log.match(new RegExp(`exit server=ws-${svc} code=`, 'g')) || []).length, 1, `starts of ws-${svc}:\n${log}`);
+      assert(new RegExp(`exit server=ws-${svc} code=100`).test(log), `exit 100:\n${log}`);
+      const st = await t.status(svc);
+      assert(!st.up && !st.wantedup, `${svc}: ${JSON.stringify(st)}`);
+      assertEqual((await t.stop(5_000)).code, 0, 's6-svscan exit');
+    }, { timeout: 15_000 });
+    await t.cleanup();
+  };
+  await refusedOnce('WS_RPC_LOG_LEVEL with a newline and "WS_RPC_X="', { WS_RPC_TOKEN: TOKEN, WS_RPC_LOG_LEVEL: 'info\nWS_RPC_X=1' },
+    'rpc', /refused server=ws-rpc reason="WS_RPC_LOG_LEVEL holds a newline/);
+  await refusedOnce('WS_LOG_FORMAT with a newline', { WS_LOG_FORMAT: 'text\nWS_ECHO_X=1' },
+    'echo', /WS_LOG_FORMAT holds a newline/);
+  await refusedOnce('WS_RPC_USER naming no user', { WS_RPC_TOKEN: TOKEN, WS_RPC_USER: 'no-such-user-$(touch /tmp/x)' },
+    'rpc', /WS_RPC_USER: no such user 'no-such-user-\$\(touch \/tmp\/x\)'/);
+  await refusedOnce('WS_RPC_USER = ws-broadcast\'s user', { WS_RPC_TOKEN: TOKEN, WS_RPC_USER: 'nobody', WS_BROADCAST_USER: 'nobody' },
+    'rpc', /WS_RPC_USER=nobody is also ws-broadcast's user/);
+  await refusedOnce('WS_RPC_RUN_AS = ws-echo\'s user', { WS_RPC_TOKEN: TOKEN, WS_RPC_RUN_AS: 'nobody', WS_ECHO_USER: 'nobody' },
+    'rpc', /WS_RPC_RUN_AS=nobody is also ws-echo's user/);
+  await refusedOnce('WS_BROADCAST_USER = the user of ws-rpc\'s commands', { WS_BROADCAST_USER: 'nobody', WS_RPC_RUN_AS: 'nobody' },
+    'broadcast', /WS_BROADCAST_USER=nobody is the user of ws-rpc's commands/);
+  await refusedOnce("WS_SERVICES='e*' (would glob to the service dir's event/)", { WS_SERVICES: 'e*' },
+    'echo', /WS_SERVICES names an unknown service 'e\*'/);
+
+  const odd = new Tree({
+    root: ctx.root, build: ctx.build, ports, services: ['echo', 'rpc'],
+    env: { WS_SERVICES: ' echo ,, rpc\t', WS_RPC_TOKEN: TOKEN, HOSTILE: 'x\nWS_RPC_X=1\nWS_ECHO_Y=2\nWS_SERVICES=broadcast' },
+  });
+  ctx.cleanup(() => odd.cleanup());
+  await h.check('a non-WS value holding "\\nWS_RPC_X=1" and WS_SERVICES with commas and spaces: echo and rpc run, broadcast stays down', async () => {
+    await odd.start();
+    await odd.waitReady(['echo', 'rpc']);
+    await echoCheck(u('echo'));
+    const env = environOf((await odd.status('rpc')).pid);
+    assertEqual(env.WS_X, undefined, 'WS_X in ws-rpc');
+    assertEqual(environOf((await odd.status('echo')).pid).WS_Y, undefined, 'WS_Y in ws-echo');
+    const b = await odd.status('broadcast');
+    assert(!b.up && !b.wantedup, `broadcast: ${JSON.stringify(b)}`);
+    assert(!/refused/.test(odd.log()), `refused:\n${odd.log()}`);
+  });
+
+  await h.check('ws-healthcheck: WS_SERVICES with commas and spaces healthy; \'e*\' and \'*\' never globbed', async () => {
+    const env = { WS_HOST: '127.0.0.1', WS_ECHO_PORT: String(ports.echo), WS_RPC_PORT: String(ports.rpc) };
+    let r = await healthcheck(ctx.root, { ...env, WS_SERVICES: ' echo ,, rpc\t' }, '/');
+    assertEqual(r.code, 0, `healthy with ' echo ,, rpc': ${r.out}`);
+    r = await healthcheck(ctx.root, { ...env, WS_SERVICES: 'e*' }, '/'); // / holds etc
+    assert(r.code === 1 && /unknown service 'e\*'/.test(r.out), `e*: ${r.code} ${r.out}`);
+    const dir = mkdtempSync(join(tmpdir(), 'sandbox-ws-hc-'));
+    ctx.cleanup(() => rmSync(dir, { recursive: true, force: true }));
+    for (const f of ['echo', 'rpc']) mkdirSync(join(dir, f));
+    r = await healthcheck(ctx.root, { ...env, WS_SERVICES: '*' }, dir); // * would glob to "echo rpc": healthy
+    assert(r.code === 1 && /unknown service '\*'/.test(r.out), `*: ${r.code} ${r.out}`);
+    r = await healthcheck(ctx.root, { ...env, WS_SERVICES: 'echo broadcast' }, '/');
+    assert(r.code === 1 && /ws-broadcast/.test(r.out), `broadcast is down: ${r.code} ${r.out}`);
+    assertEqual((await odd.stop(5_000)).code, 0, 's6-svscan exit');
   });
 
   if (existsSync(join(ctx.build, 'servers', 'sandbox-run', 'ws-sandbox-run'))) {
