@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #define OFF(field) offsetof(struct ws_config, field)
 #define SEC(s) ((uint64_t)(s) * 1000u)
@@ -113,6 +114,8 @@ ws_config_finish(struct ws_config *cfg)
 	free(cfg->token_owned);
 	cfg->token_owned = NULL;
 	cfg->token = NULL;
+	for (size_t i = 0; i < cfg->allowed_origins.nowned; i++)
+		free(cfg->allowed_origins.owned[i]);
 	free(cfg->allowed_origins.owned);
 	free(cfg->allowed_origins.v);
 	cfg->allowed_origins = (struct ws_strlist){ 0 };
@@ -231,20 +234,22 @@ apply(const struct ws_option *o, void *target, const char *v, const char *from,
 			goto bad;
 		*(bool *)dst = b;
 		return true;
-	case WS_OPT_LIST:
-		if (!from_env) {
-			/* the command line's list replaces the environment's */
-			struct ws_strlist *l = dst;
-			if (l->n && !l->from_flags)
-				l->n = 0;
-			l->from_flags = true;
-			return list_add(dst, v);
-		}
-		/* a comma-separated variable: split into its own copy */
+	case WS_OPT_LIST: {
 		struct ws_strlist *l = dst;
-		free(l->owned);
-		l->owned = strdup(v);
-		for (char *s = l->owned, *save = NULL, *t = s ? strtok_r(s, ",", &save) : NULL; t;
+		/* the command line's items replace the environment's */
+		if (!from_env && l->n && !l->from_flags)
+			l->n = 0;
+		l->from_flags = !from_env;
+		/* a value is a comma-separated list (an origin has no comma) */
+		char **no = realloc(l->owned, (l->nowned + 1) * sizeof(*no));
+		if (!no)
+			return false;
+		l->owned = no;
+		char *copy = strdup(v);
+		if (!copy)
+			return false;
+		l->owned[l->nowned++] = copy;
+		for (char *save = NULL, *t = strtok_r(copy, ",", &save); t;
 		     t = strtok_r(NULL, ",", &save)) {
 			t += strspn(t, " \t");
 			t[strcspn(t, " \t")] = '\0';
@@ -252,6 +257,7 @@ apply(const struct ws_option *o, void *target, const char *v, const char *from,
 				return false;
 		}
 		return true;
+	}
 	}
 bad:
 	if (o->type == WS_OPT_UINT || o->type == WS_OPT_SIZE || o->type == WS_OPT_SECONDS) {
@@ -309,8 +315,36 @@ read_token_file(struct ws_config *cfg)
 		fprintf(stderr, "error: --token-file: '%s' holds no token\n", cfg->token_file);
 		return false;
 	}
+	free(cfg->token_owned);
 	cfg->token = cfg->token_owned = strdup(line);
+	explicit_bzero(line, sizeof(line));
 	return cfg->token != NULL;
+}
+
+/*
+ * Copies WS_TOKEN out of the environment, then wipes it there: the bytes
+ * of the original block (what /proc/PID/environ shows) and the variable, so
+ * neither a child nor a reader of /proc finds it.
+ */
+static bool
+take_env_token(struct ws_config *cfg)
+{
+	char *tok = getenv("WS_TOKEN");
+	if (!tok)
+		return true;
+	if (*tok) {
+		free(cfg->token_owned);
+		cfg->token = cfg->token_owned = strdup(tok);
+		if (!cfg->token) {
+			fprintf(stderr, "error: out of memory\n");
+			return false;
+		}
+	}
+	/* the entry is "WS_TOKEN=value"; glibc never frees it, so it stays writable */
+	char *entry = tok - strlen("WS_TOKEN=");
+	unsetenv("WS_TOKEN");
+	explicit_bzero(entry, strlen(entry));
+	return true;
 }
 
 enum ws_config_result
@@ -323,6 +357,16 @@ ws_config_parse(struct ws_config *cfg, const struct ws_option_table *extra,
 	size_t nt = 1;
 	if (extra)
 		tables[nt++] = *extra;
+
+	/*
+	 * Before any secret is read: a non-dumpable process's /proc/PID/mem,
+	 * environ and fds are root's, and it cannot be ptrace-attached by its
+	 * own uid, so a command running under the same uid cannot reach it.
+	 */
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0) {
+		fprintf(stderr, "error: prctl(PR_SET_DUMPABLE): %s\n", strerror(errno));
+		return WS_CONFIG_SYSTEM;
+	}
 
 	size_t total = 0;
 	for (size_t i = 0; i < nt; i++)
@@ -347,9 +391,8 @@ ws_config_parse(struct ws_config *cfg, const struct ws_option_table *extra,
 				goto error;
 		}
 	}
-	const char *tok = getenv("WS_TOKEN");
-	if (tok && *tok)
-		cfg->token = tok;
+	if (!take_env_token(cfg))
+		goto error;
 	lo[k++] = (struct option){ "help", no_argument, NULL, 'h' };
 	lo[k++] = (struct option){ "version", no_argument, NULL, 'V' };
 

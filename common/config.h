@@ -23,14 +23,15 @@ enum ws_opt_type {
 	WS_OPT_SIZE,     /* uint64_t bytes, k/m/g suffixes, within [min, max] */
 	WS_OPT_SECONDS,  /* uint32_t milliseconds; given as seconds, fractions allowed */
 	WS_OPT_FLAG,     /* bool, takes no value (env: 1/true/yes or 0/false/no) */
-	WS_OPT_LIST,     /* struct ws_strlist; repeatable, env comma-separated */
+	WS_OPT_LIST,     /* struct ws_strlist; repeatable, each value comma-separated */
 };
 
 struct ws_strlist {
 	const char **v;
 	size_t n;
 	bool from_flags;  /* the command line has given items (they replace the env's) */
-	char *owned;      /* the environment's copy the items point into */
+	char **owned;     /* the split copies the items point into */
+	size_t nowned;
 };
 
 struct ws_option {

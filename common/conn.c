@@ -386,11 +386,15 @@ redact_query(struct ws_slice q, char *out, size_t cap)
 {
 	size_t o = 0;
 	for (size_t i = 0; i < q.n && o + 4 < cap;) {
-		bool token = q.n - i >= 6 && memcmp(q.p + i, "token=", 6) == 0;
-		size_t end = i;
-		while (end < q.n && q.p[end] != '&')
+		size_t end = i, eq = q.n;
+		while (end < q.n && q.p[end] != '&') {
+			if (q.p[end] == '=' && eq == q.n)
+				eq = end;
 			end++;
-		size_t keep = token ? 6 : end - i;
+		}
+		/* the name as the server reads it: decoded (`tok%65n` is `token`) */
+		bool token = eq < end && ws_http_query_name_is(q.p + i, eq - i, "token");
+		size_t keep = token ? eq + 1 - i : end - i;
 		if (keep > cap - o - 4)
 			keep = cap - o - 4;
 		memcpy(out + o, q.p + i, keep);
@@ -430,16 +434,7 @@ upgrade(struct ws_conn *c, const struct ws_http_request *req, uint8_t *rest, siz
 		refuse(c, WS_REJECT_CAPACITY, 503, "too many connections", "Retry-After: 1\r\n");
 		return;
 	}
-	if (cfg->max_connections_per_ip && !ip_acquire(srv, c)) {
-		refuse(c, WS_REJECT_PER_IP, 503, "too many connections from this address",
-		       "Retry-After: 1\r\n");
-		return;
-	}
 	if (srv->app->admit && (status = srv->app->admit(srv->app_state, c, req, &why))) {
-		if (c->flags & CONN_PER_IP) {
-			ip_release(srv, c);
-			c->flags &= (uint8_t)~CONN_PER_IP;
-		}
 		refuse(c, WS_REJECT_APP, status, why, NULL);
 		return;
 	}
@@ -504,6 +499,11 @@ http_request(struct ws_conn *c, uint8_t *p, size_t n)
 		refuse(c, WS_REJECT_HANDSHAKE, 400, "malformed request", NULL);
 		return true;
 	}
+	if (!req.host.p) {
+		/* RFC 7230 5.4: a request without Host is a bad request */
+		refuse(c, WS_REJECT_HANDSHAKE, 400, "missing Host", NULL);
+		return true;
+	}
 	if (ws_http_wants_upgrade(&req)) {
 		upgrade(c, &req, p + head_len, n - head_len);
 		return true;
@@ -534,7 +534,13 @@ receive(struct ws_conn *c, uint8_t *p, size_t n)
 		/* the whole request usually comes in one read: parse it in place */
 		if (c->in.len == 0 && http_request(c, p, n))
 			return;
-		if (!ws_buf_append(&c->in, p, n < WS_HTTP_HEAD_MAX ? n : WS_HTTP_HEAD_MAX)) {
+		/*
+		 * Keep the whole read: frames may follow the head's end in it. The
+		 * buffer stays bounded: a head without an end within
+		 * WS_HTTP_HEAD_MAX bytes is refused 431 below, and one read is at
+		 * most the loop's read size.
+		 */
+		if (!ws_buf_append(&c->in, p, n)) {
 			kill_async(c);
 			return;
 		}
@@ -572,6 +578,16 @@ adopt(struct ws_server *srv, struct ws_conn *c, struct lws *wsi)
 	srv->sockets++;
 	uint32_t hs = (srv->cfg->handshake_timeout_ms + 999) / 1000;
 	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, (int)hs);
+	/*
+	 * Counted from accept, not from the upgrade: sockets that never send a
+	 * request (half-open, slowloris) hold their address's slots too.
+	 */
+	if (srv->cfg->max_connections_per_ip && !ip_acquire(srv, c)) {
+		refuse(c, WS_REJECT_PER_IP, 503, "too many connections from this address",
+		       "Retry-After: 1\r\n");
+		lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, 1);
+		ws_conn_flush_all(srv);
+	}
 }
 
 /* The server hears of the close once: at the socket's end, or at shutdown. */

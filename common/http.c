@@ -307,20 +307,42 @@ hexval(char c)
 	return -1;
 }
 
+bool
+ws_http_query_name_is(const char *p, size_t n, const char *name)
+{
+	/* decoded as browsers' URLSearchParams does, so `tok%65n` is `token` */
+	size_t i = 0;
+	for (; i < n && *name; name++) {
+		int c = (unsigned char)p[i];
+		if (c == '+') {
+			c = ' ';
+			i++;
+		} else if (c == '%' && i + 2 < n && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
+			c = hexval(p[i + 1]) << 4 | hexval(p[i + 2]);
+			i += 3;
+		} else {
+			i++;
+		}
+		if (c != (unsigned char)*name)
+			return false;
+	}
+	return i == n && !*name;
+}
+
 enum ws_http_arg
 ws_http_query_arg(const struct ws_http_request *req, const char *name,
 		  char *out, size_t cap)
 {
 	if (!req->query.p || cap == 0)
 		return WS_HTTP_ARG_ABSENT;
-	size_t nl = strlen(name);
 	const char *q = req->query.p, *end = q + req->query.n;
 	while (q && q < end) {
 		const char *amp = memchr(q, '&', (size_t)(end - q));
 		const char *e = amp ? amp : end;
-		if ((size_t)(e - q) >= nl + 1 && memcmp(q, name, nl) == 0 && q[nl] == '=') {
+		const char *eq = memchr(q, '=', (size_t)(e - q));
+		if (eq && ws_http_query_name_is(q, (size_t)(eq - q), name)) {
 			size_t o = 0;
-			for (const char *s = q + nl + 1; s < e; s++) {
+			for (const char *s = eq + 1; s < e; s++) {
 				int c = (unsigned char)*s;
 				if (c == '+') {
 					c = ' ';

@@ -65,7 +65,14 @@ enum ws_http_arg {
 };
 
 /*
- * Copies the URL-decoded value of query argument `name` (without '=') into
+ * Whether the query parameter name p[0..n) is `name` once URL-decoded
+ * (`+` and %XX), as browsers and the Worker decode names.
+ */
+bool ws_http_query_name_is(const char *p, size_t n, const char *name);
+
+/*
+ * Copies the URL-decoded value of query argument `name` (the name is matched
+ * decoded too) (without '=') into
  * out (NUL-terminated). The first of repeated names wins.
  */
 enum ws_http_arg ws_http_query_arg(const struct ws_http_request *req, const char *name,

@@ -4,24 +4,29 @@
  * keepalive and idle limits, and one shutdown path (stop accepting, close
  * every client 1001, wait up to --drain-timeout, destroy the context).
  */
+#define _GNU_SOURCE /* accept4 */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
 
 extern char **environ;
 
+#include "listen.h"
 #include "log.h"
 #include "clock.h"
 #include "notify.h"
 #include "page.h"
 #include "server_private.h"
+#include "watch.h"
 
 /* Keepalive and idle limits are checked this often, or more often for short ones. */
 #define SWEEP_MAX_MS 1000u
@@ -30,10 +35,14 @@ extern char **environ;
 /* Output past which a peer that does not read is no longer read either. */
 #define RX_PAUSE_MAX (256u * 1024u)
 
+/* The kernel caps it at net.core.somaxconn. */
+#define LISTEN_BACKLOG 4096
+
 /* Only for the poll() fallback, where lws cannot hand signals to the loop. */
 static volatile sig_atomic_t fallback_signal;
 
 static void stop_cb(lws_sorted_usec_list_t *sul);
+static void stop_listening(struct ws_server *srv);
 
 static void
 schedule_stop(struct ws_server *srv)
@@ -112,12 +121,6 @@ drain_timeout_cb(lws_sorted_usec_list_t *sul)
 	schedule_stop(srv);
 }
 
-static int
-deprecated_cb(void)
-{
-	return 0;
-}
-
 static void
 begin_drain(struct ws_server *srv, int signum)
 {
@@ -128,7 +131,7 @@ begin_drain(struct ws_server *srv, int signum)
 	srv->draining = true;
 	ws_log(WS_LOG_INFO, "drain signal=%d open=%llu timeout_ms=%u", signum,
 	       (unsigned long long)srv->metrics.connections_open, srv->cfg->drain_timeout_ms);
-	lws_context_deprecate(srv->ctx, deprecated_cb);
+	stop_listening(srv);
 	if (srv->app->drain)
 		srv->app->drain(srv->app_state);
 	ws_conn_drain_all(srv);
@@ -250,73 +253,90 @@ create_context(struct ws_server *srv, const struct lws_protocols *protocols)
 	return lws_create_context(&info);
 }
 
-static bool
-listen_one(struct ws_server *srv, const struct lws_protocols *protocols, const char *addr)
+/* Accepted per readable event at most, so one listener cannot hog a loop turn. */
+#define ACCEPT_BATCH 64
+/* After EMFILE/ENFILE, accepting pauses this long (level-triggered: no spin). */
+#define ACCEPT_PAUSE_MS 100
+
+static void
+accept_resume_cb(lws_sorted_usec_list_t *sul)
 {
-	struct lws_context_creation_info vi;
-	memset(&vi, 0, sizeof(vi));
-	vi.vhost_name = addr;
-	vi.port = (int)srv->cfg->port;
-	/* "::" means every address of both families: lws's default */
-	vi.iface = strcmp(addr, "::") == 0 ? NULL : addr;
-	vi.protocols = protocols;
-	vi.options = LWS_SERVER_OPTION_ADOPT_APPLY_LISTEN_ACCEPT_CONFIG;
-	vi.listen_accept_role = "raw-skt";
-	vi.listen_accept_protocol = protocols[0].name;
-	struct lws_vhost *vh = lws_create_vhost(srv->ctx, &vi);
-	if (!vh) {
-		ws_log(WS_LOG_ERROR, "listen host=%s port=%u failed=yes", addr, srv->cfg->port);
-		return false;
+	struct ws_server *srv = lws_container_of(sul, struct ws_server, accept_sul);
+	for (unsigned i = 0; i < srv->nlisten; i++)
+		if (srv->listen[i])
+			ws_watch_read(srv->listen[i], true);
+}
+
+static bool
+on_listen_readable(void *arg, struct ws_watch *w, int fd, enum ws_watch_event ev)
+{
+	struct ws_server *srv = arg;
+	if (ev != WS_WATCH_READABLE)
+		return true;
+	for (int i = 0; i < ACCEPT_BATCH && !srv->draining; i++) {
+		int s = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (s < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				ws_log(WS_LOG_WARN, "accept failed=yes error=\"%s\" pause_ms=%d",
+				       strerror(errno), ACCEPT_PAUSE_MS);
+				for (unsigned j = 0; j < srv->nlisten; j++)
+					if (srv->listen[j])
+						ws_watch_read(srv->listen[j], false);
+				lws_sul_schedule(srv->ctx, 0, &srv->accept_sul, accept_resume_cb,
+						 (lws_usec_t)ACCEPT_PAUSE_MS * 1000);
+			}
+			break; /* EAGAIN, or a connection that died in the queue */
+		}
+		int one = 1;
+		setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		lws_sock_file_fd_type d = { .sockfd = s };
+		/* lws closes the socket itself when it cannot adopt it */
+		lws_adopt_descriptor_vhost(srv->conn_vhost, LWS_ADOPT_SOCKET, d,
+					   srv->protocols[0].name, NULL);
 	}
-	ws_log(WS_LOG_INFO, "listen server=%s host=%s port=%d loop=%s", srv->app->name, addr,
-	       lws_get_vhost_listen_port(vh), srv->uv ? "libuv" : "poll");
 	return true;
 }
 
-/* A name ("localhost") listens on each address it resolves to; lws takes literals. */
-static bool
-listen_host(struct ws_server *srv, const struct lws_protocols *protocols, const char *host)
+static void
+stop_listening(struct ws_server *srv)
 {
-	struct in6_addr a6;
-	if (inet_pton(AF_INET, host, &a6) == 1 || inet_pton(AF_INET6, host, &a6) == 1)
-		return listen_one(srv, protocols, host);
-	struct addrinfo hints = { .ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM };
-	struct addrinfo *res;
-	if (getaddrinfo(host, NULL, &hints, &res) != 0)
-		return listen_one(srv, protocols, host); /* perhaps an interface name */
-	bool ok = true;
-	char seen[8][INET6_ADDRSTRLEN];
-	int nseen = 0;
-	for (struct addrinfo *ai = res; ai && ok && nseen < 8; ai = ai->ai_next) {
-		char text[INET6_ADDRSTRLEN];
-		const void *src = ai->ai_family == AF_INET
-					  ? (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr
-					  : (const void *)&((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr;
-		if (!inet_ntop(ai->ai_family, src, text, sizeof(text)))
-			continue;
-		bool dup = false;
-		for (int i = 0; i < nseen && !dup; i++)
-			dup = strcmp(seen[i], text) == 0;
-		if (dup)
-			continue;
-		strcpy(seen[nseen++], text);
-		ok = listen_one(srv, protocols, text);
+	for (unsigned i = 0; i < srv->nlisten; i++) {
+		ws_watch_close(srv->listen[i]);
+		srv->listen[i] = NULL;
 	}
-	freeaddrinfo(res);
-	return ok;
+	srv->nlisten = 0;
 }
 
 static bool
 listen_all(struct ws_server *srv, const struct lws_protocols *protocols)
 {
-	char *hosts = strdup(srv->cfg->host);
-	if (!hosts)
+	struct lws_context_creation_info vi;
+	memset(&vi, 0, sizeof(vi));
+	vi.vhost_name = "ws-conn";
+	vi.port = CONTEXT_PORT_NO_LISTEN;
+	vi.protocols = protocols;
+	srv->conn_vhost = lws_create_vhost(srv->ctx, &vi);
+	if (!srv->conn_vhost)
+		return false;
+
+	struct ws_listen_set set;
+	if (!ws_listen_open(&set, srv->cfg->host, (uint16_t)srv->cfg->port, LISTEN_BACKLOG))
 		return false;
 	bool ok = true;
-	char *save = NULL;
-	for (char *h = strtok_r(hosts, ",", &save); ok && h; h = strtok_r(NULL, ",", &save))
-		ok = listen_host(srv, protocols, h);
-	free(hosts);
+	for (unsigned i = 0; i < set.n; i++) {
+		int fd = set.fds[i];
+		set.fds[i] = -1; /* the watch owns it now, even when it fails */
+		srv->listen[i] = ok ? ws_watch_create(srv, fd, on_listen_readable, srv) : NULL;
+		if (!ok)
+			close(fd);
+		else if (!srv->listen[i])
+			ok = false;
+		else
+			srv->nlisten = i + 1;
+		if (ok)
+			ws_log(WS_LOG_INFO, "listen server=%s host=%s port=%u loop=%s",
+			       srv->app->name, set.addrs[i], set.port, srv->uv ? "libuv" : "poll");
+	}
 	return ok;
 }
 

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 
 #include "frame.h"
+#include "listen.h"
 #include "ratelimit.h"
 #include "server.h"
 
@@ -63,6 +64,9 @@ struct ws_server {
 	const struct ws_config *cfg;
 	struct lws_context *ctx;
 	struct lws_vhost *watch_vhost;  /* listens nowhere; adopted descriptors live there */
+	struct lws_vhost *conn_vhost;   /* listens nowhere; accepted sockets are adopted there */
+	struct ws_watch *listen[WS_LISTEN_MAX]; /* our own listening sockets */
+	unsigned nlisten;
 	const struct lws_protocols *protocols;
 	struct ws_metrics metrics;
 	struct ws_rate_config rate;
@@ -84,6 +88,7 @@ struct ws_server {
 	lws_sorted_usec_list_t stop_sul;
 	lws_sorted_usec_list_t defer_sul;
 	lws_sorted_usec_list_t log_sul;
+	lws_sorted_usec_list_t accept_sul; /* resumes accepting after EMFILE */
 	bool deferred;                  /* defer_sul is scheduled */
 	struct ws_buf scratch;          /* for HTTP bodies built on the fly */
 };

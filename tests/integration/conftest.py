@@ -35,10 +35,11 @@ def server(request, tmp_path):
     request.node._ws_servers = started
 
     def start(name="ws-echo", *args, env=None, expect_exit=0, host="127.0.0.1",
-              port=None, notify=True):
+              port=None, notify=True, preexec=None):
         require_binary(name)
         s = Server(name, args, env, tmp_path / ("%s-%d.log" % (name, len(started))),
-                   expect_exit=expect_exit, host=host, port=port, notify=notify)
+                   expect_exit=expect_exit, host=host, port=port, notify=notify,
+                   preexec=preexec)
         started.append(s)
         s.start()
         return s

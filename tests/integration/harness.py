@@ -112,8 +112,9 @@ class Server:
     """One running server process."""
 
     def __init__(self, name, args, env, log_path, expect_exit=0, host="127.0.0.1",
-                 port=None, notify=True):
+                 port=None, notify=True, preexec=None):
         self.name = name
+        self.preexec = preexec  # run in the child before exec (e.g. drop to a uid)
         self.args = list(args)
         self.env = dict(env or {})
         self.log_path = str(log_path)
@@ -162,7 +163,7 @@ class Server:
             self.proc = subprocess.Popen(
                 self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                 pass_fds=(w,) if w is not None else (), env=clean_env(self.env),
-                start_new_session=True)
+                start_new_session=True, preexec_fn=self.preexec)
         self.returncode = None
         if w is None:
             return

@@ -503,11 +503,12 @@ list_repeatable(void)
 	};
 	struct out out;
 	CHECK_INT(parse(NULL, args, &out), WS_CONFIG_RUN);
-	if (CHECK_UINT(cfg.allowed_origins.n, 3)) {
+	if (CHECK_UINT(cfg.allowed_origins.n, 4)) {
 		CHECK_STR(cfg.allowed_origins.v[0], "https://a");
 		CHECK_STR(cfg.allowed_origins.v[1], "https://b");
-		/* a flag's value is one item, commas and all */
-		CHECK_STR(cfg.allowed_origins.v[2], "https://c,https://d");
+		/* a flag's value is a comma-separated list, as the variable's is */
+		CHECK_STR(cfg.allowed_origins.v[2], "https://c");
+		CHECK_STR(cfg.allowed_origins.v[3], "https://d");
 	}
 }
 
