@@ -265,7 +265,7 @@ on_output(void *arg, struct ws_watch *w, int fd, enum ws_watch_event ev)
 		uint8_t buf[65536];
 		bool eof = false;
 		/* a few reads, then the next turn: a flood must not starve the rest */
-		for (int i = 0; i < READS_PER_EVENT && !eof; i++) {
+		for (int i = 0; i < READS_PER_EVENT && !eof && !x->paused; i++) {
 			ssize_t n = read(fd, buf, sizeof(buf));
 			if (n > 0)
 				deliver(x, s, buf, (size_t)n);
@@ -430,7 +430,10 @@ child(struct rpc_engine *e, const struct rpc_exec_spec *spec, int in[2], int out
 		snprintf(msg, sizeof(msg), "cwd %s: %s", spec->cwd, strerror(errno));
 		goto fail;
 	}
-	exec_path(spec->argv, spec->envp);
+	if (spec->path)
+		exec_file(spec->path, spec->argv, spec->envp);
+	else
+		exec_path(spec->argv, spec->envp);
 	int en = errno;
 	dprintf(2, "%s: %s\n", spec->argv[0], en == ENOENT ? "command not found" : strerror(en));
 	_exit(en == ENOENT ? 127 : 126);

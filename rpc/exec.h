@@ -27,6 +27,7 @@ enum rpc_stream {
 
 struct rpc_exec_spec {
 	char *const *argv;        /* at most RPC_ARGV_MAX; argv[0] is looked up in the env's PATH */
+	const char *path;         /* or NULL; when set, the file run (argv[0] is not looked up) */
 	char *const *envp;
 	const char *cwd;          /* or NULL */
 	const uint8_t *stdin_data;

@@ -1,5 +1,6 @@
 #include "proto.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 static const struct {
@@ -36,15 +37,16 @@ rpc_proto_guess(const char *text, size_t len)
 	return len && *text == '[' ? RPC_JSONRPC : RPC_TYPE;
 }
 
-static bool
-id_valid(const json_t *id)
+bool
+rpc_proto_id_valid(const json_t *id, size_t max_id)
 {
-	return json_is_string(id) || json_is_integer(id) || json_is_real(id);
+	return (json_is_string(id) && json_string_length(id) <= max_id) || json_is_integer(id) ||
+	       json_is_real(id);
 }
 
 bool
-rpc_proto_request(json_t *msg, enum rpc_dialect dialect, struct rpc_request *req,
-		  enum rpc_error *err, const char **detail)
+rpc_proto_request(json_t *msg, enum rpc_dialect dialect, size_t max_id,
+		  struct rpc_request *req, enum rpc_error *err, const char **detail)
 {
 	*req = (struct rpc_request){ .dialect = dialect, .method = RPC_METHOD_UNKNOWN };
 	*detail = NULL;
@@ -55,9 +57,9 @@ rpc_proto_request(json_t *msg, enum rpc_dialect dialect, struct rpc_request *req
 	if (dialect == RPC_TYPE) {
 		json_t *id = json_object_get(msg, "id");
 		json_t *type = json_object_get(msg, "type");
-		if (id && id_valid(id))
+		if (id && rpc_proto_id_valid(id, max_id))
 			req->id = id;
-		if (!json_is_string(type) || (id && !id_valid(id))) {
+		if (!json_is_string(type) || (id && !rpc_proto_id_valid(id, max_id))) {
 			*err = RPC_E_INVALID;
 			return false;
 		}
@@ -68,10 +70,10 @@ rpc_proto_request(json_t *msg, enum rpc_dialect dialect, struct rpc_request *req
 		json_t *ver = json_object_get(msg, "jsonrpc");
 		json_t *method = json_object_get(msg, "method");
 		json_t *params = json_object_get(msg, "params");
-		if (id && (id_valid(id) || json_is_null(id)))
+		if (id && (rpc_proto_id_valid(id, max_id) || json_is_null(id)))
 			req->id = id;
 		if (!json_is_string(ver) || strcmp(json_string_value(ver), "2.0") != 0 ||
-		    !json_is_string(method) || (id && !id_valid(id) && !json_is_null(id)) ||
+		    !json_is_string(method) || (id && !rpc_proto_id_valid(id, max_id) && !json_is_null(id)) ||
 		    (params && !json_is_object(params) && !json_is_array(params))) {
 			req->id = req->id ? req->id : NULL;
 			*err = RPC_E_INVALID;
@@ -163,4 +165,58 @@ rpc_proto_event(enum rpc_dialect d, const char *type, const char *method, json_t
 	json_object_update(params, fields);
 	json_decref(fields);
 	return json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", method, "params", params);
+}
+
+static void
+put(char **w, const char *p, size_t len)
+{
+	memcpy(*w, p, len);
+	*w += len;
+}
+
+char *
+rpc_proto_result(enum rpc_dialect d, json_t *id, const char *out, size_t out_len,
+		 const char *err, size_t err_len, json_t *rest, size_t *len)
+{
+	char *id_text = id ? json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+	char *rest_text = json_dumps(rest, JSON_COMPACT);
+	json_decref(rest);
+	char *text = NULL;
+	if ((id && !id_text) || !rest_text || rest_text[0] != '{')
+		goto done;
+	/* the other fields, without their braces, follow stdout and stderr */
+	const char *fields = rest_text + 1;
+	size_t fields_len = strlen(fields) - 1;
+	const char *head = d == RPC_TYPE ? "{\"type\":\"result\"" : "{\"jsonrpc\":\"2.0\"";
+	const char *id_key = ",\"id\":";
+	const char *open = d == RPC_TYPE ? ",\"stdout\":\"" : ",\"result\":{\"stdout\":\"";
+	const char *mid = "\",\"stderr\":\"";
+	const char *tail = d == RPC_TYPE ? "}" : "}}";
+	const char *shown_id = id_text ? id_text : d == RPC_JSONRPC ? "null" : NULL;
+	size_t n = strlen(head) + (shown_id ? strlen(id_key) + strlen(shown_id) : 0) +
+		   strlen(open) + out_len + strlen(mid) + err_len + 2 + fields_len + strlen(tail);
+	text = malloc(n + 1);
+	if (!text)
+		goto done;
+	char *w = text;
+	put(&w, head, strlen(head));
+	if (shown_id) {
+		put(&w, id_key, strlen(id_key));
+		put(&w, shown_id, strlen(shown_id));
+	}
+	put(&w, open, strlen(open));
+	if (out_len)
+		put(&w, out, out_len);
+	put(&w, mid, strlen(mid));
+	if (err_len)
+		put(&w, err, err_len);
+	put(&w, fields_len ? "\"," : "\"", fields_len ? 2 : 1);
+	put(&w, fields, fields_len);
+	put(&w, tail, strlen(tail));
+	*w = '\0';
+	*len = (size_t)(w - text);
+done:
+	free(id_text);
+	free(rest_text);
+	return text;
 }

@@ -49,12 +49,16 @@ struct rpc_request {
 };
 
 /*
- * Validates one parsed element into *req. Returns true when it is a request;
- * otherwise fills *err / *detail for the error reply (with req->dialect and
- * req->id set as far as they could be read).
+ * Validates one parsed element into *req. An id is a number or a string of
+ * at most max_id bytes. Returns true when it is a request; otherwise fills
+ * *err / *detail for the error reply (with req->dialect and req->id set as
+ * far as they could be read).
  */
-bool rpc_proto_request(json_t *msg, enum rpc_dialect dialect, struct rpc_request *req,
-		       enum rpc_error *err, const char **detail);
+bool rpc_proto_request(json_t *msg, enum rpc_dialect dialect, size_t max_id,
+		       struct rpc_request *req, enum rpc_error *err, const char **detail);
+
+/* Whether id is a valid request id (a number, or a string of at most max_id bytes). */
+bool rpc_proto_id_valid(const json_t *id, size_t max_id);
 
 /* Which dialect a message that is not valid JSON most likely meant. */
 enum rpc_dialect rpc_proto_guess(const char *text, size_t len);
@@ -75,5 +79,15 @@ json_t *rpc_proto_reply(enum rpc_dialect d, const char *type, json_t *id, json_t
  */
 json_t *rpc_proto_event(enum rpc_dialect d, const char *type, const char *method, json_t *id,
 			json_t *fields);
+
+/*
+ * The text of an exec result whose stdout and stderr are already the
+ * insides of JSON strings (rpc_encode_json, or base64): the reply is written
+ * around them, not built as a json_t, so a large output is copied once.
+ * `rest` holds the other fields (exitCode, ...) and is stolen. Returns a
+ * malloc'd text (its length in *len), or NULL when out of memory.
+ */
+char *rpc_proto_result(enum rpc_dialect d, json_t *id, const char *out, size_t out_len,
+		       const char *err, size_t err_len, json_t *rest, size_t *len);
 
 #endif

@@ -2,6 +2,7 @@
 #include "session.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,8 +21,17 @@
 #define PAUSE_QUEUED (1u << 20)
 #define ENV_MAX RPC_ARGV_MAX
 
+struct reply_text {
+	char *text;            /* NULL: an exec's place, filled when it is done */
+	size_t len;
+};
+
+/* A JSON-RPC batch: its replies are kept as text, so their size is known. */
 struct batch {
-	json_t *replies;       /* the array being filled */
+	struct reply_text *items;
+	size_t n;              /* replies so far (items has room for the batch's size) */
+	size_t bytes;          /* their length */
+	uint64_t held;         /* output its execs hold (one --max-reply between them) */
 	unsigned pending;      /* replies still to come (running execs) */
 };
 
@@ -32,12 +42,19 @@ struct cmd {
 	json_t *id;            /* owned; NULL when the request had none */
 	char *label;           /* the command, for list */
 	struct batch *batch;
-	size_t slot;           /* its place in batch->replies */
-	struct ws_buf out[3];  /* collected output when not streaming */
-	uint8_t carry[3][4];   /* a UTF-8 sequence cut between chunks */
+	size_t slot;           /* its place in batch->items */
+	/*
+	 * Output a result will carry (not streamed), already encoded as the
+	 * inside of a JSON string: its size is the reply's, and counts against
+	 * the budgets (held) as it arrives.
+	 */
+	struct ws_buf enc[3];
+	uint64_t held;
+	uint8_t carry[3][4];   /* a UTF-8 sequence (or base64 group) cut between chunks */
 	uint8_t carry_len[3];
 	enum rpc_dialect dialect;
 	bool stream, base64, reply;
+	bool cut;              /* a budget ran out: the rest of the output is dropped */
 };
 
 struct rpc_session {
@@ -45,8 +62,17 @@ struct rpc_session {
 	struct ws_conn *c;
 	struct cmd *cmds;
 	unsigned ncmds;
+	struct ws_rate rate;
+	uint64_t held;         /* output held for this connection's results */
+	uint64_t unsent;       /* the part of it already queued to the client */
 	bool paused;
 };
+
+static void
+send_text(struct rpc_session *s, const char *text, size_t len)
+{
+	ws_conn_send(s->c, WS_OP_TEXT, text, len);
+}
 
 static void
 send_json(struct rpc_session *s, json_t *o)
@@ -54,8 +80,32 @@ send_json(struct rpc_session *s, json_t *o)
 	char *text = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (text)
-		ws_conn_send(s->c, WS_OP_TEXT, text, strlen(text));
+		send_text(s, text, strlen(text));
 	free(text);
+}
+
+/* Output held by results that are now queued: it stops counting once the client read it. */
+static void
+release_when_read(struct rpc_session *s, uint64_t held)
+{
+	if (!held)
+		return;
+	s->unsent += held;
+	ws_conn_notify_drained(s->c);
+}
+
+static void
+release(struct rpc_session *s, uint64_t held)
+{
+	s->held -= held;
+	s->hub->held -= held;
+}
+
+static void
+batch_put(struct batch *b, size_t slot, char *text, size_t len)
+{
+	b->items[slot] = (struct reply_text){ text, len };
+	b->bytes += len;
 }
 
 /* A reply to a request: straight out, or into its batch. NULL replies are skipped. */
@@ -64,10 +114,33 @@ answer(struct rpc_session *s, struct batch *b, json_t *o)
 {
 	if (!o)
 		return;
-	if (b)
-		json_array_append_new(b->replies, o);
-	else
+	if (!b) {
 		send_json(s, o);
+		return;
+	}
+	char *text = json_dumps(o, JSON_COMPACT);
+	size_t len = text ? strlen(text) : 0;
+	/* a batch's replies stay within --max-reply (its execs' output has its own share) */
+	if (text && b->bytes + len > s->hub->limits->max_reply) {
+		free(text);
+		json_t *e = rpc_proto_error(RPC_JSONRPC, json_object_get(o, "id"), RPC_E_INTERNAL,
+					    "reply larger than the server's --max-reply");
+		text = json_dumps(e, JSON_COMPACT);
+		json_decref(e);
+		len = text ? strlen(text) : 0;
+	}
+	json_decref(o);
+	if (text)
+		batch_put(b, b->n++, text, len);
+}
+
+static void
+batch_free(struct batch *b)
+{
+	for (size_t i = 0; i < b->n; i++)
+		free(b->items[i].text);
+	free(b->items);
+	free(b);
 }
 
 static void
@@ -75,11 +148,25 @@ batch_done(struct rpc_session *s, struct batch *b)
 {
 	if (b->pending)
 		return;
-	if (json_array_size(b->replies))
-		send_json(s, b->replies);
-	else
-		json_decref(b->replies);
-	free(b);
+	size_t total = 2 + b->bytes + b->n;
+	char *text = b->n ? malloc(total) : NULL;
+	if (text) {
+		size_t w = 0;
+		text[w++] = '[';
+		for (size_t i = 0; i < b->n; i++) {
+			if (!b->items[i].text)
+				continue;
+			if (w > 1)
+				text[w++] = ',';
+			memcpy(text + w, b->items[i].text, b->items[i].len);
+			w += b->items[i].len;
+		}
+		text[w++] = ']';
+		send_text(s, text, w);
+		free(text);
+	}
+	release_when_read(s, b->held);
+	batch_free(b);
 }
 
 static json_t *
@@ -116,6 +203,85 @@ encode(const struct cmd *c, const uint8_t *p, size_t n)
 	json_t *j = json_stringn(out, len);
 	free(out);
 	return j;
+}
+
+static uint64_t
+left(uint64_t limit, uint64_t used)
+{
+	return used < limit ? limit - used : 0;
+}
+
+/* Encoded bytes this command's result may still take: the least of its budgets. */
+static uint64_t
+room_left(const struct cmd *c)
+{
+	const struct rpc_limits *l = c->s->hub->limits;
+	uint64_t room = left(l->max_reply, c->batch ? c->batch->held : c->held);
+	uint64_t conn = left(l->max_buffered_per_conn, c->s->held);
+	uint64_t all = left(l->max_buffered, c->s->hub->held);
+	if (conn < room)
+		room = conn;
+	return all < room ? all : room;
+}
+
+/*
+ * Output of a command whose result will carry it: encoded now, as far as
+ * the budgets allow. When one runs out the result is cut (truncated) and
+ * the rest of the output is dropped.
+ */
+static void
+collect(struct cmd *c, enum rpc_stream st, const uint8_t *p, size_t n, bool final)
+{
+	if (c->cut || (!n && !c->carry_len[st]))
+		return;
+	const uint8_t *src = p;
+	size_t total = n;
+	uint8_t *joined = NULL;
+	if (c->carry_len[st]) {
+		total += c->carry_len[st];
+		if (!(joined = malloc(total))) {
+			c->cut = true;
+			return;
+		}
+		memcpy(joined, c->carry[st], c->carry_len[st]);
+		if (n)
+			memcpy(joined + c->carry_len[st], p, n);
+		src = joined;
+	}
+	c->carry_len[st] = 0;
+	uint64_t room = room_left(c);
+	size_t want = c->base64 ? 4 * ((total + 2) / 3) : 6 * total;
+	size_t cap = room < want ? (size_t)room : want;
+	struct ws_buf *b = &c->enc[st];
+	size_t used = 0, len = 0;
+	bool full = true;
+	if (cap && ws_buf_reserve(b, cap)) {
+		char *out = (char *)ws_buf_end(b);
+		if (c->base64) {
+			/* whole groups of three, and a partial one only at the end */
+			size_t groups = (final ? total + 2 : total) / 3, fit = cap / 4;
+			full = fit < groups;
+			used = (full ? fit : groups) * 3;
+			if (used > total)
+				used = total;
+			len = rpc_encode_base64(src, used, out);
+		} else {
+			len = rpc_encode_json(src, total, final, out, cap, &used, &full);
+		}
+	}
+	b->len += (uint32_t)len;
+	c->held += len;
+	if (c->batch)
+		c->batch->held += len;
+	c->s->held += len;
+	c->s->hub->held += len;
+	if (full) {
+		c->cut = true;
+	} else if (used < total) {
+		c->carry_len[st] = (uint8_t)(total - used);
+		memcpy(c->carry[st], src + used, total - used);
+	}
+	free(joined);
 }
 
 static void
@@ -169,8 +335,9 @@ on_output(void *arg, enum rpc_stream st, const uint8_t *p, size_t n)
 	struct cmd *c = arg;
 	if (c->stream)
 		stream_chunk(c, st, p, n, false);
-	else
-		ws_buf_append(&c->out[st], p, n);
+	else if (c->reply)
+		collect(c, st, p, n, false);
+	/* a notification's output goes nowhere: it is not kept */
 }
 
 static void
@@ -186,8 +353,8 @@ free_cmd(struct cmd *c)
 	s->ncmds--;
 	json_decref(c->id);
 	free(c->label);
-	ws_buf_finish(&c->out[RPC_STDOUT]);
-	ws_buf_finish(&c->out[RPC_STDERR]);
+	ws_buf_finish(&c->enc[RPC_STDOUT]);
+	ws_buf_finish(&c->enc[RPC_STDERR]);
 	free(c);
 }
 
@@ -196,17 +363,14 @@ on_done(void *arg, const struct rpc_exec_result *r)
 {
 	struct cmd *c = arg;
 	struct rpc_session *s = c->s;
-	json_t *out, *err;
 	if (c->stream) {
 		if (c->carry_len[RPC_STDOUT])
 			stream_chunk(c, RPC_STDOUT, NULL, 0, true);
 		if (c->carry_len[RPC_STDERR])
 			stream_chunk(c, RPC_STDERR, NULL, 0, true);
-		out = json_string("");
-		err = json_string("");
-	} else {
-		out = encode(c, ws_buf_begin(&c->out[RPC_STDOUT]), c->out[RPC_STDOUT].len);
-		err = encode(c, ws_buf_begin(&c->out[RPC_STDERR]), c->out[RPC_STDERR].len);
+	} else if (c->reply) {
+		collect(c, RPC_STDOUT, NULL, 0, true);
+		collect(c, RPC_STDERR, NULL, 0, true);
 	}
 	json_t *sig = json_null();
 	if (r->signal) {
@@ -215,18 +379,36 @@ on_done(void *arg, const struct rpc_exec_result *r)
 	}
 	/* a signal death reads as 128 + N, as a shell reports it */
 	int code = r->signal ? 128 + r->signal : r->exit_code;
-	json_t *res = json_pack("{s:o, s:o, s:i, s:o, s:b, s:b, s:I}", "stdout", out, "stderr",
-				err, "exitCode", code, "signal", sig, "timedOut", r->timed_out,
-				"truncated", r->truncated, "durationMs",
-				(json_int_t)r->duration_ms);
 	struct batch *b = c->batch;
-	if (!c->reply) {
-		json_decref(res);
-	} else if (b) {
-		json_array_set_new(b->replies, c->slot,
-				   rpc_proto_reply(c->dialect, "result", c->id, res));
+	if (c->reply) {
+		json_t *rest = json_pack("{s:i, s:o, s:b, s:b, s:I}", "exitCode", code, "signal",
+					 sig, "timedOut", r->timed_out, "truncated",
+					 r->truncated || c->cut, "durationMs",
+					 (json_int_t)r->duration_ms);
+		const struct ws_buf *o = &c->enc[RPC_STDOUT], *e = &c->enc[RPC_STDERR];
+		size_t len;
+		char *text = rpc_proto_result(c->dialect, c->id, (const char *)ws_buf_begin(o),
+					      o->len, (const char *)ws_buf_begin(e), e->len, rest,
+					      &len);
+		if (!text) {
+			json_t *err = rpc_proto_error(c->dialect, c->id, RPC_E_INTERNAL,
+						      "out of memory");
+			text = json_dumps(err, JSON_COMPACT);
+			json_decref(err);
+			len = text ? strlen(text) : 0;
+		}
+		if (b) {
+			if (text)
+				batch_put(b, c->slot, text, len);
+		} else {
+			if (text)
+				send_text(s, text, len);
+			free(text);
+			release_when_read(s, c->held);
+		}
 	} else {
-		send_json(s, rpc_proto_reply(c->dialect, "result", c->id, res));
+		json_decref(sig);
+		release(s, c->held);
 	}
 	free_cmd(c);
 	if (b) {
@@ -246,6 +428,7 @@ struct exec_args {
 	char *argv_store[ENV_MAX + 4];
 	char *env_store[ENV_MAX + 8];
 	char *label;
+	char *path;            /* under a policy: the file that runs */
 	struct rpc_exec_spec spec;
 	bool stream, base64;
 };
@@ -256,14 +439,75 @@ free_args(struct exec_args *a)
 	for (char **p = a->env_store; *p; p++)
 		free(*p);
 	free(a->label);
+	free(a->path);
 }
 
+/* ---- the command policy ---- */
+
 static bool
-allowed(const struct rpc_limits *l, const char *what)
+matches(const regex_t *re, const char *s)
 {
-	if (l->allow && regexec(l->allow, what, 0, NULL, 0) != 0)
-		return false;
-	return !(l->deny && regexec(l->deny, what, 0, NULL, 0) == 0);
+	return re && regexec(re, s, 0, NULL, 0) == 0;
+}
+
+/*
+ * The file argv[0] names, looked up in the server's command path (never the
+ * client's PATH), with every symlink resolved: what the policy judges and
+ * the engine runs. NULL when there is none (or the name is relative).
+ */
+static char *
+resolve(const char *name, const char *path)
+{
+	if (strchr(name, '/'))
+		return name[0] == '/' ? realpath(name, NULL) : NULL;
+	for (const char *p = path; *p;) {
+		size_t dl = strcspn(p, ":");
+		char full[PATH_MAX];
+		struct stat st;
+		/* only absolute entries: "" or "." would mean the working directory */
+		if (dl && *p == '/' && dl + 1 + strlen(name) < sizeof(full)) {
+			snprintf(full, sizeof(full), "%.*s/%s", (int)dl, p, name);
+			if (stat(full, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111))
+				return realpath(full, NULL);
+		}
+		p += dl;
+		if (*p == ':')
+			p++;
+	}
+	return NULL;
+}
+
+/* NULL when the policy lets the command run; else why not (JSON-RPC's error data). */
+static const char *
+policy_refusal(const struct rpc_limits *l, struct exec_args *a, bool shell, json_t *env)
+{
+	if (!l->allow && !l->deny)
+		return NULL;
+	if (l->allow) {
+		/* the dynamic loader would run code the allowlist never saw */
+		const char *k;
+		json_t *v;
+		json_object_foreach(env, k, v) {
+			if (strncmp(k, "LD_", 3) == 0)
+				return "LD_* variables are refused under --allow-command";
+		}
+	}
+	if (shell) {
+		const char *line = a->argv_store[2];
+		if (l->allow && !l->allow_shell)
+			return "shell commands are refused under --allow-command: send argv";
+		if ((l->allow && !matches(l->allow, line)) || matches(l->deny, line))
+			return "refused by the command policy";
+		return NULL;
+	}
+	const char *name = a->argv_store[0];
+	if (!(a->path = resolve(name, l->command_path)))
+		return "not an executable file in the server's command path";
+	if ((l->allow && !matches(l->allow, a->path)) || matches(l->deny, a->path) ||
+	    matches(l->deny, name))
+		return "refused by the command policy";
+	a->spec.path = a->path;
+	return NULL;
 }
 
 static bool
@@ -279,7 +523,10 @@ uint_param(json_t *p, const char *key, uint64_t *out, bool *present)
 	return true;
 }
 
-/* Reads exec's params; returns NULL or the "Invalid params: ..." detail. */
+/*
+ * Reads exec's params; returns NULL, or the "Invalid params: ..." detail
+ * (*policy false) or the command policy's reason (*policy true).
+ */
 static const char *
 exec_params(const struct rpc_limits *l, json_t *p, struct exec_args *a, bool *policy)
 {
@@ -313,10 +560,6 @@ exec_params(const struct rpc_limits *l, json_t *p, struct exec_args *a, bool *po
 			return "argv must be a non-empty array of strings";
 	}
 	a->label = strdup(subject);
-	if (!allowed(l, subject)) {
-		*policy = true;
-		return "refused";
-	}
 
 	json_t *cwd = json_object_get(p, "cwd");
 	if (cwd) {
@@ -335,6 +578,11 @@ exec_params(const struct rpc_limits *l, json_t *p, struct exec_args *a, bool *po
 	json_t *env = json_object_get(p, "env");
 	if (env && (!json_is_object(env) || json_object_size(env) > ENV_MAX))
 		return "env must be an object of strings";
+	const char *refused = policy_refusal(l, a, command != NULL, env);
+	if (refused) {
+		*policy = true;
+		return refused;
+	}
 	for (size_t i = 0; i < sizeof(base) / sizeof(base[0]); i++) {
 		size_t kl = strcspn(base[i], "=");
 		char key[16];
@@ -409,7 +657,7 @@ do_exec(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
 	const char *bad = exec_params(l, p, &a, &policy);
 	if (bad) {
 		free_args(&a);
-		return error_for(r, policy ? RPC_E_POLICY : RPC_E_PARAMS, policy ? NULL : bad);
+		return error_for(r, policy ? RPC_E_POLICY : RPC_E_PARAMS, bad);
 	}
 	if (s->ncmds >= l->max_exec_per_conn || rpc_engine_running(s->hub->engine) >= l->max_exec) {
 		free_args(&a);
@@ -444,8 +692,7 @@ do_exec(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
 					     json_pack("{s:i}", "pid", (int)rpc_exec_pid(c->x))));
 	if (b && c->reply) {
 		c->batch = b;
-		c->slot = json_array_size(b->replies);
-		json_array_append_new(b->replies, json_null()); /* its place, filled when done */
+		c->slot = b->n++; /* its place, filled when done */
 		b->pending++;
 	}
 	return NULL;
@@ -459,7 +706,8 @@ do_stdin(struct rpc_session *s, const struct rpc_request *r)
 	json_t *target = json_object_get(r->params, "id");
 	json_t *data = json_object_get(r->params, "data");
 	json_t *eof = json_object_get(r->params, "eof");
-	if (!target || (data && !json_is_string(data)) || (eof && !json_is_boolean(eof)))
+	if (!rpc_proto_id_valid(target, s->hub->limits->max_id) || (data && !json_is_string(data)) ||
+	    (eof && !json_is_boolean(eof)))
 		return error_for(r, RPC_E_PARAMS, "stdin takes id, data (string) and eof (boolean)");
 	struct cmd *c = find_cmd(s, target);
 	if (!c) {
@@ -506,7 +754,7 @@ do_kill(struct rpc_session *s, const struct rpc_request *r)
 {
 	json_t *target = json_object_get(r->params, "id");
 	int sig = parse_signal(json_object_get(r->params, "signal"));
-	if (!target || sig < 0)
+	if (!rpc_proto_id_valid(target, s->hub->limits->max_id) || sig < 0)
 		return error_for(r, RPC_E_PARAMS, "kill takes id and a signal name such as TERM");
 	struct cmd *c = find_cmd(s, target);
 	if (!c || rpc_exec_kill(c->x, sig) != 0) {
@@ -582,19 +830,52 @@ dispatch(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
 	return error_for(r, RPC_E_METHOD, r->name);
 }
 
+/* Every request takes a token, a batch's elements one each. */
+static bool
+over_rate(struct rpc_session *s)
+{
+	const struct ws_rate_config *rc = &s->hub->limits->rate;
+	return rc->rate && ws_rate_take(&s->rate, rc, ws_clock_mono_ms()) != WS_RATE_OK;
+}
+
 static json_t *
 handle(struct rpc_session *s, json_t *msg, enum rpc_dialect d, struct batch *b)
 {
 	struct rpc_request r;
 	enum rpc_error e;
 	const char *detail;
-	if (!rpc_proto_request(msg, d, &r, &e, &detail)) {
+	bool valid = rpc_proto_request(msg, d, s->hub->limits->max_id, &r, &e, &detail);
+	if (over_rate(s))
+		return r.notification ? NULL : rpc_proto_error(d, r.id, RPC_E_RATE, NULL);
+	if (!valid) {
 		/* an invalid JSON-RPC request is answered even without id (with null) */
 		if (r.notification && e != RPC_E_INVALID)
 			return NULL;
 		return rpc_proto_error(d, r.id, e, detail);
 	}
 	return dispatch(s, &r, b);
+}
+
+static void
+run_batch(struct rpc_session *s, json_t *msg)
+{
+	size_t n = json_array_size(msg);
+	if (n == 0 || n > s->hub->limits->max_batch) {
+		send_json(s, rpc_proto_error(RPC_JSONRPC, NULL, RPC_E_INVALID,
+					     n ? "batch larger than the server's --max-batch" : NULL));
+		return;
+	}
+	struct batch *b = calloc(1, sizeof(*b));
+	if (!b || !(b->items = calloc(n, sizeof(*b->items)))) {
+		free(b);
+		send_json(s, rpc_proto_error(RPC_JSONRPC, NULL, RPC_E_INTERNAL, "out of memory"));
+		return;
+	}
+	size_t i;
+	json_t *el;
+	json_array_foreach(msg, i, el)
+		answer(s, b, handle(s, el, RPC_JSONRPC, b));
+	batch_done(s, b);
 }
 
 void
@@ -611,19 +892,7 @@ rpc_session_message(struct rpc_session *s, bool text, const uint8_t *data, size_
 		return;
 	}
 	if (json_is_array(msg)) {
-		if (json_array_size(msg) == 0) {
-			send_json(s, rpc_proto_error(RPC_JSONRPC, NULL, RPC_E_INVALID, NULL));
-		} else {
-			struct batch *b = calloc(1, sizeof(*b));
-			if (b) {
-				b->replies = json_array();
-				size_t i;
-				json_t *el;
-				json_array_foreach(msg, i, el)
-					answer(s, b, handle(s, el, RPC_JSONRPC, b));
-				batch_done(s, b);
-			}
-		}
+		run_batch(s, msg);
 	} else {
 		enum rpc_dialect d = json_is_object(msg) && json_object_get(msg, "jsonrpc")
 					     ? RPC_JSONRPC
@@ -641,13 +910,18 @@ rpc_session_rate_limited(struct rpc_session *s, const uint8_t *data, size_t len)
 	json_t *id = json_is_object(msg) ? json_object_get(msg, "id") : NULL;
 	/* a JSON-RPC notification gets nothing, not even this */
 	if (!(d == RPC_JSONRPC && json_is_object(msg) && !id))
-		send_json(s, rpc_proto_error(d, id, RPC_E_RATE, NULL));
+		send_json(s, rpc_proto_error(d, rpc_proto_id_valid(id, s->hub->limits->max_id)
+							? id
+							: NULL,
+					     RPC_E_RATE, NULL));
 	json_decref(msg);
 }
 
 void
 rpc_session_drained(struct rpc_session *s)
 {
+	release(s, s->unsent);
+	s->unsent = 0;
 	if (!s->paused)
 		return;
 	s->paused = false;
@@ -659,8 +933,10 @@ struct rpc_session *
 rpc_session_create(struct rpc_hub *hub, struct ws_conn *c)
 {
 	struct rpc_session *s = calloc(1, sizeof(*s));
-	if (s)
-		*s = (struct rpc_session){ .hub = hub, .c = c };
+	if (!s)
+		return NULL;
+	*s = (struct rpc_session){ .hub = hub, .c = c };
+	ws_rate_init(&s->rate, &hub->limits->rate, ws_clock_mono_ms());
 	return s;
 }
 
@@ -673,11 +949,10 @@ rpc_session_destroy(struct rpc_session *s)
 		struct cmd *c = s->cmds;
 		rpc_exec_abandon(c->x, !s->hub->limits->keep_on_disconnect);
 		/* a batch waiting on it will never be answered: free it with its last member */
-		if (c->batch && --c->batch->pending == 0) {
-			json_decref(c->batch->replies);
-			free(c->batch);
-		}
+		if (c->batch && --c->batch->pending == 0)
+			batch_free(c->batch);
 		free_cmd(c);
 	}
+	release(s, s->held);
 	free(s);
 }

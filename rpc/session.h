@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "exec.h"
+#include "ratelimit.h"
 
 struct ws_conn;
 struct ws_server;
@@ -22,11 +23,34 @@ struct rpc_limits {
 	uint64_t exec_timeout_ms;      /* default per command */
 	uint64_t exec_timeout_max_ms;  /* the most a request may ask for */
 	uint64_t max_output;           /* bytes per stream, and the most a request may ask */
+	/*
+	 * Output a result carries, counted as encoded in the reply (escaped or
+	 * base64), stdout and stderr together; a batch's execs share one such
+	 * budget, which also bounds the batch's whole reply. Past it: cut.
+	 */
+	uint64_t max_reply;
+	/*
+	 * Output held in memory for results (collected, or sent and not yet read
+	 * by the client), per connection and server-wide. Past either: cut.
+	 */
+	uint64_t max_buffered_per_conn;
+	uint64_t max_buffered;
+	uint32_t max_batch;            /* requests in one JSON-RPC batch */
+	uint32_t max_id;               /* bytes of a string id */
+	struct ws_rate_config rate;    /* requests per second; a batch element is one */
 	uint32_t max_exec;             /* running at once, server-wide */
 	uint32_t max_exec_per_conn;
 	bool keep_on_disconnect;
+	/*
+	 * The command policy. With either regex, argv[0] is looked up in
+	 * command_path (not the client's PATH) and canonicalized; the regexes see,
+	 * and the engine runs, that absolute path. A `command` (shell line) is
+	 * refused under an allowlist unless allow_shell; then its text is matched.
+	 */
 	const regex_t *allow;          /* NULL: everything */
 	const regex_t *deny;           /* NULL: nothing */
+	bool allow_shell;
+	const char *command_path;      /* colon-separated absolute directories */
 	json_t *described;             /* the limits as reported by info (borrowed) */
 };
 
@@ -36,6 +60,7 @@ struct rpc_hub {
 	struct rpc_engine *engine;
 	const struct rpc_limits *limits;
 	const char *server_name;
+	uint64_t held;                 /* output held for results, every session */
 };
 
 struct rpc_session;
@@ -48,7 +73,7 @@ void rpc_session_destroy(struct rpc_session *s);
 void rpc_session_message(struct rpc_session *s, bool text, const uint8_t *data, size_t len);
 /* A message the rate limit dropped: answered with the limit's error. */
 void rpc_session_rate_limited(struct rpc_session *s, const uint8_t *data, size_t len);
-/* The connection's send queue drained: paused output resumes. */
+/* The connection's send queue drained: paused output resumes, sent results stop counting. */
 void rpc_session_drained(struct rpc_session *s);
 
 #endif

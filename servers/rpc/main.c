@@ -28,10 +28,18 @@ struct options {
 	bool no_auth;
 	const char *allow_command;
 	const char *deny_command;
+	bool allow_command_shell;
+	const char *command_path;
+	uint64_t max_reply;
+	uint64_t max_buffered;
+	uint64_t max_buffered_per_conn;
+	uint32_t max_batch;
+	uint32_t max_id_length;
 	/* the commands' sandbox (docs/security.md) */
 	const char *seccomp_profile;
 	const char *seccomp_policy;
 	const char *run_as;
+	bool run_as_self;
 	const char *isolate;
 	struct ws_sandbox_limits limits;
 };
@@ -159,6 +167,23 @@ check_isolate(const char *v)
 	return ws_sandbox_isolate_parse(v, &bits);
 }
 
+/* Where argv[0] is looked up under a command policy: absolute directories only. */
+static bool
+check_command_path(const char *v)
+{
+	if (!*v)
+		return false;
+	for (const char *p = v; *p;) {
+		size_t n = strcspn(p, ":");
+		if (n == 0 || *p != '/')
+			return false;
+		p += n;
+		if (*p == ':' && !*++p)
+			return false;
+	}
+	return true;
+}
+
 static const struct ws_option rpc_opts[] = {
 	{ "exec-timeout", "WS_EXEC_TIMEOUT", "SECONDS", WS_OPT_SECONDS, OPT(exec_timeout_ms), 1,
 	  3600u * 1000u * 24u, "a command's time unless it asks for less or more", NULL },
@@ -178,9 +203,30 @@ static const struct ws_option rpc_opts[] = {
 	{ "no-auth", "WS_NO_AUTH", NULL, WS_OPT_FLAG, OPT(no_auth), 0, 0,
 	  "serve without a token (anyone who reaches the port runs commands)", NULL },
 	{ "allow-command", "WS_ALLOW_COMMAND", "REGEX", WS_OPT_STRING, OPT(allow_command), 0, 0,
-	  "run only commands (or argv[0]) matching this POSIX extended regex", NULL },
+	  "run only argv commands whose resolved absolute path matches this POSIX extended "
+	  "regex (shell lines are refused)", NULL },
 	{ "deny-command", "WS_DENY_COMMAND", "REGEX", WS_OPT_STRING, OPT(deny_command), 0, 0,
-	  "refuse commands (or argv[0]) matching this regex", NULL },
+	  "refuse commands whose path, argv[0] or shell line matches this regex (a tripwire, "
+	  "not a boundary)", NULL },
+	{ "allow-command-shell", "WS_ALLOW_COMMAND_SHELL", NULL, WS_OPT_FLAG,
+	  OPT(allow_command_shell), 0, 0,
+	  "with --allow-command, still run shell lines that match it (a regex over a shell line "
+	  "is not a boundary)", NULL },
+	{ "command-path", "WS_COMMAND_PATH", "DIRS", WS_OPT_STRING, OPT(command_path), 0, 0,
+	  "under --allow/--deny-command, where argv[0] is looked up (not the client's PATH)",
+	  check_command_path },
+	{ "max-reply", "WS_MAX_REPLY", "BYTES", WS_OPT_SIZE, OPT(max_reply), 1024, 1ull << 30,
+	  "output one result (or one batch) carries, as encoded in the reply; the rest is cut",
+	  NULL },
+	{ "max-buffered", "WS_MAX_BUFFERED", "BYTES", WS_OPT_SIZE, OPT(max_buffered), 1024,
+	  1ull << 40, "results' output held in memory (unsent or unread), server-wide", NULL },
+	{ "max-buffered-per-conn", "WS_MAX_BUFFERED_PER_CONN", "BYTES", WS_OPT_SIZE,
+	  OPT(max_buffered_per_conn), 1024, 1ull << 40,
+	  "results' output held in memory for one connection", NULL },
+	{ "max-batch", "WS_MAX_BATCH", "N", WS_OPT_UINT, OPT(max_batch), 1, 100000,
+	  "requests in one JSON-RPC batch", NULL },
+	{ "max-id-length", "WS_MAX_ID_LENGTH", "BYTES", WS_OPT_UINT, OPT(max_id_length), 1,
+	  1u << 20, "longest string id a request may have", NULL },
 	{ "seccomp-profile", "WS_SECCOMP_PROFILE", "PROFILE", WS_OPT_STRING, OPT(seccomp_profile),
 	  0, 0, "the commands' seccomp profile: default, nonet or none", check_profile },
 	{ "seccomp-policy", "WS_SECCOMP_POLICY", "FILE", WS_OPT_STRING, OPT(seccomp_policy), 0, 0,
@@ -190,16 +236,57 @@ static const struct ws_option rpc_opts[] = {
 	{ "limit-as", "WS_LIMIT_AS", "BYTES", WS_OPT_SIZE, OPT(limits.as_bytes), 0, 1ull << 48,
 	  "address space per command (0: inherited)", NULL },
 	{ "limit-nproc", "WS_LIMIT_NPROC", "N", WS_OPT_UINT, OPT(limits.nproc), 0, 1u << 22,
-	  "processes of the --run-as user (0: inherited)", NULL },
+	  "processes per command: a pids cgroup as root, and RLIMIT_NPROC (0: inherited)",
+	  NULL },
 	{ "limit-fsize", "WS_LIMIT_FSIZE", "BYTES", WS_OPT_SIZE, OPT(limits.fsize_bytes), 0,
 	  1ull << 48, "largest file a command writes (0: inherited)", NULL },
 	{ "limit-nofile", "WS_LIMIT_NOFILE", "N", WS_OPT_UINT, OPT(limits.nofile), 0, 1u << 20,
 	  "open descriptors per command (0: inherited)", NULL },
 	{ "run-as", "WS_RUN_AS", "USER", WS_OPT_STRING, OPT(run_as), 0, 0,
-	  "run commands as USER and its groups (needs root)", NULL },
+	  "run commands as USER and its groups (as root the default is "
+	  WS_SANDBOX_DEFAULT_USER ", which must exist)", NULL },
+	{ "run-as-self", "WS_RUN_AS_SELF", NULL, WS_OPT_FLAG, OPT(run_as_self), 0, 0,
+	  "run commands as this server's own user, root included (unsafe: they can reach "
+	  "the server)", NULL },
 	{ "isolate", "WS_ISOLATE", "LIST", WS_OPT_STRING, OPT(isolate), 0, 0,
 	  "namespaces for each command: net,pid,mount,user", check_isolate },
 };
+
+/*
+ * Says who the commands run as, warns when that is this server's own user
+ * (root, or the unprivileged user it runs as) and refuses a token file the
+ * commands' user could read. Returns 0, or the exit status.
+ */
+static int
+check_commands_user(const struct ws_sandbox *sb, const struct ws_config *cfg)
+{
+	const char *user = ws_sandbox_user(sb);
+	const char *why = NULL;
+	const char *cgroup = ws_sandbox_pids_cgroup(sb, &why);
+	if (user && cfg->token_file && ws_sandbox_user_may_read(sb, cfg->token_file)) {
+		fprintf(stderr,
+			"error: --token-file %s is readable by %s, the commands' user: make it "
+			"readable by this server's user only (chmod 600)\n",
+			cfg->token_file, user);
+		return WS_EXIT_USAGE;
+	}
+	if (user)
+		ws_log(WS_LOG_INFO, "sandbox user=%s pids_cgroup=%s", user, cgroup ? cgroup : "none");
+	else if (ws_sandbox_runs_as_root(sb))
+		ws_log(WS_LOG_WARN,
+		       "sandbox user=root text=\"--run-as-self: commands run as root and can read "
+		       "this server's files, signal it and read other processes' memory\"");
+	else
+		ws_log(WS_LOG_WARN,
+		       "sandbox user=self uid=%u text=\"not root, so commands run as this server's "
+		       "own user: they can signal it and open its files; run it as root (commands "
+		       "then run as " WS_SANDBOX_DEFAULT_USER ") or give it a user of its own\"",
+		       (unsigned)geteuid());
+	if (!cgroup && ws_sandbox_runs_as_root(sb))
+		ws_log(WS_LOG_WARN, "sandbox pids_cgroup=none reason=\"%s\" text=\"root is exempt "
+				    "from RLIMIT_NPROC: commands' processes are not bounded\"", why);
+	return 0;
+}
 
 static bool
 compile(const char *flag, const char *src, regex_t *re)
@@ -224,6 +311,12 @@ main(int argc, char **argv)
 			.max_output = 10u << 20,
 			.max_exec = 32,
 			.max_exec_per_conn = 4,
+			.command_path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+			.max_reply = 16u << 20,
+			.max_buffered = 128u << 20,
+			.max_buffered_per_conn = 32u << 20,
+			.max_batch = 100,
+			.max_id_length = 256,
 		},
 	};
 	struct ws_sandbox_config sandbox;
@@ -257,6 +350,7 @@ main(int argc, char **argv)
 	sandbox.limits = r.opt.limits;
 	sandbox.policy_file = r.opt.seccomp_policy;
 	sandbox.run_as = r.opt.run_as;
+	sandbox.run_as_self = r.opt.run_as_self;
 	/* both were checked while parsing */
 	if (r.opt.seccomp_profile)
 		ws_sandbox_profile_parse(r.opt.seccomp_profile, &sandbox.profile);
@@ -270,6 +364,10 @@ main(int argc, char **argv)
 								      : WS_EXIT_SYSTEM;
 	}
 	r.pid = getpid();
+	if ((rc = check_commands_user(r.sandbox, &cfg)) != 0) {
+		ws_sandbox_destroy(r.sandbox);
+		return rc;
+	}
 	if (!ws_sandbox_policy(r.sandbox))
 		ws_log(WS_LOG_WARN, "sandbox profile=none text=\"commands run without a seccomp "
 				    "filter\"");
@@ -284,23 +382,45 @@ main(int argc, char **argv)
 		.max_exec = r.opt.max_exec,
 		.max_exec_per_conn = r.opt.max_exec_per_conn,
 		.keep_on_disconnect = r.opt.keep_on_disconnect,
+		.max_reply = r.opt.max_reply,
+		.max_buffered = r.opt.max_buffered,
+		.max_buffered_per_conn = r.opt.max_buffered_per_conn,
+		.max_batch = r.opt.max_batch,
+		.max_id = r.opt.max_id_length,
+		.rate = { cfg.rate_limit, cfg.rate_burst },
 		.allow = r.opt.allow_command ? &r.allow : NULL,
 		.deny = r.opt.deny_command ? &r.deny : NULL,
+		.allow_shell = r.opt.allow_command_shell,
+		.command_path = r.opt.command_path,
 	};
 	r.limits.described = json_pack(
-		"{s:I, s:I, s:I, s:i, s:i, s:b, s:s?, s:s?, s:i, s:i}", "exec_timeout_ms",
-		(json_int_t)r.opt.exec_timeout_ms, "exec_timeout_max_ms",
+		"{s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:i, s:b, s:i, s:i}",
+		"exec_timeout_ms", (json_int_t)r.opt.exec_timeout_ms, "exec_timeout_max_ms",
 		(json_int_t)r.opt.exec_timeout_max_ms, "max_output", (json_int_t)r.opt.max_output,
-		"max_exec", (int)r.opt.max_exec, "max_exec_per_conn", (int)r.opt.max_exec_per_conn,
-		"keep_on_disconnect", r.opt.keep_on_disconnect, "allow_command",
-		r.opt.allow_command, "deny_command", r.opt.deny_command, "rate_limit",
-		(int)cfg.rate_limit, "rate_burst", (int)cfg.rate_burst);
+		"max_reply", (json_int_t)r.opt.max_reply, "max_buffered",
+		(json_int_t)r.opt.max_buffered, "max_buffered_per_conn",
+		(json_int_t)r.opt.max_buffered_per_conn, "max_batch", (int)r.opt.max_batch,
+		"max_id_length", (int)r.opt.max_id_length, "max_exec", (int)r.opt.max_exec,
+		"max_exec_per_conn", (int)r.opt.max_exec_per_conn, "keep_on_disconnect",
+		r.opt.keep_on_disconnect, "rate_limit", (int)cfg.rate_limit, "rate_burst",
+		(int)cfg.rate_burst);
+	/*
+	 * Whether a policy applies, not its regexes: a bearer token leaks with
+	 * the URLs that carry it, and the text of an allowlist is a map of what
+	 * to try next. The operator has the flags.
+	 */
+	json_object_set_new(r.limits.described, "command_policy",
+			    json_pack("{s:b, s:b, s:b}", "allowlist", r.opt.allow_command != NULL,
+				      "denylist", r.opt.deny_command != NULL, "shell",
+				      !r.opt.allow_command || r.opt.allow_command_shell));
 	/* what confines each command, as info reports it */
 	json_object_set_new(
 		r.limits.described, "sandbox",
 		json_pack("{s:s, s:s?, s:s?, s:s?, s:{s:I, s:I, s:I, s:I, s:I}}", "seccomp_profile",
 			  ws_sandbox_profile_name(sandbox.profile), "seccomp_policy",
-			  sandbox.policy_file, "run_as", sandbox.run_as, "isolate", r.opt.isolate,
+			  sandbox.policy_file, "run_as",
+			  ws_sandbox_user(r.sandbox) ? ws_sandbox_user(r.sandbox) : "self", "isolate",
+			  r.opt.isolate,
 			  "rlimits", "cpu_s", (json_int_t)sandbox.limits.cpu_s, "as_bytes",
 			  (json_int_t)sandbox.limits.as_bytes, "nproc",
 			  (json_int_t)sandbox.limits.nproc, "fsize_bytes",
