@@ -6,9 +6,11 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createServer } from 'node:http';
 import { chromium } from 'playwright-core';
+import { WebSocketServer } from 'ws';
 import { assert, assertEqual, until } from './lib/harness.mjs';
-import { Relay } from './lib/relay.mjs';
+import { Relay, serverToken } from './lib/relay.mjs';
 import { Tree } from './lib/tree.mjs';
 
 const TOKEN = 'browser-token';
@@ -24,7 +26,7 @@ export async function run(h, ctx) {
     return;
   }
   const ports = { echo: ctx.port(30), broadcast: ctx.port(31), rpc: ctx.port(32) };
-  const tree = new Tree({ root: ctx.root, build: ctx.build, ports, env: { WS_RPC_TOKEN: TOKEN } });
+  const tree = new Tree({ root: ctx.root, build: ctx.build, ports, env: { WS_RPC_TOKEN: serverToken(TOKEN) } });
   ctx.cleanup(() => tree.cleanup());
   const relay = new Relay({
     root: ctx.root, here: ctx.here, token: TOKEN, listen: ctx.port(33),
@@ -101,6 +103,60 @@ export async function run(h, ctx) {
     await joinAs(b, 'ben');
     await until(5_000, async () => (await text(a, '#chat-count')) === '2', 'count 2 again');
   }, { timeout: 40_000 });
+
+  await h.check('without ?sandbox= every panel (the chat too) uses the sandbox "default": a room is not a sandbox', async () => {
+    const n = (await relay.seen()).length;
+    const page = await browser.newPage();
+    const urls = [];
+    page.on('websocket', (w) => urls.push(w.url()));
+    try {
+      await page.goto(`${relay.url}/?token=${TOKEN}`);
+      await page.locator('#echo-status[data-state="open"]').waitFor();
+      await page.locator('#cmd-status[data-state="open"]').waitFor();
+      await page.fill('#chat-room', `room-of-its-own-${process.pid}`);
+      await page.click('#chat-join');
+      await page.locator('#chat-status[data-state="open"]').waitFor();
+      const seen = (await relay.seen()).slice(n);
+      assertEqual([...new Set(seen.map((x) => x.path))].sort(), ['/ws/broadcast', '/ws/echo', '/ws/json'], 'routes');
+      assertEqual([...new Set(seen.map((x) => x.sandboxId))], ['default'], 'sandbox ids the Worker saw');
+      assert(urls.length >= 3 && urls.every((u) => new URL(u).searchParams.get('sandbox') === 'default'),
+        `the page's URLs without sandbox=default: ${urls.join(' ')}`);
+    } finally {
+      await page.close();
+    }
+  }, { timeout: 30_000 });
+
+  await h.check('a foreign ?json= / ?broadcast= host is ignored (the token goes nowhere else); a same-origin ?echo= is honoured', async () => {
+    let stolen = 0;
+    const http = createServer((req, res) => res.end('ok'));
+    const wss = new WebSocketServer({ server: http });
+    wss.on('connection', (s) => { stolen++; s.close(1000); });
+    await new Promise((resolve) => http.listen(ctx.port(34), '127.0.0.1', resolve));
+    const page = await browser.newPage();
+    const urls = [];
+    page.on('websocket', (w) => urls.push(w.url()));
+    try {
+      const q = new URLSearchParams({
+        token: TOKEN, json: `ws://127.0.0.1:${ctx.port(34)}/collect`, broadcast: `ws://localhost:${ctx.port(34)}/`,
+        echo: '/ws/echo?via=param',
+      });
+      await page.goto(`${relay.url}/?${q}`);
+      await page.locator('#echo-status[data-state="open"]').waitFor();
+      await page.locator('#cmd-status[data-state="open"]').waitFor();
+      await page.fill('#chat-room', 'r');
+      await page.click('#chat-join');
+      await page.locator('#chat-status[data-state="open"]').waitFor();
+      assertEqual(stolen, 0, 'connections to the foreign host');
+      assert(urls.every((u) => new URL(u).host === `127.0.0.1:${ctx.port(33)}`), `URLs: ${urls.join(' ')}`);
+      assert(urls.some((u) => u.includes('/ws/echo?via=param')), `?echo= not used: ${urls.join(' ')}`);
+      const notice = await text(page, '#notice');
+      assert(/\?json=/.test(notice) && /\?broadcast=/.test(notice) && !/\?echo=/.test(notice), `notice: ${notice}`);
+    } finally {
+      await page.close();
+      wss.close();
+      http.close();
+    }
+  }, { timeout: 30_000 });
 
   await h.check('ws-broadcast killed: both pages reconnect by themselves with since=, seq continues', async () => {
     const before = sockets.length;

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { WebSocketServer } from 'ws';
 import { broadcastCheck, Client, echoCheck, join as joinRoom, rpcCheck } from './lib/client.mjs';
 import { assert, assertEqual, until } from './lib/harness.mjs';
-import { Relay } from './lib/relay.mjs';
+import { Relay, serverToken } from './lib/relay.mjs';
 import { Tree } from './lib/tree.mjs';
 
 const exec = promisify(execFile);
@@ -29,7 +29,8 @@ export async function run(h, ctx) {
   }, { timeout: 130_000 });
 
   const ports = { echo: ctx.port(20), broadcast: ctx.port(21), rpc: ctx.port(22) };
-  const tree = new Tree({ root: ctx.root, build: ctx.build, ports, env: { WS_RPC_TOKEN: TOKEN } });
+  // ws-rpc holds the token the Worker derives, never the clients' one
+  const tree = new Tree({ root: ctx.root, build: ctx.build, ports, env: { WS_RPC_TOKEN: serverToken(TOKEN), WS_LOG_LEVEL: 'info' } });
   ctx.cleanup(() => tree.cleanup());
   const relay = new Relay({
     root: ctx.root, here: ctx.here, token: TOKEN, listen: ctx.port(23),
@@ -83,8 +84,34 @@ export async function run(h, ctx) {
     await broadcastCheck(ws(withToken('/ws/broadcast?sandbox=hop')), `hop-${Date.now()}`);
   });
 
-  await h.check('exec through the Worker: streamed output, exit code, kill (ws-rpc checks the forwarded token)', () =>
+  await h.check('exec through the Worker: streamed output, exit code, kill (ws-rpc checks the token the Worker derives)', () =>
     rpcCheck(ws(withToken('/ws/json?sandbox=hop'))));
+
+  await h.check('ws-rpc in the container does not take the clients\' token (401 straight to it)', async () => {
+    assertEqual((await Client.refusal(`ws://127.0.0.1:${ports.rpc}/?token=${TOKEN}`)).status, 401, 'status');
+  });
+
+  await h.check('?tok%65n= (URLSearchParams decodes names) is accepted, and the servers never see the token: not in ws-echo\'s log', async () => {
+    const before = tree.log().length;
+    await echoCheck(ws(`/ws/echo?sandbox=hop&tok%65n=${TOKEN}&mark=tok65n`));
+    const c = await Client.connect(ws('/ws/echo?sandbox=hop&mark=header'), { headers: { Authorization: `Bearer ${TOKEN}` } });
+    await c.close();
+    await until(3_000, () => /mark=header/.test(tree.log().slice(before)), 'ws-echo logged the connections (path with the query)');
+    const log = tree.log().slice(before);
+    assert(/mark=tok65n/.test(log), `no line for the tok%65n connection:\n${log}`);
+    assert(!log.includes(TOKEN), `the token reached ws-echo:\n${log}`);
+  });
+
+  await h.check('sandbox ids: ?sandbox= names one, else "default"; ?id= (a room) never does', async () => {
+    const n = (await relay.seen()).length;
+    const room = `room-${Date.now()}`;
+    const [a] = await joinRoom(ws(withToken('/ws/broadcast')), room, 'ida');
+    await a.close();
+    const [b] = await joinRoom(ws(withToken('/ws/broadcast?sandbox=s1')), room, 'idb');
+    await b.close();
+    const got = (await relay.seen()).slice(n).map((x) => [x.path, x.sandboxId]);
+    assertEqual(got, [['/ws/broadcast', 'default'], ['/ws/broadcast', 's1']], 'sandbox ids');
+  });
 
   await h.check('close codes pass through the hop (server 1001 on drain reaches the client)', async () => {
     const c = await Client.connect(ws(withToken('/ws/echo?sandbox=hop')));
@@ -102,8 +129,8 @@ export async function run(h, ctx) {
     await echoCheck(ws(withToken('/ws/echo?sandbox=hop')));
   });
 
-  await h.check('the relay forwards like wsConnect: method, path, query, headers, cf-container-target-port', async () => {
-    // a recording server stands in for ws-echo on a second relay
+  await h.check('the relay forwards like wsConnect: method, path, query without the token, headers, cf-container-target-port', async () => {
+    // a recording server stands in for ws-echo and ws-rpc on a second relay
     let seen = null;
     const http = createServer();
     const wss = new WebSocketServer({ server: http });
@@ -113,18 +140,38 @@ export async function run(h, ctx) {
     });
     await new Promise((resolve) => http.listen(ctx.port(24), '127.0.0.1', resolve));
     http.on('request', (req, res) => { res.end('ok'); }); // /healthz for ensure()
-    const probe = new Relay({ root: ctx.root, here: ctx.here, token: TOKEN, listen: ctx.port(25), ports: { 8080: ctx.port(24) } });
+    const probe = new Relay({
+      root: ctx.root, here: ctx.here, token: TOKEN, listen: ctx.port(25), ports: { 8080: ctx.port(24), 8082: ctx.port(24) },
+    });
+    const through = async (path, headers = {}) => {
+      seen = null;
+      // (a Sec-WebSocket-Protocol set by hand makes the client refuse the answer: what was sent counts)
+      const c = await Client.connect(probe.wsUrl(path), { headers }).catch(() => null);
+      if (c) await c.waitClosed(3_000).catch(() => c.terminate());
+      assert(seen, `${path}: the upgrade did not reach the server`);
+      return seen;
+    };
     try {
       await probe.start();
-      const c = await Client.connect(probe.wsUrl(`/ws/echo?sandbox=hop&id=r1&token=${TOKEN}&x=%2F1`),
-        { headers: { 'X-Test': 'kept', 'Sec-WebSocket-Protocol': 'chat' } }).catch(() => null);
-      if (c) await c.waitClosed(3_000).catch(() => c.terminate());
-      assert(seen, 'the upgrade did not reach the server');
-      assertEqual(seen.method, 'GET', 'method');
-      assertEqual(seen.url, `/ws/echo?sandbox=hop&id=r1&token=${TOKEN}&x=%2F1`, 'path and query');
-      assertEqual(seen.headers['x-test'], 'kept', 'X-Test header');
-      assertEqual(seen.headers['cf-container-target-port'], '8080', 'cf-container-target-port');
-      assertEqual(seen.headers['sec-websocket-protocol'], 'chat', 'subprotocol offer');
+      let s = await through(`/ws/echo?sandbox=hop&id=r1&token=${TOKEN}&x=%2F1`, { 'X-Test': 'kept', 'Sec-WebSocket-Protocol': 'chat' });
+      assertEqual(s.method, 'GET', 'method');
+      assertEqual(s.url, '/ws/echo?sandbox=hop&id=r1&x=%2F1', 'path and query (token stripped)');
+      assertEqual(s.headers['x-test'], 'kept', 'X-Test header');
+      assertEqual(s.headers['cf-container-target-port'], '8080', 'cf-container-target-port');
+      assertEqual(s.headers['sec-websocket-protocol'], 'chat', 'subprotocol offer');
+      assertEqual(s.headers.authorization, undefined, 'Authorization to ws-echo');
+      // the encoded name the Worker accepts, every repeat, any case; the rest byte for byte
+      s = await through(`/ws/echo?tok%65n=${TOKEN}&a=1&TOKEN=x&y=a+b%20c&token=${TOKEN}&z=%7E&&e=`);
+      assertEqual(s.url, '/ws/echo?a=1&y=a+b%20c&z=%7E&&e=', '?tok%65n=, TOKEN=, token= stripped');
+      s = await through('/ws/echo?x=1', { Authorization: `Bearer ${TOKEN}` });
+      assertEqual([s.url, s.headers.authorization], ['/ws/echo?x=1', undefined], 'Authorization: Bearer stripped');
+      s = await through(`/ws/echo?token=${TOKEN}`);
+      assertEqual(s.url, '/ws/echo', 'the only parameter stripped');
+      // ws-rpc gets the derived token in a header, never the clients' one
+      s = await through(`/ws/json?sandbox=hop&token=${TOKEN}`);
+      assertEqual([s.url, s.headers.authorization], ['/ws/json?sandbox=hop', `Bearer ${serverToken(TOKEN)}`], 'ws-rpc request');
+      s = await through('/ws/json', { Authorization: `Bearer ${TOKEN}` });
+      assertEqual(s.headers.authorization, `Bearer ${serverToken(TOKEN)}`, 'ws-rpc Authorization');
     } finally {
       await probe.cleanup();
       wss.close();

@@ -7,7 +7,7 @@
  */
 import { getSandbox, type Process, type Sandbox } from "@cloudflare/sandbox";
 import page from "../../demo/index.html";
-import { handle, type Backend, type ServerRoute } from "./router";
+import { handle, serverToken, type Backend, type ServerRoute } from "./router";
 
 // The Durable Object class behind the Sandbox binding (wrangler.jsonc).
 export { Sandbox } from "@cloudflare/sandbox";
@@ -26,15 +26,23 @@ const LIVE = new Set(["starting", "running"]);
 
 const processId = (route: ServerRoute): string => `sandbox-ws-${route.program}`;
 
-/** The environment of a server process: its port, the token for ws-rpc, WS_SERVER_ENV. */
-function serverEnv(env: Env, route: ServerRoute): Record<string, string> {
+/**
+ * The environment of a server process: its port, WS_SERVER_ENV, and for
+ * ws-rpc the token derived from WS_TOKEN (router.ts, serverToken(): the
+ * Worker sends it, clients never do) and its commands' user, ws-exec (made
+ * by ../sandbox.Dockerfile; WS_SERVER_ENV may name another).
+ */
+async function serverEnv(env: Env, route: ServerRoute): Promise<Record<string, string>> {
   let extra: Record<string, string> = {};
   if (env.WS_SERVER_ENV) {
     const parsed: unknown = JSON.parse(env.WS_SERVER_ENV);
     if (parsed && typeof parsed === "object") extra = parsed as Record<string, string>;
   }
   const out: Record<string, string> = { ...extra, WS_HOST: "0.0.0.0", WS_PORT: String(route.port) };
-  if (route.program === "ws-rpc" && env.WS_TOKEN) out.WS_TOKEN = env.WS_TOKEN;
+  if (route.program === "ws-rpc") {
+    out.WS_RUN_AS = extra.WS_RUN_AS ?? "ws-exec";
+    if (env.WS_TOKEN) out.WS_TOKEN = await serverToken(env.WS_TOKEN);
+  }
   return out;
 }
 
@@ -65,7 +73,7 @@ class SandboxBackend implements Backend {
     try {
       return await sandbox.startProcess(route.program, {
         processId: processId(route),
-        env: serverEnv(this.env, route),
+        env: await serverEnv(this.env, route),
         autoCleanup: true,
       });
     } catch (e) {

@@ -8,10 +8,23 @@
  *   /ws/broadcast?...       -> ws-broadcast on 8081 (?id= is the room there)
  *   /ws/json?...            -> ws-rpc on 8082
  *
- * The sandbox is named by ?sandbox=, else by ?id=, else "default". Every
- * /ws/ request needs the token (Authorization: Bearer T, or ?token=T for
- * browsers) before anything starts: 401 otherwise. The request goes on to
- * the server unchanged (path, query, headers), as wsConnect() sends it.
+ * Every /ws/ request needs the token (Authorization: Bearer T, or ?token=T
+ * for browsers) before anything starts: 401 otherwise.
+ *
+ * The sandbox is named by ?sandbox=, else it is "default". A sandbox id
+ * names a container, nothing more: every holder of the token may name any
+ * id, so ids are neither secrets nor users nor an isolation boundary between
+ * token holders ("default" is shared by all of them). Isolate users by giving
+ * them different Workers/tokens, or derive the id from an identity the Worker
+ * has checked. ?id= is ws-broadcast's room and never picks a sandbox.
+ *
+ * Once the token is checked it is removed from what goes on: every query
+ * parameter whose decoded name is "token" (?tok%65n= too) and the
+ * Authorization header; the rest of the request (path, other parameters byte
+ * for byte, headers) goes on as wsConnect() sends it. ws-rpc, which needs a
+ * token of its own, is given a key derived from the Worker's secret
+ * (serverToken()) in an Authorization header: the container never holds the
+ * token clients use.
  */
 
 export interface ServerRoute {
@@ -21,12 +34,14 @@ export interface ServerRoute {
   program: "ws-echo" | "ws-broadcast" | "ws-rpc";
   /** its port in the container (never 3000: the Sandbox control plane's) */
   port: number;
+  /** the server checks a token: it gets serverToken() as `Authorization: Bearer` */
+  serverAuth?: boolean;
 }
 
 export const ROUTES: readonly ServerRoute[] = [
   { path: "/ws/echo", program: "ws-echo", port: 8080 },
   { path: "/ws/broadcast", program: "ws-broadcast", port: 8081 },
-  { path: "/ws/json", program: "ws-rpc", port: 8082 },
+  { path: "/ws/json", program: "ws-rpc", port: 8082, serverAuth: true },
 ];
 
 /** Where the servers are: the Sandbox SDK in production, loopback in tests. */
@@ -79,8 +94,48 @@ export async function tokenMatches(presented: string, expected: string): Promise
   return diff === 0;
 }
 
+/** The sandbox a request names: ?sandbox=, else "default" (never ?id=, ws-broadcast's room). */
 export function sandboxIdOf(url: URL): string {
-  return url.searchParams.get("sandbox") ?? url.searchParams.get("id") ?? "default";
+  return url.searchParams.get("sandbox") ?? "default";
+}
+
+/**
+ * The token servers are given in place of the clients' one:
+ * hex(HMAC-SHA256(key = the Worker's secret, "sandbox-ws server token v1")).
+ * Knowing it (a leak from a container) does not give the secret.
+ */
+export async function serverToken(secret: string): Promise<string> {
+  const enc = new TextEncoder();
+  const key = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, enc.encode("sandbox-ws server token v1")));
+  return [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * URL without its token: every query parameter whose name, decoded the way
+ * URLSearchParams decodes it (so `tok%65n` too), is "token" in any case.
+ * The other parameters stay byte for byte.
+ */
+export function withoutToken(url: URL): URL {
+  const out = new URL(url.href);
+  if (url.search.length <= 1) return out;
+  const kept = url.search.slice(1).split("&").filter((part) => {
+    let token = false;
+    new URLSearchParams(part).forEach((_value, name) => {
+      if (name.toLowerCase() === "token") token = true;
+    });
+    return !token;
+  });
+  out.search = kept.length ? `?${kept.join("&")}` : "";
+  return out;
+}
+
+/** What goes on to the server: the request without the client's token (query and header). */
+export async function forwardedRequest(request: Request, url: URL, route: ServerRoute, secret: string): Promise<Request> {
+  const headers = new Headers(request.headers);
+  headers.delete("authorization");
+  if (route.serverAuth) headers.set("authorization", `Bearer ${await serverToken(secret)}`);
+  return new Request(withoutToken(url).href, new Request(request, { headers }));
 }
 
 export async function handle(request: Request, opts: RouterOptions, backend: Backend): Promise<Response> {
@@ -120,7 +175,8 @@ export async function handle(request: Request, opts: RouterOptions, backend: Bac
     return text(503, "WebSocket server unavailable", { "retry-after": "1" });
   }
   try {
-    const response = await backend.connect(sandboxId, route, request);
+    const forwarded = await forwardedRequest(request, url, route, opts.token);
+    const response = await backend.connect(sandboxId, route, forwarded);
     // the server's own refusals (400, 401, 403, 503 when full) pass through;
     // a gateway failure between here and the server does not
     if (response.status === 500 || response.status === 502 || response.status === 504) {

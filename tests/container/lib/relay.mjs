@@ -3,6 +3,7 @@
 // loopback in place of the Sandbox container.
 
 import { execFile, spawn } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { closeSync, copyFileSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,6 +11,9 @@ import { promisify } from 'node:util';
 import { until, within } from './harness.mjs';
 
 const run = promisify(execFile);
+
+/** router.ts serverToken(): what the Worker gives ws-rpc in place of the clients' token. */
+export const serverToken = (secret) => createHmac('sha256', secret).update('sandbox-ws server token v1').digest('hex');
 
 let compiled = null; // the directory holding router.js, once per run
 
@@ -19,7 +23,7 @@ export async function compileRouter(root, dir) {
   await run(join(worker, 'node_modules', '.bin', 'tsc'), [
     join(worker, 'src', 'router.ts'), '--outDir', dir, '--target', 'es2022', '--module', 'es2022',
     '--lib', 'es2022,dom', '--strict', '--skipLibCheck',
-  ], { cwd: worker, timeout: 60_000 });
+  ], { cwd: worker, timeout: 60_000 }).catch((e) => { throw new Error(`tsc router.ts: ${e.stdout}${e.stderr}`); });
 }
 
 export function workerdBin(here) {
@@ -86,6 +90,12 @@ const relay :Workerd.Worker = (
       }
     }, 'workerd serving', 10);
     this.startMs = performance.now() - t0;
+  }
+
+  /** What the Worker handed to the backend so far: [{sandboxId, path, url, authorization}]. */
+  async seen() {
+    const r = await fetch(`${this.url}/__relay/seen`);
+    return r.json();
   }
 
   wsUrl(path) {

@@ -6,6 +6,9 @@
 // stands for that container port on loopback.
 //
 // Bindings: WS_TOKEN (text), PORTS (JSON: container port -> loopback port).
+//
+// For the tests, GET /__relay/seen answers what connect() was handed so far
+// (sandbox id, route, the forwarded URL and Authorization header), as JSON.
 import { handle } from "./router.js";
 import page from "./index.html";
 
@@ -22,8 +25,13 @@ function loopback(ports, containerPort) {
   return `http://127.0.0.1:${p}`;
 }
 
+const seen = [];
+
 export default {
   async fetch(request, env) {
+    if (new URL(request.url).pathname === "/__relay/seen") {
+      return new Response(JSON.stringify(seen), { headers: { "content-type": "application/json" } });
+    }
     const ports = JSON.parse(env.PORTS);
     const backend = {
       // waitForPort's HTTP probe: the server must answer 200 (here on /healthz)
@@ -33,7 +41,9 @@ export default {
         if (r.status !== 200) throw new Error(`/healthz answered ${r.status}`);
       },
       // Container.fetch(): the port from the header, the request as it came
-      async connect(_sandboxId, route, req) {
+      async connect(sandboxId, route, req) {
+        const u = new URL(req.url);
+        seen.push({ sandboxId, path: route.path, url: u.pathname + u.search, authorization: req.headers.get("authorization") });
         const switched = switchPort(req, route.port);
         const url = new URL(switched.url);
         const port = Number(switched.headers.get("cf-container-target-port"));
