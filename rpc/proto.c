@@ -37,6 +37,53 @@ rpc_proto_guess(const char *text, size_t len)
 	return len && *text == '[' ? RPC_JSONRPC : RPC_TYPE;
 }
 
+size_t
+rpc_proto_batch_size(const char *text, size_t len, size_t stop)
+{
+	size_t i = 0, n = 0, depth = 0;
+	while (i < len && (text[i] == ' ' || text[i] == '\t' || text[i] == '\r' || text[i] == '\n'))
+		i++;
+	if (i == len || text[i] != '[')
+		return 0;
+	bool in_string = false, empty = true;
+	for (; i < len && n <= stop; i++) {
+		char ch = text[i];
+		if (in_string) {
+			if (ch == '\\')
+				i++;
+			else if (ch == '"')
+				in_string = false;
+			continue;
+		}
+		switch (ch) {
+		case '"':
+			in_string = true;
+			break;
+		case '[':
+		case '{':
+			depth++;
+			break;
+		case ']':
+		case '}':
+			if (depth-- == 1)
+				return empty ? 0 : n + 1;
+			break;
+		case ',':
+			if (depth == 1)
+				n++;
+			break;
+		case ' ':
+		case '\t':
+		case '\r':
+		case '\n':
+			continue;
+		}
+		if (depth > 1 || (depth == 1 && ch != '['))
+			empty = false;
+	}
+	return n + 1;
+}
+
 bool
 rpc_proto_id_valid(const json_t *id, size_t max_id)
 {

@@ -60,6 +60,13 @@ bool rpc_proto_request(json_t *msg, enum rpc_dialect dialect, size_t max_id,
 /* Whether id is a valid request id (a number, or a string of at most max_id bytes). */
 bool rpc_proto_id_valid(const json_t *id, size_t max_id);
 
+/*
+ * How many elements the top-level array in text has, counted without
+ * parsing (a parse costs far more: a batch is refused before it), stopping
+ * once past `stop`. 0 when text is not an array.
+ */
+size_t rpc_proto_batch_size(const char *text, size_t len, size_t stop);
+
 /* Which dialect a message that is not valid JSON most likely meant. */
 enum rpc_dialect rpc_proto_guess(const char *text, size_t len);
 
