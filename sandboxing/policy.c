@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* One entry of a built-in set; a NULL name ends a table. */
@@ -762,10 +763,22 @@ ws_policy_load_file(struct ws_policy *p, const char *path, char *err, size_t err
 {
 	int rc = 0;
 	char *text = NULL;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	/* O_NONBLOCK: opening a FIFO must not wait for a writer */
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
 	if (fd < 0) {
 		rc = -errno;
 		goto fail;
+	}
+	struct stat st;
+	if (fstat(fd, &st) != 0) {
+		rc = -errno;
+		goto fail;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		if (err)
+			snprintf(err, errlen, "%s: not a regular file", path);
+		rc = -EINVAL;
+		goto out;
 	}
 	text = malloc(WS_POLICY_MAX_FILE + 1);
 	if (!text) {

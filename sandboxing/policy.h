@@ -148,7 +148,8 @@ int ws_policy_parse(struct ws_policy *p, const char *text, size_t len, const cha
 
 /*
  * Reads and parses a policy file (at most WS_POLICY_MAX_FILE bytes). Returns
- * 0, -EINVAL for a malformed file, or another -errno when it cannot be read;
+ * 0, -EINVAL for a malformed file or one that is not a regular file (a FIFO,
+ * a directory), or another -errno when it cannot be read;
  * err says which and where.
  */
 int ws_policy_load_file(struct ws_policy *p, const char *path, char *err, size_t errlen);

@@ -22,12 +22,16 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <linux/magic.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "pids.h"
 #include "sandbox_backend.h"
 
 /* AddressSanitizer builds (gcc defines the macro, clang has the feature) */
@@ -54,6 +58,10 @@ struct ws_sandbox {
 	gid_t gid;
 	size_t ngroups;
 	gid_t *groups;
+	char *user;                  /* the name of the user switched to */
+	int pids_fd;                 /* the pids cgroup's directory, or -1 */
+	char pids_path[4096];
+	char pids_why[256];          /* why there is none */
 };
 
 void
@@ -126,7 +134,7 @@ ws_sandbox_isolate_parse(const char *list, unsigned *out)
 /* --- preparation (parent) ----------------------------------------------- */
 
 static int
-resolve_user(struct ws_sandbox *sb, const char *who, char *err, size_t errlen)
+resolve_user(struct ws_sandbox *sb, const char *who, bool dflt, char *err, size_t errlen)
 {
 	struct passwd *pw;
 	char *end;
@@ -136,6 +144,15 @@ resolve_user(struct ws_sandbox *sb, const char *who, char *err, size_t errlen)
 		pw = getpwuid((uid_t)id);
 	else
 		pw = getpwnam(who);
+	if (!pw && dflt) {
+		snprintf(err, errlen,
+			 "commands run as the user '%s', which does not exist: create it "
+			 "(useradd --system --user-group --no-create-home --home-dir /nonexistent "
+			 "--shell /usr/sbin/nologin %s), or name another with --run-as USER "
+			 "(or keep root with --run-as-self: commands can then reach the server)",
+			 who, who);
+		return -ESRCH;
+	}
 	if (!pw) {
 		snprintf(err, errlen, "--run-as: no such user '%s'", who);
 		return -EINVAL;
@@ -153,6 +170,11 @@ resolve_user(struct ws_sandbox *sb, const char *who, char *err, size_t errlen)
 	sb->run_as = true;
 	sb->uid = pw->pw_uid;
 	sb->gid = pw->pw_gid;
+	sb->user = strdup(pw->pw_name);
+	if (!sb->user) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
 
 	/* the child cannot read /etc/group: initgroups()'s list, resolved here */
 	int n = 16;
@@ -189,6 +211,7 @@ ws_sandbox_create(struct ws_sandbox **out, const struct ws_sandbox_config *cfg, 
 	sb->limits = cfg->limits;
 	sb->isolate = cfg->isolate;
 	sb->root = geteuid() == 0;
+	sb->pids_fd = -1;
 
 	if ((unsigned)cfg->profile > WS_SANDBOX_NONE) {
 		snprintf(err, errlen, "unknown profile %d", (int)cfg->profile);
@@ -220,7 +243,16 @@ ws_sandbox_create(struct ws_sandbox **out, const struct ws_sandbox_config *cfg, 
 	if (rc != 0)
 		goto fail;
 
-	if (cfg->run_as && (rc = resolve_user(sb, cfg->run_as, err, errlen)) != 0)
+	if (cfg->run_as && cfg->run_as_self) {
+		snprintf(err, errlen, "--run-as and --run-as-self exclude each other");
+		rc = -EINVAL;
+		goto fail;
+	}
+	if (cfg->run_as)
+		rc = resolve_user(sb, cfg->run_as, false, err, errlen);
+	else if (!cfg->run_as_self && sb->root)
+		rc = resolve_user(sb, WS_SANDBOX_DEFAULT_USER, true, err, errlen);
+	if (rc != 0)
 		goto fail;
 	if ((sb->isolate & ~(unsigned)WS_SANDBOX_ISOLATE_USER) && !sb->root &&
 	    !(sb->isolate & WS_SANDBOX_ISOLATE_USER)) {
@@ -228,6 +260,13 @@ ws_sandbox_create(struct ws_sandbox **out, const struct ws_sandbox_config *cfg, 
 		rc = -EPERM;
 		goto fail;
 	}
+	if (!sb->root)
+		snprintf(sb->pids_why, sizeof(sb->pids_why), "not root");
+	else if (!sb->limits.nproc)
+		snprintf(sb->pids_why, sizeof(sb->pids_why), "no process limit asked for");
+	else
+		sb->pids_fd = ws_pids_open(sb->pids_path, sizeof(sb->pids_path), sb->pids_why,
+					   sizeof(sb->pids_why));
 	*out = sb;
 	return 0;
 fail:
@@ -242,9 +281,69 @@ ws_sandbox_destroy(struct ws_sandbox *sb)
 		return;
 	if (sb->backend)
 		sb->backend->finish(sb->state);
+	ws_pids_close(sb->pids_fd, sb->pids_path);
 	free(sb->policy);
 	free(sb->groups);
+	free(sb->user);
 	free(sb);
+}
+
+const char *
+ws_sandbox_user(const struct ws_sandbox *sb)
+{
+	return sb->run_as ? sb->user : NULL;
+}
+
+bool
+ws_sandbox_runs_as_root(const struct ws_sandbox *sb)
+{
+	return sb->root && !sb->run_as;
+}
+
+/* Whether uid, gid and groups get `bit` (4 read, 1 search) on st, by its mode. */
+static bool
+permits(const struct ws_sandbox *sb, const struct stat *st, unsigned bit)
+{
+	if (st->st_uid == sb->uid)
+		return st->st_mode & (bit << 6);
+	bool member = st->st_gid == sb->gid;
+	for (size_t i = 0; i < sb->ngroups && !member; i++)
+		member = sb->groups[i] == st->st_gid;
+	return st->st_mode & (member ? bit << 3 : bit);
+}
+
+bool
+ws_sandbox_user_may_read(const struct ws_sandbox *sb, const char *path)
+{
+	if (!sb->run_as)
+		return false;
+	char *full = realpath(path, NULL);
+	if (!full)
+		return false;
+	bool ok = true;
+	struct stat st;
+	/* every directory from / down to the file's own */
+	for (char *slash = full; ok && (slash = strchr(slash + 1, '/'));) {
+		*slash = '\0';
+		ok = stat(full, &st) == 0 && permits(sb, &st, 1);
+		*slash = '/';
+	}
+	if (ok && stat("/", &st) == 0)
+		ok = permits(sb, &st, 1);
+	if (ok)
+		ok = stat(full, &st) == 0 && permits(sb, &st, 4);
+	free(full);
+	return ok;
+}
+
+const char *
+ws_sandbox_pids_cgroup(const struct ws_sandbox *sb, const char **why)
+{
+	if (sb->pids_fd >= 0)
+		return sb->pids_path;
+	if (why)
+		*why = sb->pids_why;
+	return NULL;
 }
 
 const struct ws_policy *
@@ -263,6 +362,7 @@ ws_sandbox_backend_name(const struct ws_sandbox *sb)
 
 static const char *const step_names[] = {
 	[WS_SANDBOX_STEP_SIGNALS] = "signals",
+	[WS_SANDBOX_STEP_CGROUP] = "cgroup",
 	[WS_SANDBOX_STEP_SETSID] = "setsid",
 	[WS_SANDBOX_STEP_FDS] = "close-fds",
 	[WS_SANDBOX_STEP_PDEATHSIG] = "pdeathsig",
@@ -544,9 +644,27 @@ isolate(unsigned which, int keep_fd, pid_t *parent)
 	return 0;
 }
 
+/*
+ * The command's standard descriptors are usually pipes or sockets its
+ * caller made, owned by the caller with mode 0600: reopening them by path
+ * (`echo x > /dev/stderr`, /proc/self/fd/1) would fail for the new user.
+ * Hand those (never a file, a named FIFO or a terminal) to the user.
+ */
+static void
+hand_over_stdio(const struct ws_sandbox *sb)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		struct statfs fs;
+		if (fstatfs(fd, &fs) == 0 && (fs.f_type == PIPEFS_MAGIC || fs.f_type == SOCKFS_MAGIC))
+			if (fchown(fd, sb->uid, sb->gid) != 0)
+				continue; /* best effort: the command still has the descriptor */
+	}
+}
+
 static int
 drop_privileges(const struct ws_sandbox *sb)
 {
+	hand_over_stdio(sb);
 	if (setgroups(sb->ngroups, sb->groups) != 0 ||
 	    setresgid(sb->gid, sb->gid, sb->gid) != 0 ||
 	    setresuid(sb->uid, sb->uid, sb->uid) != 0)
@@ -568,6 +686,10 @@ ws_sandbox_child_apply(const struct ws_sandbox *sb, pid_t parent, int keep_fd,
 	sigemptyset(&none);
 	if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
 		return failed(why, WS_SANDBOX_STEP_SIGNALS, errno);
+	/* first, so that everything the command starts is counted */
+	int rc;
+	if (sb->pids_fd >= 0 && (rc = ws_pids_join(sb->pids_fd, sb->limits.nproc)) != 0)
+		return failed(why, WS_SANDBOX_STEP_CGROUP, -rc);
 	if (setsid() < 0)
 		return failed(why, WS_SANDBOX_STEP_SETSID, errno);
 	if (close_fds(keep_fd) != 0)
@@ -598,7 +720,7 @@ ws_sandbox_child_apply(const struct ws_sandbox *sb, pid_t parent, int keep_fd,
 
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
 		return failed(why, WS_SANDBOX_STEP_NO_NEW_PRIVS, errno);
-	int rc = sb->backend->install(sb->state, 0);
+	rc = sb->backend->install(sb->state, 0);
 	if (rc != 0)
 		return failed(why, WS_SANDBOX_STEP_FILTER, -rc);
 	return 0;

@@ -59,15 +59,27 @@ struct ws_sandbox_limits {
 #define WS_SANDBOX_DEFAULT_FSIZE (1ULL << 30)
 #define WS_SANDBOX_DEFAULT_NOFILE 1024
 
+/*
+ * The user commands run as when the caller is root and names none: a
+ * system user that owns nothing (the image creates it; see
+ * docs/security.md).
+ */
+#define WS_SANDBOX_DEFAULT_USER "ws-exec"
+
 struct ws_sandbox_config {
 	enum ws_sandbox_profile profile;
 	const char *policy_file;      /* layered over the profile; NULL: none */
 	struct ws_sandbox_limits limits;
-	const char *run_as;           /* user name or uid; NULL keeps the caller's */
+	/*
+	 * User name or uid. NULL: WS_SANDBOX_DEFAULT_USER when the caller is
+	 * root, else the caller's own user (it cannot switch).
+	 */
+	const char *run_as;
+	bool run_as_self;             /* keep the caller's user, root included */
 	unsigned isolate;             /* WS_SANDBOX_ISOLATE_* */
 };
 
-/* profile `default`, the default limits, no policy file, user or isolation. */
+/* profile `default`, the default limits and user, no policy file or isolation. */
 void ws_sandbox_config_defaults(struct ws_sandbox_config *cfg);
 
 /* "default", "nonet", "none"; false for anything else. */
@@ -81,13 +93,36 @@ struct ws_sandbox;
 
 /*
  * Prepares a command sandbox: loads the policy file, compiles the filter,
- * resolves --run-as and its groups. Returns 0 and *out, or -errno with one
- * line in err: -EINVAL for a bad policy file or user (an operator's
- * mistake), another -errno for a failed system call.
+ * resolves the user and its groups, and as root makes the sandbox's pids
+ * cgroup when a pids hierarchy is writable (each command gets its own
+ * under it, pids.max = limits.nproc). Returns 0 and *out, or -errno with
+ * one line in err: -EINVAL for a bad policy file or user, -ENOENT for a
+ * missing policy file (an operator's mistake), -ESRCH when the default
+ * user does not exist (the machine is not set up: err says how to create
+ * it), another -errno for a failed system call.
  */
 int ws_sandbox_create(struct ws_sandbox **out, const struct ws_sandbox_config *cfg, char *err,
 		      size_t errlen);
+/* Also removes the pids cgroups of commands that are gone. NULL is a no-op. */
 void ws_sandbox_destroy(struct ws_sandbox *sb);
+
+/* The user commands switch to; NULL when they keep the caller's. */
+const char *ws_sandbox_user(const struct ws_sandbox *sb);
+/* True when commands run as root (uid 0 outside any user namespace of theirs). */
+bool ws_sandbox_runs_as_root(const struct ws_sandbox *sb);
+/*
+ * True when the user commands switch to could read path (search on every
+ * directory above it, read on the file), by its mode bits: a server checks
+ * its secrets with it. ACLs are not read. False when commands keep the
+ * caller's user (nothing to compare) or path does not exist.
+ */
+bool ws_sandbox_user_may_read(const struct ws_sandbox *sb, const char *path);
+
+/*
+ * The sandbox's pids cgroup directory, or NULL with the reason there is
+ * none in *why (a static or sandbox-owned string).
+ */
+const char *ws_sandbox_pids_cgroup(const struct ws_sandbox *sb, const char **why);
 
 /* The policy the filter was compiled from; NULL for the null backend. */
 const struct ws_policy *ws_sandbox_policy(const struct ws_sandbox *sb);
@@ -97,6 +132,7 @@ const char *ws_sandbox_backend_name(const struct ws_sandbox *sb);
 /* The steps of ws_sandbox_child_apply, in order; EXEC is the caller's own. */
 enum ws_sandbox_step {
 	WS_SANDBOX_STEP_SIGNALS,    /* default dispositions, nothing blocked */
+	WS_SANDBOX_STEP_CGROUP,     /* its own pids cgroup */
 	WS_SANDBOX_STEP_SETSID,
 	WS_SANDBOX_STEP_FDS,        /* close every descriptor but 0-2 (and keep_fd) */
 	WS_SANDBOX_STEP_PDEATHSIG,
@@ -121,7 +157,8 @@ const char *ws_sandbox_step_name(enum ws_sandbox_step step);
  * forked from `parent` (the caller's getpid() before fork) by a
  * single-threaded program. In order:
  *
- *   reset signal dispositions and mask; setsid(); close every descriptor
+ *   reset signal dispositions and mask; join a pids cgroup of its own
+ *   (when the sandbox has one); setsid(); close every descriptor
  *   but 0, 1, 2 and keep_fd (-1: none; it gets FD_CLOEXEC, so exec closes
  *   it: a pipe to report a failure on); PR_SET_PDEATHSIG(SIGKILL); the
  *   rlimits; the isolation namespaces; the privilege drop (setgroups,

@@ -39,6 +39,7 @@ struct options {
 	const char *seccomp_profile;
 	const char *seccomp_policy;
 	const char *run_as;
+	bool run_as_self;
 	const char *isolate;
 	struct ws_sandbox_limits limits;
 };
@@ -235,16 +236,57 @@ static const struct ws_option rpc_opts[] = {
 	{ "limit-as", "WS_LIMIT_AS", "BYTES", WS_OPT_SIZE, OPT(limits.as_bytes), 0, 1ull << 48,
 	  "address space per command (0: inherited)", NULL },
 	{ "limit-nproc", "WS_LIMIT_NPROC", "N", WS_OPT_UINT, OPT(limits.nproc), 0, 1u << 22,
-	  "processes of the --run-as user (0: inherited)", NULL },
+	  "processes per command: a pids cgroup as root, and RLIMIT_NPROC (0: inherited)",
+	  NULL },
 	{ "limit-fsize", "WS_LIMIT_FSIZE", "BYTES", WS_OPT_SIZE, OPT(limits.fsize_bytes), 0,
 	  1ull << 48, "largest file a command writes (0: inherited)", NULL },
 	{ "limit-nofile", "WS_LIMIT_NOFILE", "N", WS_OPT_UINT, OPT(limits.nofile), 0, 1u << 20,
 	  "open descriptors per command (0: inherited)", NULL },
 	{ "run-as", "WS_RUN_AS", "USER", WS_OPT_STRING, OPT(run_as), 0, 0,
-	  "run commands as USER and its groups (needs root)", NULL },
+	  "run commands as USER and its groups (as root the default is "
+	  WS_SANDBOX_DEFAULT_USER ", which must exist)", NULL },
+	{ "run-as-self", "WS_RUN_AS_SELF", NULL, WS_OPT_FLAG, OPT(run_as_self), 0, 0,
+	  "run commands as this server's own user, root included (unsafe: they can reach "
+	  "the server)", NULL },
 	{ "isolate", "WS_ISOLATE", "LIST", WS_OPT_STRING, OPT(isolate), 0, 0,
 	  "namespaces for each command: net,pid,mount,user", check_isolate },
 };
+
+/*
+ * Says who the commands run as, warns when that is this server's own user
+ * (root, or the unprivileged user it runs as) and refuses a token file the
+ * commands' user could read. Returns 0, or the exit status.
+ */
+static int
+check_commands_user(const struct ws_sandbox *sb, const struct ws_config *cfg)
+{
+	const char *user = ws_sandbox_user(sb);
+	const char *why = NULL;
+	const char *cgroup = ws_sandbox_pids_cgroup(sb, &why);
+	if (user && cfg->token_file && ws_sandbox_user_may_read(sb, cfg->token_file)) {
+		fprintf(stderr,
+			"error: --token-file %s is readable by %s, the commands' user: make it "
+			"readable by this server's user only (chmod 600)\n",
+			cfg->token_file, user);
+		return WS_EXIT_USAGE;
+	}
+	if (user)
+		ws_log(WS_LOG_INFO, "sandbox user=%s pids_cgroup=%s", user, cgroup ? cgroup : "none");
+	else if (ws_sandbox_runs_as_root(sb))
+		ws_log(WS_LOG_WARN,
+		       "sandbox user=root text=\"--run-as-self: commands run as root and can read "
+		       "this server's files, signal it and read other processes' memory\"");
+	else
+		ws_log(WS_LOG_WARN,
+		       "sandbox user=self uid=%u text=\"not root, so commands run as this server's "
+		       "own user: they can signal it and open its files; run it as root (commands "
+		       "then run as " WS_SANDBOX_DEFAULT_USER ") or give it a user of its own\"",
+		       (unsigned)geteuid());
+	if (!cgroup && ws_sandbox_runs_as_root(sb))
+		ws_log(WS_LOG_WARN, "sandbox pids_cgroup=none reason=\"%s\" text=\"root is exempt "
+				    "from RLIMIT_NPROC: commands' processes are not bounded\"", why);
+	return 0;
+}
 
 static bool
 compile(const char *flag, const char *src, regex_t *re)
@@ -308,6 +350,7 @@ main(int argc, char **argv)
 	sandbox.limits = r.opt.limits;
 	sandbox.policy_file = r.opt.seccomp_policy;
 	sandbox.run_as = r.opt.run_as;
+	sandbox.run_as_self = r.opt.run_as_self;
 	/* both were checked while parsing */
 	if (r.opt.seccomp_profile)
 		ws_sandbox_profile_parse(r.opt.seccomp_profile, &sandbox.profile);
@@ -321,6 +364,10 @@ main(int argc, char **argv)
 								      : WS_EXIT_SYSTEM;
 	}
 	r.pid = getpid();
+	if ((rc = check_commands_user(r.sandbox, &cfg)) != 0) {
+		ws_sandbox_destroy(r.sandbox);
+		return rc;
+	}
 	if (!ws_sandbox_policy(r.sandbox))
 		ws_log(WS_LOG_WARN, "sandbox profile=none text=\"commands run without a seccomp "
 				    "filter\"");
@@ -371,7 +418,9 @@ main(int argc, char **argv)
 		r.limits.described, "sandbox",
 		json_pack("{s:s, s:s?, s:s?, s:s?, s:{s:I, s:I, s:I, s:I, s:I}}", "seccomp_profile",
 			  ws_sandbox_profile_name(sandbox.profile), "seccomp_policy",
-			  sandbox.policy_file, "run_as", sandbox.run_as, "isolate", r.opt.isolate,
+			  sandbox.policy_file, "run_as",
+			  ws_sandbox_user(r.sandbox) ? ws_sandbox_user(r.sandbox) : "self", "isolate",
+			  r.opt.isolate,
 			  "rlimits", "cpu_s", (json_int_t)sandbox.limits.cpu_s, "as_bytes",
 			  (json_int_t)sandbox.limits.as_bytes, "nproc",
 			  (json_int_t)sandbox.limits.nproc, "fsize_bytes",

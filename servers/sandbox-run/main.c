@@ -43,12 +43,16 @@ usage(FILE *out)
 		"  --policy FILE    policy file layered over the profile (docs/security.md)\n"
 		"  --cpu S          CPU seconds, then SIGXCPU (%d; 0 keeps the inherited limit)\n"
 		"  --as BYTES       address space, k/m/g suffixes (4g; 0 keeps)\n"
-		"  --nproc N        processes of the user (%d; 0 keeps; not enforced for root)\n"
+		"  --nproc N        processes of the command (%d; 0 keeps): its own pids\n"
+		"                   cgroup when one is writable, and RLIMIT_NPROC\n"
 		"  --fsize BYTES    largest file written, then SIGXFSZ (1g; 0 keeps)\n"
 		"  --nofile N       open descriptors (%d; 0 keeps)\n"
-		"  --run-as USER    run as USER and its groups (needs root)\n"
+		"  --run-as USER    run as USER and its groups (as root the default is\n"
+		"                   " WS_SANDBOX_DEFAULT_USER ", which must exist; without root: yourself)\n"
+		"  --run-as-self    as root, keep root (commands can then reach the caller)\n"
 		"  --isolate LIST   namespaces, comma-separated: net,pid,mount,user\n"
-		"  --timeout S      then SIGTERM to the command's process group (0: none)\n"
+		"  --timeout S      then SIGTERM to the command's process group (0: none;\n"
+		"                   at least 0.001)\n"
 		"  --grace S        after the timeout's SIGTERM, SIGKILL (default 2)\n"
 		"  --check          print the filter's rules and exit\n"
 		"  -h, --help       this text\n"
@@ -87,6 +91,7 @@ enum {
 	OPT_FSIZE,
 	OPT_NOFILE,
 	OPT_RUN_AS,
+	OPT_RUN_AS_SELF,
 	OPT_ISOLATE,
 	OPT_TIMEOUT,
 	OPT_GRACE,
@@ -109,6 +114,7 @@ parse(struct options *o, int argc, char **argv, bool *exit_ok)
 		{ "fsize", required_argument, NULL, OPT_FSIZE },
 		{ "nofile", required_argument, NULL, OPT_NOFILE },
 		{ "run-as", required_argument, NULL, OPT_RUN_AS },
+		{ "run-as-self", no_argument, NULL, OPT_RUN_AS_SELF },
 		{ "isolate", required_argument, NULL, OPT_ISOLATE },
 		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
 		{ "grace", required_argument, NULL, OPT_GRACE },
@@ -160,11 +166,16 @@ parse(struct options *o, int argc, char **argv, bool *exit_ok)
 			o->sandbox.run_as = optarg;
 			ok = *optarg != '\0';
 			break;
+		case OPT_RUN_AS_SELF:
+			o->sandbox.run_as_self = true;
+			break;
 		case OPT_ISOLATE:
 			ok = ws_sandbox_isolate_parse(optarg, &o->sandbox.isolate);
 			break;
 		case OPT_TIMEOUT:
-			ok = ws_config_parse_seconds(optarg, &o->timeout_ms);
+			/* a positive time that rounds to 0 ms must not mean "none" */
+			ok = ws_config_parse_seconds(optarg, &o->timeout_ms) &&
+			     (o->timeout_ms > 0 || strtod(optarg, NULL) == 0);
 			break;
 		case OPT_GRACE:
 			ok = ws_config_parse_seconds(optarg, &o->grace_ms);
@@ -205,8 +216,17 @@ static void
 print_policy(const struct ws_sandbox *sb, const struct options *o)
 {
 	const struct ws_policy *p = ws_sandbox_policy(sb);
+	const char *why = NULL;
+	const char *cg = ws_sandbox_pids_cgroup(sb, &why);
+	const char *user = ws_sandbox_user(sb);
 	printf("# profile %s, backend %s\n", ws_sandbox_profile_name(o->sandbox.profile),
 	       ws_sandbox_backend_name(sb));
+	printf("# user %s\n", user ? user : ws_sandbox_runs_as_root(sb) ? "root (the caller's)"
+								      : "the caller's");
+	if (cg)
+		printf("# pids cgroup %s\n", cg);
+	else
+		printf("# pids cgroup none (%s)\n", why);
 	if (!p) {
 		printf("# no filter: every system call is allowed\n");
 		return;
@@ -334,6 +354,8 @@ main(int argc, char **argv)
 	}
 	if (!ws_sandbox_policy(sb))
 		complain("warning: profile none: no seccomp filter");
+	if (ws_sandbox_runs_as_root(sb))
+		complain("warning: --run-as-self: the command runs as root");
 
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0) {
 		complain("PR_SET_CHILD_SUBREAPER: %s", strerror(errno));

@@ -27,6 +27,10 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import rpchelp  # noqa: E402
 
+# As root, ws-rpc runs commands as this user (docs/security.md); the image
+# and ./dev create it, and so does this suite when it is missing.
+COMMAND_USER = "ws-exec"
+
 READY = []
 TEST_TIMEOUT = 120.0 * (5 if rpchelp.VALGRIND else 1)
 
@@ -35,6 +39,26 @@ def _require_binary():
     if not (os.path.isfile(rpchelp.BINARY) and os.access(rpchelp.BINARY, os.X_OK)):
         pytest.skip("ws-rpc is not built: %s is missing (build it, or point WS_BIN_DIR "
                     "at the build directory)" % rpchelp.BINARY)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def command_user():
+    """The commands' user exists (created as a system user if missing)."""
+    if os.geteuid() == 0:
+        rpchelp.ensure_user(COMMAND_USER)
+    return COMMAND_USER
+
+
+@pytest.fixture(autouse=True)
+def commands_reach_tmp_path(tmp_path):
+    """Tests put scripts, working directories and output files in tmp_path:
+    let the commands' user (not root) in, as a user's shared directory would."""
+    path = str(tmp_path)
+    os.chmod(path, 0o1777)
+    parent = os.path.dirname(path)
+    while parent.startswith("/tmp/") and parent != "/tmp":
+        os.chmod(parent, os.stat(parent).st_mode | 0o111)
+        parent = os.path.dirname(parent)
 
 
 @pytest.fixture

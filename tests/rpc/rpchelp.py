@@ -102,6 +102,17 @@ def failed_exec_status(code):
     return (code, 99) if VALGRIND else (code,)
 
 
+def ensure_user(name):
+    """Creates the system user `name` (no home, no login) unless it exists."""
+    import pwd
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name],
+                       check=True, timeout=30)
+
+
 def wait_until(pred, timeout, what, interval=0.02):
     """Poll `pred` until true (a bounded wait on a condition, not a readiness sleep)."""
     deadline = time.monotonic() + t(timeout)
