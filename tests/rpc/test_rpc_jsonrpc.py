@@ -207,8 +207,9 @@ def test_too_many_running(rpc):
 def test_invalid_command(rpc):
     s = rpc("--deny-command", "^rm", "--rate-limit", "0")
     w = s.ws()
-    assert w.rpc("exec", {"command": "rm -f x"}, rid=1) == err(1, -32004, "Invalid command")
-    assert w.rpc("exec", {"argv": ["rm", "x"]}, rid=2) == err(2, -32004, "Invalid command")
+    why = "refused by the command policy"
+    assert w.rpc("exec", {"command": "rm -f x"}, rid=1) == err(1, -32004, "Invalid command", why)
+    assert w.rpc("exec", {"argv": ["rm", "x"]}, rid=2) == err(2, -32004, "Invalid command", why)
 
 
 def test_rate_limit(rpc):
