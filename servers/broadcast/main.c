@@ -16,15 +16,25 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "auth.h"
 #include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "sandbox.h"
 #include "server.h"
 #include "store.h"
+#include "timer.h"
 
 #define NAME_MAX_LEN 64
+/* A user name as shown: the asked-for name, and "#N" for a duplicate in the room. */
+#define USER_MAX_LEN (NAME_MAX_LEN + 11)
 #define ROOM_BUCKETS 4096
+/* Rows the housekeeping timer deletes at once, so no pass holds the loop long. */
+#define PRUNE_BATCH 1000
+#define EXPIRE_BATCH 2
+/* Housekeeping runs at most this far apart, and this soon again while work is left. */
+#define SWEEP_MAX_MS 1000
+#define SWEEP_BUSY_MS 20
 
 struct options {
 	const char *db;
@@ -33,6 +43,11 @@ struct options {
 	uint32_t max_rooms;
 	uint32_t max_room_members;
 	uint64_t max_chat_message;
+	uint64_t max_welcome;
+	uint32_t room_expiry_ms;
+	uint32_t max_stored_rooms;
+	uint32_t max_memberships;
+	uint64_t max_db_size;
 };
 
 struct member {
@@ -40,13 +55,14 @@ struct member {
 	struct room *room;
 	struct member *prev, *next;
 	uint64_t membership;
-	char user[NAME_MAX_LEN + 1];
+	char user[USER_MAX_LEN + 1];
 };
 
 struct room {
 	struct room *hnext;
 	struct member *members;
 	uint64_t next_seq;
+	uint64_t committed_seq;   /* next_seq as of the last commit: where a failed turn goes back */
 	uint32_t count;
 	char name[NAME_MAX_LEN + 1];
 };
@@ -55,19 +71,29 @@ struct room {
 struct pending {
 	struct room *room;
 	struct ws_conn *except;   /* binary relays skip their sender */
+	struct ws_conn *sender;   /* a chat message's sender, told when it fails; NULL if gone */
 	uint32_t off, len;        /* in bc.frames */
+	bool chat;                /* a stored message: delivered only once committed */
+	bool failed;              /* its transaction was rolled back: not delivered */
 };
 
 struct bc {
 	struct options opt;
+	const struct ws_config *cfg;
 	struct ws_server *srv;
 	struct bc_store *store;
+	struct ws_timer *sweep;
+	uint32_t sweep_ms;
 	struct room *rooms[ROOM_BUCKETS];
 	uint32_t active_rooms;
+	uint64_t welcome_max;     /* bytes: --max-welcome, at most half of --send-queue */
 	struct ws_buf frames;
+	struct ws_buf scratch;    /* a welcome or history page being written */
 	struct pending *pending;
 	size_t npending, cap_pending;
 	uint64_t persisted;
+	uint64_t failed[3];       /* chat messages refused by the store: busy, full, error */
+	uint64_t welcomes_cut;
 };
 
 /* 1-64 of A-Za-z0-9._:- */
@@ -98,13 +124,123 @@ room_slot(struct bc *bc, const char *name)
 	return r;
 }
 
+/* ---- JSON text written straight into a buffer (sizes known before writing) ---- */
+
+/* Bytes s[0..n) takes inside a JSON string, escaped as jansson escapes it. */
+static size_t
+escaped_len(const char *s, size_t n)
+{
+	size_t out = n;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t ch = (uint8_t)s[i];
+		if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' || ch == '\n' || ch == '\r' ||
+		    ch == '\t')
+			out += 1;
+		else if (ch < 0x20)
+			out += 5;
+	}
+	return out;
+}
+
+/* Appends s[0..n) as a quoted JSON string. */
+static bool
+put_str(struct ws_buf *b, const char *s, size_t n)
+{
+	size_t need = escaped_len(s, n) + 2;
+	if (!ws_buf_reserve(b, need))
+		return false;
+	char *o = (char *)ws_buf_end(b);
+	*o++ = '"';
+	for (size_t i = 0; i < n; i++) {
+		uint8_t ch = (uint8_t)s[i];
+		char e = 0;
+		switch (ch) {
+		case '"': e = '"'; break;
+		case '\\': e = '\\'; break;
+		case '\b': e = 'b'; break;
+		case '\f': e = 'f'; break;
+		case '\n': e = 'n'; break;
+		case '\r': e = 'r'; break;
+		case '\t': e = 't'; break;
+		default: break;
+		}
+		if (e) {
+			*o++ = '\\';
+			*o++ = e;
+		} else if (ch < 0x20) {
+			static const char hex[] = "0123456789abcdef";
+			memcpy(o, "\\u00", 4);
+			o[4] = hex[ch >> 4];
+			o[5] = hex[ch & 15];
+			o += 6;
+		} else {
+			*o++ = (char)ch;
+		}
+	}
+	*o = '"';
+	b->len += (uint32_t)need;
+	return true;
+}
+
+static bool
+put(struct ws_buf *b, const char *s)
+{
+	return ws_buf_append(b, s, strlen(s));
+}
+
+static bool
+put_uint(struct ws_buf *b, uint64_t v)
+{
+	char n[24];
+	int k = snprintf(n, sizeof(n), "%llu", (unsigned long long)v);
+	return ws_buf_append(b, n, (size_t)k);
+}
+
 /* ---- the turn: commit, then deliver ---- */
+
+static const char *const store_error_text[] = {
+	[BC_STORE_BUSY] = "Message not stored: database busy",
+	[BC_STORE_FULL] = "Message not stored: storage full",
+	[BC_STORE_ERROR] = "Message not stored: database error",
+};
+
+static void send_error(struct ws_conn *c, const char *msg);
+
+/*
+ * The store rolled back its open transaction: every chat message of the
+ * turn not yet committed is lost, so none of them is delivered, their
+ * senders are told, and their rooms' seqs go back to the committed ones.
+ */
+static void
+fail_turn(struct bc *bc, enum bc_store_status why)
+{
+	for (size_t i = 0; i < bc->npending; i++) {
+		struct pending *p = &bc->pending[i];
+		if (!p->chat || p->failed)
+			continue;
+		p->failed = true;
+		p->room->next_seq = p->room->committed_seq;
+		bc->failed[why - 1]++;
+		if (p->sender)
+			send_error(p->sender, store_error_text[why]);
+	}
+}
+
+/* A join/leave/room write: it may fail (it is bookkeeping), but it takes the turn with it. */
+static void
+stored(struct bc *bc, enum bc_store_status r)
+{
+	if (r != BC_STORE_OK)
+		fail_turn(bc, r);
+}
 
 static void
 deliver_pending(struct bc *bc)
 {
 	for (size_t i = 0; i < bc->npending; i++) {
 		const struct pending *p = &bc->pending[i];
+		if (p->failed)
+			continue;
 		const uint8_t *frame = bc->frames.data + p->off;
 		for (struct member *m = p->room->members; m; m = m->next) {
 			if (m->c != p->except)
@@ -120,12 +256,20 @@ static void
 end_turn(void *app)
 {
 	struct bc *bc = app;
-	bc_store_commit(bc->store);
+	enum bc_store_status r = bc_store_commit(bc->store);
+	if (r != BC_STORE_OK) {
+		fail_turn(bc, r);
+	} else {
+		for (size_t i = 0; i < bc->npending; i++) {
+			if (bc->pending[i].chat)
+				bc->pending[i].room->committed_seq = bc->pending[i].room->next_seq;
+		}
+	}
 	deliver_pending(bc);
 }
 
 /* Frames data once and queues it for every member of the room at turn end. */
-static void
+static bool
 to_room(struct bc *bc, struct room *room, struct ws_conn *except, enum ws_opcode op,
 	const void *data, size_t len)
 {
@@ -133,17 +277,18 @@ to_room(struct bc *bc, struct room *room, struct ws_conn *except, enum ws_opcode
 		size_t cap = bc->cap_pending ? bc->cap_pending * 2 : 64;
 		struct pending *p = realloc(bc->pending, cap * sizeof(*p));
 		if (!p)
-			return;
+			return false;
 		bc->pending = p;
 		bc->cap_pending = cap;
 	}
 	uint32_t off = bc->frames.len;
 	if (!ws_frame_append(&bc->frames, op, data, len))
-		return;
+		return false;
 	bc->pending[bc->npending++] = (struct pending){
 		.room = room, .except = except, .off = off, .len = bc->frames.len - off,
 	};
 	ws_server_defer(bc->srv);
+	return true;
 }
 
 static void
@@ -157,19 +302,12 @@ to_room_json(struct bc *bc, struct room *room, json_t *obj)
 }
 
 static void
-send_json(struct ws_conn *c, json_t *obj)
-{
-	char *s = json_dumps(obj, JSON_COMPACT);
-	json_decref(obj);
-	if (s)
-		ws_conn_send(c, WS_OP_TEXT, s, strlen(s));
-	free(s);
-}
-
-static void
 send_error(struct ws_conn *c, const char *msg)
 {
-	send_json(c, json_pack("{s:s, s:s}", "type", "error", "error", msg));
+	char s[160];
+	int n = snprintf(s, sizeof(s), "{\"type\":\"error\",\"error\":\"%s\"}", msg);
+	if (n > 0 && (size_t)n < sizeof(s))
+		ws_conn_send(c, WS_OP_TEXT, s, (size_t)n);
 }
 
 /* ---- admission and membership ---- */
@@ -236,16 +374,140 @@ bc_admit(void *app, struct ws_conn *c, const struct ws_http_request *req, const 
 		*why = "room is full";
 		return 503;
 	}
+	if (!r && bc_store_room_count(bc->store) >= bc->opt.max_stored_rooms) {
+		uint64_t next;
+		switch (bc_store_room_lookup(bc->store, a.room, &next)) {
+		case BC_STORE_FOUND:
+			break;
+		case BC_STORE_ABSENT:
+			*why = "too many rooms stored";
+			return 503;
+		case BC_STORE_LOOKUP_ERROR:
+			*why = "database error";
+			return 503;
+		}
+	}
 	return 0;
 }
 
+/*
+ * The name a joiner is shown as: the asked-for one, or "NAME#N" (N above
+ * every NAME#k present) when a member of the room already has it. '#' is
+ * outside the request alphabet, so no client can pick a suffixed name.
+ */
 static void
+unique_user(const struct room *room, const char *base, char *out, size_t cap)
+{
+	size_t bl = strlen(base);
+	bool taken = false;
+	unsigned long top = 1;
+	for (const struct member *m = room->members; m; m = m->next) {
+		if (strncmp(m->user, base, bl) != 0)
+			continue;
+		if (m->user[bl] == '\0') {
+			taken = true;
+		} else if (m->user[bl] == '#') {
+			unsigned long n = strtoul(m->user + bl + 1, NULL, 10);
+			if (n > top)
+				top = n;
+		}
+	}
+	if (taken)
+		snprintf(out, cap, "%s#%lu", base, top + 1);
+	else
+		snprintf(out, cap, "%s", base);
+}
+
+/* A welcome or history page being written into bc->scratch, within bc->welcome_max. */
+struct page {
+	struct ws_buf *b;
+	uint64_t max;
+	uint32_t n;
+	bool more;      /* a stored message did not fit */
+	bool oom;
+};
+
+/* Bytes of `],"more":true}` and the like that close a page. */
+#define PAGE_TAIL 32
+
+static bool
 add_history(void *ctx, const struct bc_message *m)
 {
-	json_t *history = ctx;
-	json_array_append_new(history, json_pack("{s:s, s:s, s:s%, s:I, s:I}", "type", "message",
-						 "from", m->from, "text", m->text, m->text_len,
-						 "seq", (json_int_t)m->seq, "ts", (json_int_t)m->ts));
+	struct page *pg = ctx;
+	size_t from = strlen(m->from);
+	/* {"type":"message","from":"","text":"","seq":N,"ts":N}, plus a comma */
+	size_t need = 64 + escaped_len(m->from, from) + escaped_len(m->text, m->text_len) + 40;
+	/* the first always goes in, so paging moves forward whatever the bound */
+	if (pg->n && pg->b->len + need + PAGE_TAIL > pg->max) {
+		pg->more = true;
+		return false;
+	}
+	struct ws_buf *b = pg->b;
+	bool ok = (!pg->n || put(b, ",")) && put(b, "{\"type\":\"message\",\"from\":") &&
+		  put_str(b, m->from, from) && put(b, ",\"text\":") &&
+		  put_str(b, m->text, m->text_len) && put(b, ",\"seq\":") && put_uint(b, m->seq) &&
+		  put(b, ",\"ts\":") && put_uint(b, m->ts) && put(b, "}");
+	if (!ok) {
+		pg->oom = true;
+		return false;
+	}
+	pg->n++;
+	return true;
+}
+
+/*
+ * Writes "history":[...] with the room's messages after `since` (at most
+ * limit), cut at the byte bound, then "more": always on a history page, only
+ * when true on a welcome (whose shape predates it).
+ */
+static bool
+put_history(struct bc *bc, struct page *pg, const struct room *room, uint64_t since,
+	    uint32_t limit, bool page)
+{
+	if (!put(pg->b, "\"history\":["))
+		return false;
+	if (limit)
+		bc_store_history(bc->store, room->name, since, limit, add_history, pg);
+	if (pg->oom || !put(pg->b, "]"))
+		return false;
+	if (pg->more) {
+		bc->welcomes_cut++;
+		return put(pg->b, ",\"more\":true}");
+	}
+	return put(pg->b, page ? ",\"more\":false}" : "}");
+}
+
+static void
+send_page(struct bc *bc, struct ws_conn *c, bool ok)
+{
+	if (ok)
+		ws_conn_send(c, WS_OP_TEXT, ws_buf_begin(&bc->scratch), bc->scratch.len);
+	else
+		ws_conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
+	bc->scratch.len = 0;
+	bc->scratch.head = 0;
+}
+
+static void
+send_welcome(struct bc *bc, struct member *m, const struct join_args *a)
+{
+	struct room *room = m->room;
+	struct ws_buf *b = &bc->scratch;
+	struct page pg = { .b = b, .max = bc->welcome_max };
+	bool ok = put(b, "{\"type\":\"welcome\",\"id\":") && put_str(b, m->user, strlen(m->user)) &&
+		  put(b, ",\"room\":") && put_str(b, room->name, strlen(room->name)) &&
+		  put(b, ",\"count\":") && put_uint(b, room->count) && put(b, ",\"members\":[");
+	for (struct member *o = room->members; ok && o; o = o->next)
+		ok = (o == room->members || put(b, ",")) && put_str(b, o->user, strlen(o->user));
+	ok = ok && put(b, "],");
+	/* without since: the last --history-on-join messages, read the same way */
+	uint64_t last = room->next_seq - 1, since = a->since;
+	uint32_t limit = bc->opt.history_size;
+	if (!a->has_since) {
+		limit = bc->opt.history_on_join;
+		since = last > limit ? last - limit : 0;
+	}
+	send_page(bc, m->c, ok && put_history(bc, &pg, room, since, limit, false));
 }
 
 static void
@@ -269,15 +531,17 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 	struct room **slot = room_slot(bc, a.room);
 	struct room *room = *slot;
 	if (!room) {
-		uint64_t next = bc_store_room(bc->store, a.room, t);
-		room = calloc(1, sizeof(*room));
-		if (!room || next == 0) {
-			free(room);
+		uint64_t next = 1;
+		enum bc_store_lookup found = bc_store_room_lookup(bc->store, a.room, &next);
+		room = found == BC_STORE_LOOKUP_ERROR ? NULL : calloc(1, sizeof(*room));
+		if (!room) {
 			ws_conn_close(c, WS_CLOSE_INTERNAL, "database error");
 			return;
 		}
+		if (found == BC_STORE_ABSENT)
+			stored(bc, bc_store_room_add(bc->store, a.room, t));
 		strcpy(room->name, a.room);
-		room->next_seq = next;
+		room->next_seq = room->committed_seq = next;
 		*slot = room;
 		bc->active_rooms++;
 	}
@@ -288,26 +552,15 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 	}
 	*m = (struct member){ .c = c, .room = room, .next = room->members,
 			      .membership = bc_store_next_membership(bc->store) };
-	strcpy(m->user, a.user);
+	unique_user(room, a.user, m->user, sizeof(m->user));
 	if (room->members)
 		room->members->prev = m;
 	room->members = m;
 	room->count++;
 	ws_conn_set_user(c, m);
-	bc_store_join(bc->store, m->membership, room->name, m->user, ws_conn_id(c),
-		      ws_conn_addr(c), t);
-
-	json_t *members = json_array();
-	for (struct member *o = room->members; o; o = o->next)
-		json_array_append_new(members, json_string(o->user));
-	json_t *history = json_array();
-	uint32_t limit = a.has_since ? bc->opt.history_size : bc->opt.history_on_join;
-	if (limit)
-		bc_store_history(bc->store, room->name, a.has_since ? a.since : 0, limit,
-				 add_history, history);
-	send_json(c, json_pack("{s:s, s:s, s:s, s:I, s:o, s:o}", "type", "welcome", "id", m->user,
-			       "room", room->name, "count", (json_int_t)room->count, "members",
-			       members, "history", history));
+	stored(bc, bc_store_join(bc->store, m->membership, room->name, m->user, ws_conn_id(c),
+				 ws_conn_addr(c), t));
+	send_welcome(bc, m, &a);
 	to_room_json(bc, room, json_pack("{s:s, s:s, s:s, s:I}", "type", "join", "id", m->user,
 					 "room", room->name, "count", (json_int_t)room->count));
 }
@@ -319,6 +572,13 @@ bc_close(void *app, struct ws_conn *c, uint16_t code)
 	struct member *m = ws_conn_user(c);
 	if (!m)
 		return;
+	/* the connection is freed after this: nothing pending may point at it */
+	for (size_t i = 0; i < bc->npending; i++) {
+		if (bc->pending[i].sender == c)
+			bc->pending[i].sender = NULL;
+		if (bc->pending[i].except == c)
+			bc->pending[i].except = NULL;
+	}
 	struct room *room = m->room;
 	if (m->prev)
 		m->prev->next = m->next;
@@ -328,13 +588,16 @@ bc_close(void *app, struct ws_conn *c, uint16_t code)
 		m->next->prev = m->prev;
 	room->count--;
 	char reason[32];
+	uint64_t t = ws_clock_wall_ms();
 	snprintf(reason, sizeof(reason), "close %u", code);
-	bc_store_leave(bc->store, m->membership, ws_clock_wall_ms(), reason);
+	stored(bc, bc_store_leave(bc->store, m->membership, t, reason));
 	to_room_json(bc, room, json_pack("{s:s, s:s, s:s, s:I}", "type", "leave", "id", m->user,
 					 "room", room->name, "count", (json_int_t)room->count));
 	free(m);
 	ws_conn_set_user(c, NULL);
 	if (room->count == 0) {
+		/* the room's idle time (for --room-expiry) starts now */
+		stored(bc, bc_store_room_touch(bc->store, room->name, t));
 		/* nobody to deliver to: commit now, so the room can go */
 		end_turn(bc);
 		*room_slot(bc, room->name) = room->hnext;
@@ -348,16 +611,51 @@ bc_close(void *app, struct ws_conn *c, uint16_t code)
 static void
 chat(struct bc *bc, struct member *m, const char *text, size_t len)
 {
+	/* what members receive is the escaped text: that is what the bound is for */
+	if (escaped_len(text, len) > bc->opt.max_chat_message) {
+		send_error(m->c, "Message too large");
+		return;
+	}
 	struct room *room = m->room;
 	struct bc_message msg = {
-		.seq = room->next_seq++, .from = m->user, .text = text, .text_len = len,
+		.seq = room->next_seq, .from = m->user, .text = text, .text_len = len,
 		.ts = ws_clock_wall_ms(),
 	};
-	if (bc_store_message(bc->store, room->name, &msg))
-		bc->persisted++;
-	to_room_json(bc, room, json_pack("{s:s, s:s, s:s, s:s%, s:I, s:I}", "type", "message",
-					 "from", m->user, "room", room->name, "text", text, len,
-					 "seq", (json_int_t)msg.seq, "ts", (json_int_t)msg.ts));
+	enum bc_store_status r = bc_store_message(bc->store, room->name, &msg);
+	if (r != BC_STORE_OK) {
+		/* the transaction is gone: the turn's earlier messages with it */
+		fail_turn(bc, r);
+		bc->failed[r - 1]++;
+		send_error(m->c, store_error_text[r]);
+		return;
+	}
+	room->next_seq++;
+	bc->persisted++;
+	json_t *obj = json_pack("{s:s, s:s, s:s, s:s%, s:I, s:I}", "type", "message", "from",
+				m->user, "room", room->name, "text", text, len, "seq",
+				(json_int_t)msg.seq, "ts", (json_int_t)msg.ts);
+	char *s = json_dumps(obj, JSON_COMPACT);
+	json_decref(obj);
+	if (s && to_room(bc, room, NULL, WS_OP_TEXT, s, strlen(s))) {
+		struct pending *p = &bc->pending[bc->npending - 1];
+		p->chat = true;
+		p->sender = m->c;
+	}
+	free(s);
+}
+
+/* {"type":"history","since":S}: the next page, the welcome's rules, no members. */
+static void
+history_page(struct bc *bc, struct member *m, json_int_t since)
+{
+	/* the page must hold everything committed and delivered so far */
+	end_turn(bc);
+	struct ws_buf *b = &bc->scratch;
+	struct page pg = { .b = b, .max = bc->welcome_max };
+	bool ok = put(b, "{\"type\":\"history\",\"room\":") &&
+		  put_str(b, m->room->name, strlen(m->room->name)) && put(b, ",");
+	send_page(bc, m->c, ok && put_history(bc, &pg, m->room, (uint64_t)since,
+					      bc->opt.history_size, true));
 }
 
 static void
@@ -383,11 +681,14 @@ bc_message(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data, size_
 		return;
 	}
 	json_t *obj = json_loadb((const char *)data, len, JSON_ALLOW_NUL, NULL);
-	json_t *type = json_object_get(obj, "type");
+	const char *type = json_string_value(json_object_get(obj, "type"));
 	json_t *text = json_object_get(obj, "text");
-	if (json_is_object(obj) && json_is_string(type) &&
-	    strcmp(json_string_value(type), "message") == 0 && json_is_string(text))
+	json_t *since = json_object_get(obj, "since");
+	if (json_is_object(obj) && type && strcmp(type, "message") == 0 && json_is_string(text))
 		chat(bc, m, json_string_value(text), json_string_length(text));
+	else if (json_is_object(obj) && type && strcmp(type, "history") == 0 &&
+		 json_is_integer(since) && json_integer_value(since) >= 0)
+		history_page(bc, m, json_integer_value(since));
 	else
 		send_error(c, "Invalid message format");
 	json_decref(obj);
@@ -402,26 +703,63 @@ bc_rate_limited(void *app, struct ws_conn *c, enum ws_opcode op, const uint8_t *
 
 /* ---- HTTP: /rooms and /rooms/NAME ---- */
 
+/* Rooms listed by GET /rooms, at most. */
+#define ROOMS_LIST_MAX 10000
+
+struct listing {
+	struct bc *bc;
+	bool ok;
+};
+
 static void
 list_room(void *ctx, const char *name, uint64_t next_seq)
 {
-	void **args = ctx;
-	struct bc *bc = args[0];
-	json_t *list = args[1];
-	struct room *r = *room_slot(bc, name);
-	json_array_append_new(list, json_pack("{s:s, s:I, s:I}", "room", name, "count",
-					      (json_int_t)(r ? r->count : 0), "last_seq",
-					      (json_int_t)(next_seq - 1)));
+	struct listing *l = ctx;
+	struct ws_buf *b = &l->bc->scratch;
+	struct room *r = *room_slot(l->bc, name);
+	l->ok = l->ok && (b->len == 1 || put(b, ",")) && put(b, "{\"room\":") &&
+		put_str(b, name, strlen(name)) && put(b, ",\"count\":") &&
+		put_uint(b, r ? r->count : 0) && put(b, ",\"last_seq\":") &&
+		put_uint(b, next_seq - 1) && put(b, "}");
 }
 
+/* Answers from bc->scratch (or 500 when writing it ran out of memory) and empties it. */
 static void
-respond_json(struct ws_conn *c, int status, json_t *obj)
+respond_scratch(struct bc *bc, struct ws_conn *c, bool ok)
 {
-	char *s = json_dumps(obj, JSON_COMPACT);
-	json_decref(obj);
-	if (s)
-		ws_conn_respond(c, status, "application/json", NULL, s, strlen(s));
-	free(s);
+	static const char oom[] = "500 Internal Server Error: out of memory\n";
+	if (ok)
+		ws_conn_respond(c, 200, "application/json", NULL, ws_buf_begin(&bc->scratch),
+				bc->scratch.len);
+	else
+		ws_conn_respond(c, 500, "text/plain; charset=utf-8", NULL, oom, sizeof(oom) - 1);
+	bc->scratch.len = 0;
+	bc->scratch.head = 0;
+}
+
+/*
+ * Room state (names, members, seqs) is what the upgrade protects: the same
+ * Origin allowlist and token apply. True when the request may see it;
+ * otherwise it has been answered (403 or 401).
+ */
+static bool
+http_allowed(struct bc *bc, struct ws_conn *c, const struct ws_http_request *req)
+{
+	static const char forbidden[] = "403 Forbidden: origin not allowed\n";
+	static const char unauth[] = "401 Unauthorized: missing or wrong token\n";
+	if (!ws_auth_origin_ok(&bc->cfg->allowed_origins, req)) {
+		ws_metrics_reject(ws_server_metrics(bc->srv), WS_REJECT_ORIGIN);
+		ws_conn_respond(c, 403, "text/plain; charset=utf-8", NULL, forbidden,
+				sizeof(forbidden) - 1);
+		return false;
+	}
+	if (!ws_auth_token_ok(bc->cfg->token, req)) {
+		ws_metrics_reject(ws_server_metrics(bc->srv), WS_REJECT_TOKEN);
+		ws_conn_respond(c, 401, "text/plain; charset=utf-8", "WWW-Authenticate: Bearer\r\n",
+				unauth, sizeof(unauth) - 1);
+		return false;
+	}
+	return true;
 }
 
 static bool
@@ -430,14 +768,17 @@ bc_http(void *app, struct ws_conn *c, const struct ws_http_request *req)
 	struct bc *bc = app;
 	struct ws_slice p = req->path;
 	if (p.n == 6 && memcmp(p.p, "/rooms", 6) == 0) {
+		if (!http_allowed(bc, c, req))
+			return true;
 		end_turn(bc);
-		json_t *list = json_array();
-		void *args[2] = { bc, list };
-		bc_store_rooms(bc->store, 10000, list_room, args);
-		respond_json(c, 200, list);
+		struct listing l = { .bc = bc, .ok = put(&bc->scratch, "[") };
+		bc_store_rooms(bc->store, ROOMS_LIST_MAX, list_room, &l);
+		respond_scratch(bc, c, l.ok && put(&bc->scratch, "]"));
 		return true;
 	}
-	if (p.n > 7 && memcmp(p.p, "/rooms/", 7) == 0) {
+	if (p.n >= 7 && memcmp(p.p, "/rooms/", 7) == 0) {
+		if (!http_allowed(bc, c, req))
+			return true;
 		char name[NAME_MAX_LEN + 1];
 		uint64_t next;
 		size_t n = p.n - 7;
@@ -446,15 +787,17 @@ bc_http(void *app, struct ws_conn *c, const struct ws_http_request *req)
 		memcpy(name, p.p + 7, n);
 		name[n] = '\0';
 		end_turn(bc);
-		if (!name_valid(name) || !bc_store_room_lookup(bc->store, name, &next))
+		if (!name_valid(name) ||
+		    bc_store_room_lookup(bc->store, name, &next) != BC_STORE_FOUND)
 			return false; /* 404 */
 		struct room *r = *room_slot(bc, name);
-		json_t *members = json_array();
-		for (struct member *m = r ? r->members : NULL; m; m = m->next)
-			json_array_append_new(members, json_string(m->user));
-		respond_json(c, 200, json_pack("{s:s, s:I, s:o, s:I}", "room", name, "count",
-					       (json_int_t)(r ? r->count : 0), "members", members,
-					       "last_seq", (json_int_t)(next - 1)));
+		struct ws_buf *b = &bc->scratch;
+		bool ok = put(b, "{\"room\":") && put_str(b, name, n) && put(b, ",\"count\":") &&
+			  put_uint(b, r ? r->count : 0) && put(b, ",\"members\":[");
+		for (struct member *m = r ? r->members : NULL; ok && m; m = m->next)
+			ok = (m == r->members || put(b, ",")) && put_str(b, m->user, strlen(m->user));
+		ok = ok && put(b, "],\"last_seq\":") && put_uint(b, next - 1) && put(b, "}");
+		respond_scratch(bc, c, ok);
 		return true;
 	}
 	return false;
@@ -464,25 +807,72 @@ static void
 bc_metrics(void *app, struct ws_buf *out)
 {
 	struct bc *bc = app;
-	char s[768];
+	char s[2048];
 	int n = snprintf(s, sizeof(s),
 			 "# HELP ws_broadcast_rooms_active Rooms with members.\n"
 			 "# TYPE ws_broadcast_rooms_active gauge\n"
 			 "ws_broadcast_rooms_active %u\n"
+			 "# HELP ws_broadcast_rooms_stored Rooms in the database.\n"
+			 "# TYPE ws_broadcast_rooms_stored gauge\n"
+			 "ws_broadcast_rooms_stored %llu\n"
 			 "# HELP ws_broadcast_messages_persisted_total Chat messages stored.\n"
 			 "# TYPE ws_broadcast_messages_persisted_total counter\n"
 			 "ws_broadcast_messages_persisted_total %llu\n"
+			 "# HELP ws_broadcast_messages_failed_total Chat messages not delivered: "
+			 "the store could not commit them.\n"
+			 "# TYPE ws_broadcast_messages_failed_total counter\n"
+			 "ws_broadcast_messages_failed_total{reason=\"busy\"} %llu\n"
+			 "ws_broadcast_messages_failed_total{reason=\"full\"} %llu\n"
+			 "ws_broadcast_messages_failed_total{reason=\"error\"} %llu\n"
+			 "# HELP ws_broadcast_history_cut_total Welcomes and history pages cut at "
+			 "--max-welcome.\n"
+			 "# TYPE ws_broadcast_history_cut_total counter\n"
+			 "ws_broadcast_history_cut_total %llu\n"
 			 "# HELP ws_broadcast_db_commits_total Database transactions committed.\n"
 			 "# TYPE ws_broadcast_db_commits_total counter\n"
 			 "ws_broadcast_db_commits_total %llu\n"
 			 "# HELP ws_broadcast_db_errors_total Database errors.\n"
 			 "# TYPE ws_broadcast_db_errors_total counter\n"
 			 "ws_broadcast_db_errors_total %llu\n",
-			 bc->active_rooms, (unsigned long long)bc->persisted,
+			 bc->active_rooms, (unsigned long long)bc_store_room_count(bc->store),
+			 (unsigned long long)bc->persisted, (unsigned long long)bc->failed[0],
+			 (unsigned long long)bc->failed[1], (unsigned long long)bc->failed[2],
+			 (unsigned long long)bc->welcomes_cut,
 			 (unsigned long long)bc_store_commits(bc->store),
 			 (unsigned long long)bc_store_errors(bc->store));
 	if (n > 0 && (size_t)n < sizeof(s))
 		ws_buf_append(out, s, (size_t)n);
+}
+
+/* ---- housekeeping: old memberships, idle empty rooms ---- */
+
+static bool
+room_in_use(void *ctx, const char *name)
+{
+	return *room_slot(ctx, name) != NULL;
+}
+
+static void
+sweep(void *arg)
+{
+	struct bc *bc = arg;
+	/* the turn so far commits on its own: a failed sweep must not take it along */
+	end_turn(bc);
+	uint64_t now = ws_clock_wall_ms();
+	bool more = bc_store_prune_memberships(bc->store, PRUNE_BATCH) == PRUNE_BATCH;
+	if (bc->opt.room_expiry_ms && now > bc->opt.room_expiry_ms)
+		more |= bc_store_expire(bc->store, now - bc->opt.room_expiry_ms, now, EXPIRE_BATCH,
+					room_in_use, bc) == EXPIRE_BATCH;
+	end_turn(bc);
+	ws_timer_arm(bc->sweep, more ? SWEEP_BUSY_MS : bc->sweep_ms);
+}
+
+static void
+bc_stop(void *app)
+{
+	struct bc *bc = app;
+	ws_timer_destroy(bc->sweep);
+	bc->sweep = NULL;
 }
 
 /* ---- start-up ---- */
@@ -501,13 +891,32 @@ static const struct ws_option bc_opts[] = {
 	{ "max-room-members", "WS_MAX_ROOM_MEMBERS", "N", WS_OPT_UINT, OPT(max_room_members), 1,
 	  10000000, "connections in one room; over it: 503", NULL },
 	{ "max-chat-message", "WS_MAX_CHAT_MESSAGE", "BYTES", WS_OPT_SIZE, OPT(max_chat_message),
-	  1, 1u << 30, "longest chat text; longer gets an error, the connection stays", NULL },
+	  1, 1u << 30, "longest chat text, JSON-escaped; longer gets an error, the connection stays",
+	  NULL },
+	{ "max-welcome", "WS_MAX_WELCOME", "BYTES", WS_OPT_SIZE, OPT(max_welcome), 1024, 1u << 30,
+	  "a welcome or history page, at most (and at most half of --send-queue); history past "
+	  "it is cut with \"more\":true", NULL },
+	{ "room-expiry", "WS_ROOM_EXPIRY", "SECONDS", WS_OPT_SECONDS, OPT(room_expiry_ms), 0,
+	  4000000000u, "an empty room idle this long is forgotten with its history; 0 = never",
+	  NULL },
+	{ "max-stored-rooms", "WS_MAX_STORED_ROOMS", "N", WS_OPT_UINT, OPT(max_stored_rooms), 1,
+	  100000000, "rooms in the database; a join that would store one more gets 503", NULL },
+	{ "max-memberships", "WS_MAX_MEMBERSHIPS", "N", WS_OPT_UINT, OPT(max_memberships), 1,
+	  100000000, "closed memberships kept in the database (the newest)", NULL },
+	{ "max-db-size", "WS_MAX_DB_SIZE", "BYTES", WS_OPT_SIZE, OPT(max_db_size), 64 * 1024,
+	  1ull << 44, "database file size cap; at it, messages get \"storage full\"", NULL },
 };
 
 /* Once listening: the server allowlist plus SQLite's file calls. */
 static int
 bc_confine(void *app, const struct ws_config *cfg)
 {
+	struct bc *bc = app;
+	/* the loop exists from here on (not yet in start): housekeeping can be scheduled */
+	bc->sweep = ws_timer_create(bc->srv, sweep, bc);
+	if (!bc->sweep)
+		return -1;
+	ws_timer_arm(bc->sweep, bc->sweep_ms);
 	return ws_sandbox_confine_server(WS_SANDBOX_SELF_BROADCAST, NULL, cfg->no_self_sandbox);
 }
 
@@ -522,6 +931,11 @@ main(int argc, char **argv)
 			.max_rooms = 10000,
 			.max_room_members = 10000,
 			.max_chat_message = 64 * 1024,
+			.max_welcome = 512 * 1024,
+			.room_expiry_ms = 7u * 24 * 3600 * 1000,
+			.max_stored_rooms = 100000,
+			.max_memberships = 100000,
+			.max_db_size = 1024ull * 1024 * 1024,
 		},
 	};
 	struct ws_config cfg;
@@ -537,9 +951,22 @@ main(int argc, char **argv)
 	if (parsed != WS_CONFIG_RUN)
 		return ws_config_exit_status(parsed);
 	ws_log_init(cfg.level, cfg.format);
+	bc.cfg = &cfg;
+	/* a welcome counts against the send queue, with room left for what follows it */
+	bc.welcome_max = bc.opt.max_welcome < cfg.send_queue / 2 ? bc.opt.max_welcome
+								 : cfg.send_queue / 2;
+	bc.sweep_ms = SWEEP_MAX_MS;
+	if (bc.opt.room_expiry_ms && bc.opt.room_expiry_ms / 2 < bc.sweep_ms)
+		bc.sweep_ms = bc.opt.room_expiry_ms / 2 < SWEEP_BUSY_MS ? SWEEP_BUSY_MS
+									 : bc.opt.room_expiry_ms / 2;
 
 	char err[512];
-	bc.store = bc_store_open(bc.opt.db, bc.opt.history_size, err, sizeof(err));
+	struct bc_store_limits lim = {
+		.history_size = bc.opt.history_size,
+		.max_db_bytes = bc.opt.max_db_size,
+		.max_memberships = bc.opt.max_memberships,
+	};
+	bc.store = bc_store_open(bc.opt.db, &lim, err, sizeof(err));
 	if (!bc.store) {
 		ws_log(WS_LOG_ERROR, "db-open failed=yes text=\"%s\"", err);
 		return WS_EXIT_SYSTEM;
@@ -549,7 +976,9 @@ main(int argc, char **argv)
 		bc_store_destroy(bc.store);
 		return WS_EXIT_SYSTEM;
 	}
-	ws_log(WS_LOG_INFO, "db path=%s recovered_memberships=%d", bc.opt.db, closed);
+	ws_log(WS_LOG_INFO, "db path=%s recovered_memberships=%d rooms=%llu welcome_max=%llu",
+	       bc.opt.db, closed, (unsigned long long)bc_store_room_count(bc.store),
+	       (unsigned long long)bc.welcome_max);
 
 	static const struct ws_app app = {
 		.name = "ws-broadcast",
@@ -561,14 +990,17 @@ main(int argc, char **argv)
 		.rate_limited = bc_rate_limited,
 		.close = bc_close,
 		.http = bc_http,
+		.stop = bc_stop,
 		.deferred = end_turn,
 		.metrics = bc_metrics,
 	};
 	int status = ws_server_run(&app, &bc, &cfg);
 	ws_config_finish(&cfg);
 	end_turn(&bc);
+	ws_timer_destroy(bc.sweep);
 	bc_store_destroy(bc.store);
 	free(bc.pending);
 	ws_buf_finish(&bc.frames);
+	ws_buf_finish(&bc.scratch);
 	return status;
 }

@@ -76,20 +76,39 @@ def test_leave_sends_count_to_remaining(bc):
     a.close()
 
 
-def test_same_user_twice_is_two_members(bc):
-    """members has one entry per open connection."""
+def test_same_user_twice_gets_distinct_suffix(bc):
+    """A second connection asking for a name already in the room is shown as
+    NAME#2 (its welcome says so): a members list never holds two entries
+    nobody can tell apart, and no client can ask for a '#' name itself."""
     s = bc()
     a = s.ws("/?id=dup&user=alice")
     a.join()
     b = s.ws("/?id=dup&user=alice")
     w, j = b.join()
-    assert w["count"] == 2 and w["members"] == ["alice", "alice"]
-    assert a.recv_json() == {"type": "join", "id": "alice", "room": "dup", "count": 2}
+    assert w["id"] == "alice#2" and j["id"] == "alice#2"
+    assert w["count"] == 2 and sorted(w["members"]) == ["alice", "alice#2"]
+    assert a.recv_json() == {"type": "join", "id": "alice#2", "room": "dup", "count": 2}
+    c = s.ws("/?id=dup&user=alice")
+    w, _ = c.join()
+    assert w["id"] == "alice#3"
+    for ws in (a, b):
+        assert ws.recv_json()["id"] == "alice#3"
+    # the suffixed name is what the messages carry
+    b.send_text("from the second alice")
+    assert a.recv_json()["from"] == "alice#2"
     b.close()
-    assert a.recv_json() == {"type": "leave", "id": "alice", "room": "dup", "count": 1}
-    wait_until(lambda: s.get_json("/rooms/dup")["count"] == 1, what="one alice left")
-    assert s.get_json("/rooms/dup")["members"] == ["alice"]
-    a.close()
+    assert a.recv_json() == {"type": "leave", "id": "alice#2", "room": "dup", "count": 2}
+    wait_until(lambda: s.get_json("/rooms/dup")["count"] == 2, what="alice#2 gone")
+    assert sorted(s.get_json("/rooms/dup")["members"]) == ["alice", "alice#3"]
+    # the same name in another room is not a duplicate
+    d = s.ws("/?id=elsewhere&user=alice")
+    assert d.join()[0]["id"] == "alice"
+    # '#' cannot be asked for
+    with pytest.raises(HandshakeRefused) as e:
+        s.ws("/?id=dup&user=alice%232")
+    assert e.value.status == 400
+    for ws in (a, c, d):
+        ws.close()
 
 
 def test_server_assigned_user_id(bc):
@@ -624,28 +643,54 @@ def fill_room(s, room, n, size):
     a.close()
 
 
+def page_rest(ws, first, max_frame):
+    """Follows "more":true with {"type":"history","since":LAST} requests until a
+    page says no more; returns every history seq, in order, and checks each
+    frame's size against max_frame."""
+    seqs = [h["seq"] for h in first["history"]]
+    more = first.get("more", False)
+    while more:
+        ws.send_json({"type": "history", "since": seqs[-1]})
+        m = ws.recv(timeout=20)
+        while m.kind == "text" and m.obj["type"] != "history":
+            m = ws.recv(timeout=20)               # live events may come first
+        assert m.kind == "text", m
+        assert len(m.data) <= max_frame, (len(m.data), max_frame)
+        assert m.obj["history"], "a page with more must make progress: %r" % (m.obj,)
+        assert isinstance(m.obj["more"], bool)
+        seqs += [h["seq"] for h in m.obj["history"]]
+        more = m.obj["more"]
+    return seqs
+
+
 def test_join_welcome_with_large_recent_history(bc):
-    """Defaults only: 20 recent messages near --max-chat-message (64k) make a
-    ~1.2 MB welcome, more than the default --send-queue (1m). A plain join
-    must still get its welcome (not a 1008 "slow consumer")."""
+    """Defaults only: 20 recent messages near --max-chat-message (64k) are
+    ~1.2 MB, past --max-welcome (512k). A plain join still gets its welcome
+    (not a 1008 "slow consumer"), holding the oldest of them that fit and
+    "more":true; paging with since gets the rest, each page within the bound."""
     s = bc()
     fill_room(s, "bigmsgs", 20, 60000)
     ws = s.ws("/?id=bigmsgs")
     m = ws.recv(timeout=20)
     assert m.kind == "text", "joining got %r instead of the welcome" % (m,)
-    assert m.obj["type"] == "welcome" and len(m.obj["history"]) == 20
+    assert m.obj["type"] == "welcome" and m.obj["more"] is True
+    assert len(m.data) <= 512 * 1024
+    assert 1 <= len(m.obj["history"]) < 20
+    assert page_rest(ws, m.obj, 512 * 1024) == list(range(1, 21))
     ws.close()
 
 
 def test_since_reconnect_with_history_larger_than_send_queue(bc):
     """?since=0 on a room holding ~1.2 MB of history (40 x 30 KB, within the
-    default --history-size 1000): the reconnect must get the history, not a
-    1008 "slow consumer" close before its welcome."""
+    default --history-size 1000): the reconnect gets a welcome within
+    --max-welcome (not a 1008 "slow consumer" close), and pages forward to
+    exactly seq 1..40."""
     s = bc()
     fill_room(s, "bighist", 40, 30000)
     ws = s.ws("/?id=bighist&since=0")
     m = ws.recv(timeout=20)
     assert m.kind == "text", "reconnecting with ?since=0 got %r instead of the welcome" % (m,)
-    assert m.obj["type"] == "welcome"
-    assert [h["seq"] for h in m.obj["history"]] == list(range(1, 41))
+    assert m.obj["type"] == "welcome" and m.obj["more"] is True
+    assert len(m.data) <= 512 * 1024
+    assert page_rest(ws, m.obj, 512 * 1024) == list(range(1, 41))
     ws.close()
