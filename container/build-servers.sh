@@ -9,8 +9,13 @@ src=${1:-.}
 dest=${2:-/opt/sandbox-ws/bin}
 build=${BUILD_DIR:-/tmp/sandbox-ws-build}
 
-meson setup "$build" "$src" --buildtype=release -Db_ndebug=if-release -Dwerror=false \
-	--wrap-mode=nofallback >/dev/null
+# meson prints its errors on stdout: shown only when it fails
+if ! out=$(meson setup "$build" "$src" --buildtype=release -Db_ndebug=if-release -Dwerror=false \
+	--wrap-mode=nofallback 2>&1); then
+	printf '%s\n' "$out" >&2
+	echo "build-servers: meson setup failed" >&2
+	exit 1
+fi
 # executables whose name starts with ws- and that meson would install
 targets=$(meson introspect --targets "$build" | python3 -c '
 import json, os, sys

@@ -24,6 +24,7 @@ RUN apt-get update \
       meson ninja-build pkg-config gcc libc6-dev binutils patchelf \
       libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev \
       libsqlite3-dev libseccomp-dev libhttp-parser-dev libmd-dev \
+ && apt-get clean \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -34,8 +35,13 @@ RUN sh container/bundle.sh /opt/sandbox-ws
 FROM ${SANDBOX_IMAGE}
 COPY --from=build /opt/sandbox-ws/ /opt/sandbox-ws/
 COPY --from=build /opt/sandbox-ws/plugin/libwebsockets-evlib_uv.so /usr/lib/x86_64-linux-gnu/
+# ws-exec: the user of ws-rpc's commands (the Worker starts ws-rpc with
+# WS_RUN_AS=ws-exec); the database directory is root's alone, like the
+# servers the Sandbox control plane starts.
 RUN for b in /opt/sandbox-ws/bin/*; do ln -sf "$b" /usr/local/bin/; done \
- && mkdir -p /var/lib/sandbox-ws
+ && useradd --no-log-init --system --user-group --home-dir /nonexistent \
+      --no-create-home --shell /usr/sbin/nologin ws-exec \
+ && install -d -m 0700 /var/lib/sandbox-ws
 
 # Read by the servers the Worker starts (it passes the rest per process).
 ENV WS_BROADCAST_DB=/var/lib/sandbox-ws/rooms.db

@@ -6,7 +6,7 @@
 
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { broadcastCheck, Client, echoCheck, join as joinRoom, rpcCheck } from './lib/client.mjs';
+import { broadcastCheck, Client, echoCheck, execStream, join as joinRoom, rpcCheck } from './lib/client.mjs';
 import { assert, assertEqual, until } from './lib/harness.mjs';
 import { BASE, baseImage, build, configure, logs, podman } from './lib/podman.mjs';
 
@@ -30,7 +30,7 @@ export async function run(h, ctx) {
   const ports = { echo: ctx.port(0), broadcast: ctx.port(1), rpc: ctx.port(2) };
   const u = (s, q = '') => `ws://127.0.0.1:${ports[s]}/${q}`;
   ctx.cleanup(async () => {
-    await podman(['rm', '-f', '-t', '0', name, `${name}-2`, `${name}-standin`]).catch(() => {});
+    await podman(['rm', '-f', '-t', '0', name, `${name}-2`, `${name}-3`, `${name}-standin`]).catch(() => {});
     await podman(['volume', 'rm', '-f', volume]).catch(() => {});
   });
 
@@ -66,6 +66,28 @@ export async function run(h, ctx) {
     if (existsSync(join(ctx.build, 'servers', 'sandbox-run', 'ws-sandbox-run'))) want.push('ws-sandbox-run');
     for (const b of want) assert(ls.split('\n').includes(b), `${b} missing from /usr/local/bin: ${ls}`);
     h.note(`in the image: ${ls.split('\n').filter((x) => x.startsWith('ws-')).join(' ')}`);
+  }, { timeout: 60_000 });
+
+  const sh = (script) => podman(['run', '--rm', '--network', 'host', '--entrypoint', '/bin/sh', IMAGE, '-c', script]);
+
+  await h.check('no apt package cache or lists in the runtime image (apt-get clean in the install layer)', async () => {
+    const out = await sh('ls /var/cache/apt/archives | grep -c "\\.deb$" || true; ls /var/lib/apt/lists | grep -vc "^partial$\\|^lock$" || true; du -sk /var/cache/apt | cut -f1');
+    const [debs, lists, kb] = out.trim().split('\n').map(Number);
+    h.note(`runtime image /var/cache/apt: ${kb} KiB`);
+    assertEqual([debs, lists], [0, 0], '.deb files in /var/cache/apt/archives, files in /var/lib/apt/lists');
+    assert(kb < 1024, `/var/cache/apt holds ${kb} KiB`);
+  }, { timeout: 60_000 });
+
+  await h.check('ws-exec: a system user and group of its own, no home, nologin shell, owning no file', async () => {
+    const out = await sh('getent passwd ws-exec; getent group ws-exec; id -u ws; test -e /nonexistent && echo HOME-EXISTS; '
+      + 'find / -xdev \\( -user ws-exec -o -group ws-exec \\) -print 2>/dev/null | head -5');
+    const [pw, gr, wsUid, ...rest] = out.trim().split('\n');
+    assert(pw, `no user ws-exec: ${out}`);
+    const [, , uid, gid, , home, shell] = pw.split(':');
+    assert(Number(uid) > 0 && Number(uid) < 1000 && uid !== wsUid, `uid ${uid} (ws ${wsUid})`);
+    assertEqual(gr.split(':')[2], gid, 'its own group');
+    assertEqual([home, shell], ['/nonexistent', '/usr/sbin/nologin'], 'home and shell');
+    assertEqual(rest, [], 'a home, or files owned by ws-exec');
   }, { timeout: 60_000 });
 
   const env = ['-e', 'WS_HOST=127.0.0.1', '-e', `WS_ECHO_PORT=${ports.echo}`, '-e', `WS_BROADCAST_PORT=${ports.broadcast}`,
@@ -114,6 +136,49 @@ export async function run(h, ctx) {
     assertEqual((await Client.refusal(u('rpc'))).status, 401, 'status');
   });
 
+  await h.check('ws-broadcast\'s state: /var/lib/sandbox-ws 0700 and rooms.db* 0600, owned by ws', async () => {
+    const out = await podman(['exec', name, 'sh', '-c', 'stat -c "%a %U %G %n" /var/lib/sandbox-ws /var/lib/sandbox-ws/*']);
+    const rows = out.trim().split('\n').map((l) => l.split(' '));
+    assertEqual(rows[0].slice(0, 3), ['700', 'ws', 'ws'], '/var/lib/sandbox-ws');
+    assert(rows.some((r) => r[3].endsWith('/rooms.db')), `no rooms.db: ${out}`);
+    for (const r of rows.slice(1)) assertEqual(r.slice(0, 2), ['600', 'ws'], r[3]);
+  });
+
+  await h.check('a command run through ws-rpc runs as ws-exec: it cannot read, list or write the room database, nor any server\'s /proc/PID/environ', async () => {
+    const c = await Client.connect(u('rpc', `?token=${TOKEN}`));
+    try {
+      const r = await execStream(c, 1, [
+        'id -un',
+        'cat /var/lib/sandbox-ws/rooms.db >/dev/null 2>&1 && echo READ-DB',
+        'ls /var/lib/sandbox-ws >/dev/null 2>&1 && echo LIST-DB',
+        ': >>/var/lib/sandbox-ws/rooms.db 2>/dev/null && echo WRITE-DB',
+        'for p in /proc/[0-9]*; do c=$(cat $p/comm 2>/dev/null) || continue; case $c in ws-echo|ws-broadcast|ws-rpc|s6-svscan|s6-supervise)',
+        '  if cat $p/environ >/dev/null 2>&1; then echo "ENV $c"; else echo "denied $c"; fi;; esac; done',
+        'exit 0',
+      ].join('\n'));
+      const lines = r.output.trim().split('\n');
+      assertEqual(lines[0], 'ws-exec', 'the commands\' user');
+      for (const bad of ['READ-DB', 'LIST-DB', 'WRITE-DB']) assert(!lines.includes(bad), `${bad}:\n${r.output}`);
+      assert(!lines.some((l) => l.startsWith('ENV ')), `readable environ:\n${r.output}`);
+      for (const s of ['ws-echo', 'ws-broadcast', 'ws-rpc']) assert(lines.includes(`denied ${s}`), `${s} not probed:\n${r.output}`);
+    } finally {
+      await c.close().catch(() => c.terminate());
+    }
+  });
+
+  await h.check('WS_RPC_TOKEN (and every WS_RPC_* variable) is absent from ws-echo\'s and ws-broadcast\'s /proc/PID/environ', async () => {
+    const out = await podman(['exec', name, 'sh', '-c', 'for p in /proc/[0-9]*; do c=$(cat $p/comm 2>/dev/null) || continue; '
+      + 'case $c in ws-echo|ws-broadcast) echo "$c $(tr "\\0" "\\n" <$p/environ | grep -c "^WS_RPC_\\|^WS_TOKEN=\\|' + TOKEN + '")";; esac; done']);
+    const rows = out.trim().split('\n').sort();
+    assertEqual(rows, ['ws-broadcast 0', 'ws-echo 0'], 'WS_RPC_*, WS_TOKEN or the token in the environment');
+  });
+
+  await h.check('ws-healthcheck in the container: WS_SERVICES=\' echo , rpc \' healthy, \'e*\' unhealthy naming \'e*\' (not a glob)', async () => {
+    await podman(['exec', '-w', '/', '-e', 'WS_SERVICES= echo , rpc ', name, 'ws-healthcheck']);
+    const bad = await podman(['exec', '-w', '/', '-e', 'WS_SERVICES=e*', name, 'ws-healthcheck']).then(() => null, (e) => String(e));
+    assert(bad && /unknown service 'e\*'/.test(bad), `e*: ${bad}`);
+  });
+
   await h.check(`podman stop: clients get 1001, the container exits 0 within the ${GRACE} s grace`, async () => {
     const clients = [await Client.connect(u('echo')), (await joinRoom(u('broadcast'), room, 'dave'))[0],
       await Client.connect(u('rpc', `?token=${TOKEN}`))];
@@ -146,6 +211,21 @@ export async function run(h, ctx) {
     await podman(['stop', '-t', String(GRACE), `${name}-2`], { timeout: (GRACE + 10) * 1000 });
   }, { timeout: 40_000 });
 
+  await h.check('a hostile value (WS_RPC_LOG_LEVEL with a newline and WS_RPC_X=): ws-rpc refused once, exit 100, left down; echo and broadcast serve', async () => {
+    await podman(['run', '-d', '--name', `${name}-3`, '--network', 'host', '--health-interval', 'disable', ...env,
+      '-e', 'WS_RPC_LOG_LEVEL=info\nWS_RPC_X=1', IMAGE]);
+    await until(15_000, async () => /configuration refused/.test(await logs(`${name}-3`)), 'the down line', 100);
+    await until(5_000, async () => (await healthz(ports.echo).catch(() => 0)) === 200
+      && (await healthz(ports.broadcast).catch(() => 0)) === 200, 'echo and broadcast up', 50);
+    await new Promise((r) => setTimeout(r, 2_200)); // s6 would have restarted it by now
+    const out = await logs(`${name}-3`);
+    assert(/refused server=ws-rpc reason="WS_RPC_LOG_LEVEL holds a newline/.test(out), `no clear message:\n${out}`);
+    assertEqual((out.match(/exit server=ws-rpc code=/g) || []).length, 1, `starts of ws-rpc:\n${out}`);
+    const st = (await podman(['exec', `${name}-3`, 's6-svstat', '-o', 'up,wantedup', '/etc/sandbox-ws/service/rpc'])).trim();
+    assertEqual(st, 'false false', 'ws-rpc up, wanted up');
+    await podman(['stop', '-t', String(GRACE), `${name}-3`], { timeout: (GRACE + 10) * 1000 });
+  }, { timeout: 45_000 });
+
   // sandbox.Dockerfile's base cannot be pulled here: its bundle is checked on
   // the bare minbase image instead, which has none of the runtime libraries
   const standin = await h.check('sandbox.Dockerfile builds on a stand-in base (bare Debian, no runtime libraries)', async () => {
@@ -173,6 +253,9 @@ export async function run(h, ctx) {
       await rpcCheck(u('rpc', `?token=${TOKEN}`));
       const out = await logs(`${name}-standin`);
       assert(/loop=libuv/.test(out), 'the libuv event-loop plugin was not loaded from the bundle');
+      const perms = await podman(['exec', `${name}-standin`, 'sh', '-c',
+        'getent passwd ws-exec | cut -d: -f6,7; stat -c %a /var/lib/sandbox-ws']);
+      assertEqual(perms.trim().split('\n'), ['/nonexistent:/usr/sbin/nologin', '700'], 'ws-exec and the state directory');
     }, { timeout: 30_000 });
   }
 }
