@@ -47,6 +47,11 @@ def test_info_describes_host_server_and_limits(rpc):
     assert lim["max_exec"] == 7 and lim["max_exec_per_conn"] == 3
     assert lim["max_output"] == 64 * 1024
     assert lim["exec_timeout_ms"] == 5000 and lim["exec_timeout_max_ms"] == 60000
+    # the bounds on what a client can make the server hold, at their defaults
+    assert lim["max_reply"] == 16 << 20 and lim["max_batch"] == 100
+    assert lim["max_buffered"] == 128 << 20 and lim["max_buffered_per_conn"] == 32 << 20
+    assert lim["max_id_length"] == 256
+    assert "allow_command" not in lim and "deny_command" not in lim
     # running counts commands server-wide
     other.send({"type": "exec", "id": "bg", "command": "sleep 30", "stream": True})
     assert other.recv()["type"] == "start"
