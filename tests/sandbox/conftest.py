@@ -35,6 +35,26 @@ STACK = os.path.join(BIN_DIR, "tests", "sandbox", "sandbox-stack")
 
 SIGSYS_EXIT = 128 + signal.SIGSYS
 
+# As root, commands run as this user unless told otherwise (docs/security.md).
+COMMAND_USER = "ws-exec"
+# The escape tests that compare a profile with `none` run as root, so that
+# the filter (not the missing privilege) is what refuses the call.
+ROOT = ["--run-as-self"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def command_user():
+    """The commands' user exists: the image and ./dev create it; so does
+    this suite (a system user, no home, no login) when it is missing."""
+    import pwd
+    try:
+        pwd.getpwnam(COMMAND_USER)
+    except KeyError:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
+                        COMMAND_USER], check=True, timeout=30)
+    return COMMAND_USER
+
 
 def need(path):
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):

@@ -82,6 +82,32 @@ def sock(family, kind=socket.SOCK_STREAM):
         return errno.errorcode.get(ex.errno, str(ex.errno))
 
 
+def userfaultfd_dev():
+    """/dev/userfaultfd's USERFAULTFD_IOC_NEW makes the same descriptor as
+    the userfaultfd call."""
+    try:
+        fd = os.open("/dev/userfaultfd", os.O_RDWR | os.O_CLOEXEC)
+    except OSError as ex:
+        return "open-" + errno.errorcode.get(ex.errno, str(ex.errno))
+    r, e = syscall(16, fd, 0xAA00, os.O_CLOEXEC)  # ioctl
+    os.close(fd)
+    if r >= 0:
+        os.close(r)
+        return "ok"
+    return result(r, e)
+
+
+def personality_no_randomize():
+    r, e = syscall(135, 0x0040000)  # ADDR_NO_RANDOMIZE
+    if r != -1:
+        syscall(135, 0)
+    return result(r, e)
+
+
+def personality_query():
+    return result(*syscall(135, 0xFFFFFFFF))
+
+
 def target(argv):
     return int(argv[0]) if argv else os.getppid()
 
@@ -142,6 +168,25 @@ PROBES = {
     "socket_inet6": lambda a: sock(socket.AF_INET6),
     "socket_netlink": lambda a: sock(socket.AF_NETLINK, socket.SOCK_RAW),
     "socket_unix": lambda a: sock(socket.AF_UNIX),
+    "socket_packet": lambda a: sock(socket.AF_PACKET, socket.SOCK_RAW),
+    "socket_inet_raw": lambda a: sock(socket.AF_INET, socket.SOCK_RAW | socket.SOCK_CLOEXEC),
+    "socket_inet6_raw": lambda a: sock(socket.AF_INET6, socket.SOCK_RAW),
+    "socket_inet_packet": lambda a: sock(socket.AF_INET, 10),  # SOCK_PACKET
+    "socket_vsock": lambda a: sock(40),  # AF_VSOCK
+    # userfaultfd through the device
+    "userfaultfd_dev": lambda a: userfaultfd_dev(),
+    # what Docker's default profile also refuses
+    "mbind": lambda a: result(*syscall(237, 0, 0, 0, 0, 0, 0)),
+    "set_mempolicy": lambda a: result(*syscall(238, 0, 0, 0)),
+    "get_mempolicy": lambda a: result(*syscall(239, 0, 0, 0, 0, 0)),
+    "move_pages": lambda a: result(*syscall(279, 0, 0, 0, 0, 0, 0)),
+    "migrate_pages": lambda a: result(*syscall(256, 0, 0, 0, 0)),
+    "name_to_handle_at": lambda a: result(*syscall(303, AT_FDCWD, b"/", 0, 0, 0)),
+    "modify_ldt": lambda a: result(*syscall(154, 0, 0, 0)),  # read: harmless
+    "personality_no_randomize": lambda a: personality_no_randomize(),
+    "personality_query": lambda a: personality_query(),
+    "process_madvise": lambda a: result(*syscall(440, -1, 0, 0, 0, 0)),
+    "open_tree_attr": lambda a: result(*syscall(467, AT_FDCWD, MISSING, 0, 0, 0)),
     # plain calls a policy file may deny or kill
     "getppid": lambda a: result(*syscall(110)),
     "getpgrp": lambda a: result(*syscall(111)),

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import INT80, PY, SIGSYS_EXIT, need, probe, run
+from conftest import INT80, PY, ROOT, SIGSYS_EXIT, need, probe, run
 
 # probe name -> what it gets under `default`
 DENIED = {
@@ -55,19 +55,43 @@ DENIED = {
     "open_by_handle_at": "EPERM",
     "tiocsti": "EPERM",
     "tioclinux": "EPERM",
+    # sniffing (loopback too: other clients' tokens), forging, the hypervisor
+    "socket_packet": "EPERM",
+    "socket_inet_raw": "EPERM",
+    "socket_inet6_raw": "EPERM",
+    "socket_inet_packet": "EPERM",
+    "socket_vsock": "EPERM",
+    "userfaultfd_dev": "EPERM",
+    # the rest of Docker's default profile
+    "mbind": "EPERM",
+    "set_mempolicy": "EPERM",
+    "get_mempolicy": "EPERM",
+    "move_pages": "EPERM",
+    "migrate_pages": "EPERM",
+    "name_to_handle_at": "EPERM",
+    "modify_ldt": "EPERM",
+    "personality_no_randomize": "EPERM",
+    "process_madvise": "EPERM",
+    "open_tree_attr": "EPERM",
 }
 
 
 @pytest.mark.parametrize("name", sorted(DENIED))
 def test_default_profile_denies(name, sibling):
     """Under `default` the call fails with the documented errno; with no
-    filter it does not (so the filter, not the kernel, refused it)."""
-    status, out, err = probe([], name, sibling)
+    filter it does not (so the filter, not the kernel, refused it). Both
+    run as root (--run-as-self), where no missing privilege refuses it."""
+    status, out, err = probe(ROOT, name, sibling)
     assert status == 0, err
     assert out == DENIED[name], "%s under default: %s" % (name, out)
-    status, out, err = probe(["--profile", "none"], name, sibling)
+    status, out, err = probe(ROOT + ["--profile", "none"], name, sibling)
     assert status == 0, err
     assert out != DENIED[name], "%s fails with %s even without a filter" % (name, out)
+
+
+def test_personality_query_and_plain_linux_allowed():
+    """The persona Docker lets through: reading it (0xffffffff) works."""
+    assert probe(ROOT, "personality_query")[:2] == (0, "ok")
 
 
 def test_ptrace_attach_to_the_supervisor_denied():
@@ -119,14 +143,18 @@ def test_int80_32bit_syscall_killed(tmp_path_factory):
     """A 32-bit `int 0x80` call from a 64-bit process: the filter holds only
     the native architecture, so the process dies by SIGSYS."""
     helper = need(int80(tmp_path_factory))
+    r = run(["--profile", "none"], [helper])
+    if r.returncode == 128 + 11:
+        pytest.skip("int 0x80 faults here even unfiltered (no 32-bit entry in this VM)")
+    assert r.returncode == 0, "int 0x80 does not work here even unfiltered: %r" % r
     r = run([], [helper])
     assert r.returncode == SIGSYS_EXIT, (r.returncode, r.stderr)
-    r = run(["--profile", "none"], [helper])
-    assert r.returncode == 0, "int 0x80 does not work here even unfiltered: %r" % r
 
 
 @pytest.mark.parametrize("profile", ["default", "nonet"])
 def test_int80_killed_under_every_profile(profile, tmp_path_factory):
+    if run(["--profile", "none"], [need(int80(tmp_path_factory))]).returncode == 128 + 11:
+        pytest.skip("int 0x80 faults here even unfiltered (no 32-bit entry in this VM)")
     r = run(["--profile", profile], [need(int80(tmp_path_factory))])
     assert r.returncode == SIGSYS_EXIT
 

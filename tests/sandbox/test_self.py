@@ -135,7 +135,8 @@ def test_rpc_self_filter_stacks_with_command_sandbox():
     # sanitizer builds let the server ptrace (the leak check needs it)
     sanitized = "sanitizer=yes" in r.stderr
     assert ("self ptrace=EPERM" in lines) != sanitized, lines
-    assert "Seccomp_filters:\t2" in lines
+    # each side loads two programs: libseccomp's and the one for personality's values
+    assert "Seccomp_filters:\t4" in lines
 
 
 def test_rpc_self_filter_lets_children_isolate():
@@ -158,7 +159,10 @@ def test_rpc_children_still_get_sigsys_for_other_arches(tmp_path):
             d = tmp_path / name
             d.mkdir()
             return d
-    r = subprocess.run([need(STACK), "--", int80(Factory())], capture_output=True, text=True,
+    helper = int80(Factory())
+    if subprocess.run([helper], timeout=30).returncode == -signal.SIGSEGV:
+        pytest.skip("int 0x80 faults here even unfiltered (no 32-bit entry in this VM)")
+    r = subprocess.run([need(STACK), "--", helper], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 128 + signal.SIGSYS
 

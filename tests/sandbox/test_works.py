@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from conftest import PY, SANDBOX_RUN, need, run
+from conftest import PY, ROOT, SANDBOX_RUN, need, run
 
 
 def test_ls():
@@ -122,7 +122,7 @@ def test_run_as_nobody_cannot_read_root_file(shared_dir):
     os.chmod(secret, 0o600)
     r = run(["--run-as", "nobody"], ["cat", secret])
     assert r.returncode != 0 and "Permission denied" in r.stderr
-    r = run([], ["cat", secret])
+    r = run(ROOT, ["cat", secret])
     assert r.stdout == "root only\n"
 
 
@@ -134,7 +134,7 @@ def test_run_as_nobody_cannot_open_proc_mem_or_signal(sibling):
             "except PermissionError: print('signal-refused')")
     r = run(["--run-as", "nobody"], [PY, "-c", code, str(sibling)])
     assert r.stdout.split() == ["mem-refused", "signal-refused"], r.stdout + r.stderr
-    r = run([], [PY, "-c", code, str(sibling)])
+    r = run(ROOT, [PY, "-c", code, str(sibling)])
     assert r.stdout.split() == ["mem-open", "signal-sent"], r.stdout + r.stderr
 
 
@@ -189,10 +189,11 @@ def test_isolate_user_maps_only_own_ids(shared_dir):
         f.write("nobody's\n")
     os.chown(theirs, 65534, 65534)
     os.chmod(theirs, 0o600)
-    r = run(["--isolate", "user"], ["sh", "-c", "cat /proc/self/uid_map; cat %s" % theirs])
+    r = run(ROOT + ["--isolate", "user"],
+            ["sh", "-c", "cat /proc/self/uid_map; cat %s" % theirs])
     assert r.stdout.split()[:3] == ["0", "0", "1"], r.stdout
     assert "Permission denied" in r.stderr
-    assert run([], ["cat", theirs]).stdout == "nobody's\n"
+    assert run(ROOT, ["cat", theirs]).stdout == "nobody's\n"
 
 
 def test_isolate_everything_as_nobody():
