@@ -48,6 +48,8 @@ def authed(rpc, tmp_path, request):
     if request.param == "file":
         f = tmp_path / "token"
         f.write_text(TOKEN + "\n")
+        # readable by the server only: ws-rpc refuses a token its commands' user can read
+        f.chmod(0o600)
         return rpc("--token-file", f)
     return rpc(env={"WS_TOKEN": TOKEN})
 
