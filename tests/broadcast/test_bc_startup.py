@@ -135,6 +135,30 @@ def test_db_created_and_reused(bc, tmp_path):
     ws.close()
 
 
+def test_env_twins_of_the_storage_flags_apply(bc, tmp_path):
+    """WS_MAX_DB_SIZE and WS_MAX_WELCOME reach the server like their flags."""
+    import bchelp
+    env = {"WS_MAX_DB_SIZE": "128k", "WS_MAX_WELCOME": "2k"}
+    old = bchelp.clean_env
+    bchelp.clean_env = lambda extra=None: old(dict(env, **(extra or {})))
+    try:
+        s = bc("--rate-limit", "0", "--history-size", "100000", "--max-message", "64k")
+    finally:
+        bchelp.clean_env = old
+    assert "welcome_max=2048" in s.log_text()
+    ws = s.ws("/?id=env")
+    ws.join()
+    for i in range(64):
+        ws.send_text("e" * 8000)
+        m = ws.recv_json()
+        if m["type"] == "error":
+            assert m["error"] == "Message not stored: storage full"
+            break
+    else:
+        raise AssertionError("128k never filled")
+    ws.close()
+
+
 # --------------------------------------------------------------------------
 # bad flags
 
@@ -147,6 +171,14 @@ BAD_FLAGS = [
     (["--max-room-members", "-1"], "max-room-members"),
     (["--max-chat-message", "0"], "max-chat-message"),
     (["--max-chat-message", "lots"], "max-chat-message"),
+    (["--max-welcome", "100"], "max-welcome"),
+    (["--max-welcome", "2g"], "max-welcome"),
+    (["--room-expiry", "-1"], "room-expiry"),
+    (["--room-expiry", "soon"], "room-expiry"),
+    (["--max-stored-rooms", "0"], "max-stored-rooms"),
+    (["--max-memberships", "0"], "max-memberships"),
+    (["--max-db-size", "1k"], "max-db-size"),
+    (["--max-db-size", "big"], "max-db-size"),
     (["--rate-limit", "-1"], "rate-limit"),
     (["--send-queue", "1x"], "send-queue"),
     (["--port", "70000"], "port"),
@@ -169,7 +201,10 @@ def test_bad_flag_exit_100_one_line(binary, tmp_path, flags, name):
     assert not sanitizer_findings(err + vtext)
 
 
-@pytest.mark.parametrize("var,value", [("WS_HISTORY_SIZE", "-1"), ("WS_MAX_ROOMS", "many")])
+@pytest.mark.parametrize("var,value", [("WS_HISTORY_SIZE", "-1"), ("WS_MAX_ROOMS", "many"),
+                                       ("WS_MAX_WELCOME", "1"), ("WS_ROOM_EXPIRY", "x"),
+                                       ("WS_MAX_STORED_ROOMS", "0"), ("WS_MAX_MEMBERSHIPS", "-3"),
+                                       ("WS_MAX_DB_SIZE", "10")])
 def test_bad_env_value_exit_100(binary, tmp_path, var, value):
     db = tmp_path / "never.db"
     rc, out, err, _ = run_once(["--db", str(db)], env={var: value}, tmp_path=tmp_path)
@@ -183,5 +218,6 @@ def test_help_lists_broadcast_flags(binary, tmp_path):
     rc, out, err, _ = run_once(["--help"], tmp_path=tmp_path)
     assert rc == 0
     for flag in ("--db", "--history-size", "--history-on-join", "--max-rooms",
-                 "--max-room-members", "--max-chat-message"):
+                 "--max-room-members", "--max-chat-message", "--max-welcome", "--room-expiry",
+                 "--max-stored-rooms", "--max-memberships", "--max-db-size"):
         assert flag in out, flag
