@@ -289,7 +289,49 @@ convert(struct parsed *ps, struct field *f, const char *p, va_list *ap)
 		return s;
 	}
 
-	/* numbers: rebuilt with the width and precision spelled out */
+	/* plain integers (nearly every call) without a trip through snprintf */
+	if (sn == 1 && width == 0 && prec < 0 && strchr("diu", conv)) {
+		uintmax_t v;
+		bool neg = false;
+		if (conv == 'u') {
+			switch (len) {
+			case LEN_L: v = va_arg(*ap, unsigned long); break;
+			case LEN_LL: v = va_arg(*ap, unsigned long long); break;
+			case LEN_J: v = va_arg(*ap, uintmax_t); break;
+			case LEN_Z: v = va_arg(*ap, size_t); break;
+			case LEN_T: v = (uintmax_t)va_arg(*ap, ptrdiff_t); break;
+			case LEN_HH: v = (unsigned char)va_arg(*ap, unsigned); break;
+			case LEN_H: v = (unsigned short)va_arg(*ap, unsigned); break;
+			default: v = va_arg(*ap, unsigned); break;
+			}
+		} else {
+			intmax_t sv;
+			switch (len) {
+			case LEN_L: sv = va_arg(*ap, long); break;
+			case LEN_LL: sv = va_arg(*ap, long long); break;
+			case LEN_J: sv = va_arg(*ap, intmax_t); break;
+			case LEN_Z: sv = va_arg(*ap, ssize_t); break;
+			case LEN_T: sv = va_arg(*ap, ptrdiff_t); break;
+			case LEN_HH: sv = (signed char)va_arg(*ap, int); break;
+			case LEN_H: sv = (short)va_arg(*ap, int); break;
+			default: sv = va_arg(*ap, int); break;
+			}
+			neg = sv < 0;
+			v = neg ? (uintmax_t)0 - (uintmax_t)sv : (uintmax_t)sv;
+		}
+		char digits[24];
+		size_t k = sizeof(digits);
+		do {
+			digits[--k] = (char)('0' + v % 10);
+			v /= 10;
+		} while (v);
+		if (neg)
+			digits[--k] = '-';
+		raw_put(ps, f, digits + k, sizeof(digits) - k);
+		return s;
+	}
+
+	/* other numbers: rebuilt with the width and precision spelled out */
 	if (width > 0)
 		sn += put_digits(spec + sn, width < 512 ? width : 512);
 	if (prec >= 0) {
@@ -411,7 +453,8 @@ parse(struct parsed *ps, const char *fmt, va_list *ap)
 			}
 			if (!quote && *p == ' ')
 				break;
-			if (quote && *p == '\\' && p[1])
+			/* \" and \\ inside quotes are literal; a '%' is always a conversion */
+			if (quote && *p == '\\' && (p[1] == '"' || p[1] == '\\'))
 				p++;
 			size_t run = 1 + strcspn(p + 1, quote ? "%\"\\" : "% \"");
 			raw_put(ps, f, p, run);
@@ -842,10 +885,25 @@ ws_log_write(enum ws_log_level level, const char *file, int line,
 	struct timespec now;
 	struct tm tm;
 	char ts[40];
+	/* the calendar part is worked out once a second */
+	static time_t ts_sec = -1;
+	static char ts_prefix[32];
+	static size_t ts_prefix_n;
 	clock_gettime(CLOCK_REALTIME, &now);
-	gmtime_r(&now.tv_sec, &tm);
-	size_t n = strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-	snprintf(ts + n, sizeof(ts) - n, ".%03ldZ", now.tv_nsec / 1000000);
+	if (now.tv_sec != ts_sec) {
+		gmtime_r(&now.tv_sec, &tm);
+		ts_prefix_n = strftime(ts_prefix, sizeof(ts_prefix), "%Y-%m-%dT%H:%M:%S", &tm);
+		ts_sec = now.tv_sec;
+	}
+	memcpy(ts, ts_prefix, ts_prefix_n);
+	long ms = now.tv_nsec / 1000000;
+	char *t = ts + ts_prefix_n;
+	*t++ = '.';
+	*t++ = (char)('0' + ms / 100);
+	*t++ = (char)('0' + ms / 10 % 10);
+	*t++ = (char)('0' + ms % 10);
+	*t++ = 'Z';
+	*t = '\0';
 
 	char loc[64];
 	if (file) {

@@ -488,6 +488,9 @@ conversions(void)
 			"n=-11 o=12 p=Z q=% r=(null) s=abc t=xy u=\"ab  |\" v=\"  cd\" w=\"  4\" "
 			"x=\"5  |\" y=00042 z=\"No such file or directory\" (t.c:1)\n");
 	CHECK_INT(errno, ENOENT);
+	/* a backslash before a conversion does not hide it (printf would not) */
+	fmt_line(WS_LOG_TEXT, "b k=\"a\\%s\\\"\" n=%d", "v", 5);
+	CHECK_STR(line, TS " info  b k=\"a\\\\v\\\"\" n=5 (t.c:1)\n");
 	fmt_line(WS_LOG_TEXT, "f x=%.2f y=%p", 1.5, (void *)0x10);
 	CHECK_STR(line, TS " info  f x=1.50 y=0x10 (t.c:1)\n");
 	/* a huge width cannot overrun anything */
