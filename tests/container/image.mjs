@@ -151,11 +151,13 @@ export async function run(h, ctx) {
         'id -un',
         'cat /var/lib/sandbox-ws/rooms.db >/dev/null 2>&1 && echo READ-DB',
         'ls /var/lib/sandbox-ws >/dev/null 2>&1 && echo LIST-DB',
-        ': >>/var/lib/sandbox-ws/rooms.db 2>/dev/null && echo WRITE-DB',
+        // (not `:`: a failed redirection of a special built-in ends the shell)
+        '{ true >>/var/lib/sandbox-ws/rooms.db; } 2>/dev/null && echo WRITE-DB',
         'for p in /proc/[0-9]*; do c=$(cat $p/comm 2>/dev/null) || continue; case $c in ws-echo|ws-broadcast|ws-rpc|s6-svscan|s6-supervise)',
         '  if cat $p/environ >/dev/null 2>&1; then echo "ENV $c"; else echo "denied $c"; fi;; esac; done',
         'exit 0',
       ].join('\n'));
+      assertEqual(r.result.exitCode, 0, `exit code (output: ${r.output})`);
       const lines = r.output.trim().split('\n');
       assertEqual(lines[0], 'ws-exec', 'the commands\' user');
       for (const bad of ['READ-DB', 'LIST-DB', 'WRITE-DB']) assert(!lines.includes(bad), `${bad}:\n${r.output}`);
