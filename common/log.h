@@ -3,20 +3,20 @@
  *
  * The format string is the line's structure:
  *   ws_log(WS_LOG_INFO, "open id=%llu addr=%s path=\"%s\"", ...)
- * its first word names the event and each `key=` written in it (letters,
- * digits, `_` `.` `-`, at most 32) starts a pair; a value runs to the next
- * space of the format, or between the format's own double quotes. What a
- * conversion (`%s`, `%d`, ...) produces is always a value, never structure:
- * a client's `"`, space, `key=`, newline or byte >= 0x80 cannot end a value,
- * add a key or start a line. Words of the format that are not `key=` are
- * free text.
+ * its first word names the event and each `key=` written in it (a letter or
+ * `_`, then letters, digits, `_` `.` `-`; at most 32) starts a pair; a value
+ * runs to the next space of the format, or between the format's own double
+ * quotes (inside which `\"` and `\\` are literal). What a conversion
+ * (`%s`, `%d`, ...) produces is always a value, never structure: a client's
+ * `"`, space, `key=`, newline or byte >= 0x80 cannot end a value, add a key
+ * or start a line. Words of the format that are not `key=` are free text.
  *
  * Text:  2026-01-02T03:04:05.678Z info  open id=7 addr=1.2.3.4 path="/a"
  *   One line of printable ASCII. A value is written bare when it is
- *   non-empty and all of it is printable and none of it is `"` or `\`;
- *   otherwise, and when the format quotes it, between double quotes with
- *   `\"`, `\\` and `\xNN` for every other byte outside 0x20-0x7e. Free
- *   text that holds a conversion's output is quoted the same way.
+ *   non-empty printable ASCII without space, `"` or `\` (nor, outside a
+ *   pair, `=`); otherwise, and whenever the format quotes it, between
+ *   double quotes with `\"`, `\\` and `\xNN` for each byte outside
+ *   0x20-0x7e. Free text that holds a conversion's output is always quoted.
  * JSON:  {"ts":"...","level":"info","event":"open","id":"7",...}
  *   One object per line, always valid JSON, printable ASCII (`\uXXXX`;
  *   bytes that are not UTF-8 become U+FFFD). Every value is a string; free
