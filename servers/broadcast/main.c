@@ -48,6 +48,7 @@ struct options {
 	uint32_t max_stored_rooms;
 	uint32_t max_memberships;
 	uint64_t max_db_size;
+	uint64_t max_fanout;
 };
 
 struct member {
@@ -94,6 +95,7 @@ struct bc {
 	uint64_t persisted;
 	uint64_t failed[3];       /* chat messages refused by the store: busy, full, error */
 	uint64_t welcomes_cut;
+	uint64_t fanout_limited;
 };
 
 /* 1-64 of A-Za-z0-9._:- */
@@ -608,15 +610,35 @@ bc_close(void *app, struct ws_conn *c, uint16_t code)
 
 /* ---- messages ---- */
 
+/*
+ * Whether one message that makes the server queue a `bytes` frame for `to`
+ * members stays within --max-fanout: the copying one event may cost the
+ * loop, however large the room. (--rate-limit bounds how often.) Answers
+ * the sender when it does not.
+ */
+static bool
+fanout_ok(struct bc *bc, struct member *m, size_t bytes, uint32_t to)
+{
+	if (!bc->opt.max_fanout || (uint64_t)bytes * to <= bc->opt.max_fanout)
+		return true;
+	bc->fanout_limited++;
+	send_error(m->c, "Message too large for this room");
+	return false;
+}
+
 static void
 chat(struct bc *bc, struct member *m, const char *text, size_t len)
 {
 	/* what members receive is the escaped text: that is what the bound is for */
-	if (escaped_len(text, len) > bc->opt.max_chat_message) {
+	size_t esc = escaped_len(text, len);
+	if (esc > bc->opt.max_chat_message) {
 		send_error(m->c, "Message too large");
 		return;
 	}
 	struct room *room = m->room;
+	/* the frame: the text, the names, seq and ts, and the JSON around them */
+	if (!fanout_ok(bc, m, esc + strlen(m->user) + strlen(room->name) + 128, room->count))
+		return;
 	struct bc_message msg = {
 		.seq = room->next_seq, .from = m->user, .text = text, .text_len = len,
 		.ts = ws_clock_wall_ms(),
@@ -666,7 +688,8 @@ bc_message(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data, size_
 	if (!m)
 		return;
 	if (op == WS_OP_BINARY) {
-		to_room(bc, m->room, c, WS_OP_BINARY, data, len);
+		if (fanout_ok(bc, m, len + WS_FRAME_HEADER_MAX, m->room->count - 1))
+			to_room(bc, m->room, c, WS_OP_BINARY, data, len);
 		return;
 	}
 	size_t i = 0;
@@ -829,6 +852,9 @@ bc_metrics(void *app, struct ws_buf *out)
 			 "--max-welcome.\n"
 			 "# TYPE ws_broadcast_history_cut_total counter\n"
 			 "ws_broadcast_history_cut_total %llu\n"
+			 "# HELP ws_broadcast_fanout_limited_total Messages refused by --max-fanout.\n"
+			 "# TYPE ws_broadcast_fanout_limited_total counter\n"
+			 "ws_broadcast_fanout_limited_total %llu\n"
 			 "# HELP ws_broadcast_db_commits_total Database transactions committed.\n"
 			 "# TYPE ws_broadcast_db_commits_total counter\n"
 			 "ws_broadcast_db_commits_total %llu\n"
@@ -838,7 +864,7 @@ bc_metrics(void *app, struct ws_buf *out)
 			 bc->active_rooms, (unsigned long long)bc_store_room_count(bc->store),
 			 (unsigned long long)bc->persisted, (unsigned long long)bc->failed[0],
 			 (unsigned long long)bc->failed[1], (unsigned long long)bc->failed[2],
-			 (unsigned long long)bc->welcomes_cut,
+			 (unsigned long long)bc->welcomes_cut, (unsigned long long)bc->fanout_limited,
 			 (unsigned long long)bc_store_commits(bc->store),
 			 (unsigned long long)bc_store_errors(bc->store));
 	if (n > 0 && (size_t)n < sizeof(s))
@@ -906,6 +932,8 @@ static const struct ws_option bc_opts[] = {
 	  100000000, "closed memberships kept in the database (the newest)", NULL },
 	{ "max-db-size", "WS_MAX_DB_SIZE", "BYTES", WS_OPT_SIZE, OPT(max_db_size), 64 * 1024,
 	  1ull << 44, "database file size cap; at it, messages get \"storage full\"", NULL },
+	{ "max-fanout", "WS_MAX_FANOUT", "BYTES", WS_OPT_SIZE, OPT(max_fanout), 0, 1ull << 40,
+	  "one message's frame x the members it goes to, at most; 0 = off", NULL },
 };
 
 /* Once listening: the server allowlist plus SQLite's file calls. */
@@ -937,6 +965,7 @@ main(int argc, char **argv)
 			.max_stored_rooms = 100000,
 			.max_memberships = 100000,
 			.max_db_size = 1024ull * 1024 * 1024,
+			.max_fanout = 16ull * 1024 * 1024,
 		},
 	};
 	struct ws_config cfg;

@@ -179,6 +179,7 @@ BAD_FLAGS = [
     (["--max-memberships", "0"], "max-memberships"),
     (["--max-db-size", "1k"], "max-db-size"),
     (["--max-db-size", "big"], "max-db-size"),
+    (["--max-fanout", "-1"], "max-fanout"),
     (["--rate-limit", "-1"], "rate-limit"),
     (["--send-queue", "1x"], "send-queue"),
     (["--port", "70000"], "port"),
@@ -204,7 +205,7 @@ def test_bad_flag_exit_100_one_line(binary, tmp_path, flags, name):
 @pytest.mark.parametrize("var,value", [("WS_HISTORY_SIZE", "-1"), ("WS_MAX_ROOMS", "many"),
                                        ("WS_MAX_WELCOME", "1"), ("WS_ROOM_EXPIRY", "x"),
                                        ("WS_MAX_STORED_ROOMS", "0"), ("WS_MAX_MEMBERSHIPS", "-3"),
-                                       ("WS_MAX_DB_SIZE", "10")])
+                                       ("WS_MAX_DB_SIZE", "10"), ("WS_MAX_FANOUT", "lots")])
 def test_bad_env_value_exit_100(binary, tmp_path, var, value):
     db = tmp_path / "never.db"
     rc, out, err, _ = run_once(["--db", str(db)], env={var: value}, tmp_path=tmp_path)
@@ -219,5 +220,5 @@ def test_help_lists_broadcast_flags(binary, tmp_path):
     assert rc == 0
     for flag in ("--db", "--history-size", "--history-on-join", "--max-rooms",
                  "--max-room-members", "--max-chat-message", "--max-welcome", "--room-expiry",
-                 "--max-stored-rooms", "--max-memberships", "--max-db-size"):
+                 "--max-stored-rooms", "--max-memberships", "--max-db-size", "--max-fanout"):
         assert flag in out, flag
