@@ -256,6 +256,9 @@ export async function run(h, ctx) {
     'rpc', /WS_RPC_RUN_AS=nobody is also ws-echo's user/);
   await refusedOnce('WS_BROADCAST_USER = the user of ws-rpc\'s commands', { WS_BROADCAST_USER: 'nobody', WS_RPC_RUN_AS: 'nobody' },
     'broadcast', /WS_BROADCAST_USER=nobody is the user of ws-rpc's commands/);
+  await refusedOnce('WS_RPC_RUN_AS naming no user (ws-rpc would exit 111 and be restarted every second)',
+    { WS_RPC_TOKEN: TOKEN, WS_RPC_RUN_AS: 'no-such-exec-user' },
+    'rpc', /WS_RPC_RUN_AS: no such user 'no-such-exec-user'/);
   await refusedOnce("WS_SERVICES='e*' (would glob to the service dir's event/)", { WS_SERVICES: 'e*' },
     'echo', /WS_SERVICES names an unknown service 'e\*'/);
 

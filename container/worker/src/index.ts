@@ -40,7 +40,8 @@ async function serverEnv(env: Env, route: ServerRoute): Promise<Record<string, s
   }
   const out: Record<string, string> = { ...extra, WS_HOST: "0.0.0.0", WS_PORT: String(route.port) };
   if (route.program === "ws-rpc") {
-    out.WS_RUN_AS = extra.WS_RUN_AS ?? "ws-exec";
+    // ws-rpc's own default as root, made explicit for any build of it
+    if (extra.WS_RUN_AS === undefined && extra.WS_RUN_AS_SELF === undefined) out.WS_RUN_AS = "ws-exec";
     if (env.WS_TOKEN) out.WS_TOKEN = await serverToken(env.WS_TOKEN);
   }
   return out;

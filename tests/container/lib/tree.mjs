@@ -12,6 +12,14 @@ import { until, within } from './harness.mjs';
 const run = promisify(execFile);
 export const SERVICES = ['echo', 'broadcast', 'rpc'];
 
+/** ws-rpc (root here) runs commands as ws-exec; a host without that user lends nobody. */
+function execUser() {
+  try {
+    if (/^ws-exec:/m.test(readFileSync('/etc/passwd', 'utf8'))) return {};
+  } catch { /* no passwd: let ws-service say so */ }
+  return { WS_RPC_RUN_AS: 'nobody' };
+}
+
 /** `s6-svstat -o up,ready,pid,wantedup,updownfor`, parsed (updownfor: whole seconds). */
 export async function status(svcDir) {
   const { stdout } = await run('s6-svstat', ['-o', 'up,ready,pid,wantedup,updownfor', svcDir]);
@@ -45,6 +53,7 @@ export class Tree {
       WS_BROADCAST_PORT: String(ports.broadcast),
       WS_RPC_PORT: String(ports.rpc),
       WS_BROADCAST_DB: join(this.dir, 'rooms.db'),
+      ...execUser(),
       ...env,
     };
     this.ports = ports;
