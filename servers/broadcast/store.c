@@ -88,10 +88,14 @@ static const char schema[] =
 	"  PRIMARY KEY (room, seq)"
 	") WITHOUT ROWID;";
 
-/* Version 1 had no room activity time: rooms count as active when they were made. */
+/*
+ * Version 1 had no room activity time: every room counts as active at the
+ * upgrade, so none expires sooner than --room-expiry after it.
+ */
 static const char migrate_1_to_2[] =
 	"ALTER TABLE rooms ADD COLUMN active_ms INTEGER NOT NULL DEFAULT 0;"
-	"UPDATE rooms SET active_ms = created_ms;"
+	"UPDATE rooms SET active_ms = "
+	"  max(created_ms, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));"
 	"CREATE INDEX rooms_active ON rooms(active_ms);"
 	"PRAGMA user_version = 2;";
 

@@ -341,10 +341,13 @@ def test_v1_database_is_migrated(bc, tmp_path):
             sender TEXT NOT NULL, text TEXT NOT NULL, ts INTEGER NOT NULL,
             PRIMARY KEY (room, seq)) WITHOUT ROWID;
         INSERT INTO rooms VALUES ('legacy', %d, 3);
+        INSERT INTO rooms VALUES ('ancient', 1000, 1);
         INSERT INTO messages VALUES ('legacy', 1, 'x', 'one', 1), ('legacy', 2, 'x', 'two', 2);
     """ % (0x77734243, int(time.time() * 1000)))
     c.close()
-    s = bc(db=db)
+    before = int(time.time() * 1000)
+    # a room made decades ago counts as active at the upgrade: it outlives a 2 s expiry
+    s = bc("--room-expiry", "2", db=db)
     ws = s.ws("/?id=legacy&since=0")
     w, _ = ws.join()
     assert [(h["seq"], h["text"]) for h in w["history"]] == [(1, "one"), (2, "two")]
@@ -354,6 +357,15 @@ def test_v1_database_is_migrated(bc, tmp_path):
     c = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
     try:
         assert c.execute("PRAGMA user_version").fetchone()[0] == 2
-        assert c.execute("SELECT active_ms > 0 FROM rooms").fetchone()[0] == 1
+        assert c.execute("SELECT active_ms FROM rooms WHERE name = 'ancient'"
+                         ).fetchone()[0] >= before - 1000
+    finally:
+        c.close()
+    assert s.get("/rooms/ancient")[0] == 200, "expired at once after the upgrade"
+    wait_until(lambda: s.get("/rooms/ancient")[0] == 404, timeout=10,
+               what="'ancient' to expire a full --room-expiry after the upgrade")
+    c = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
+    try:
+        assert c.execute("SELECT count(*) FROM rooms WHERE name = 'legacy'").fetchone()[0] == 1
     finally:
         c.close()
