@@ -384,8 +384,10 @@ pick_subprotocol(const struct ws_app *app, struct ws_slice offered, char *out, s
 static void
 redact_query(struct ws_slice q, char *out, size_t cap)
 {
-	size_t o = 0;
-	for (size_t i = 0; i < q.n && o + 4 < cap;) {
+	/* room kept for "***", "..." and the NUL */
+	size_t o = 0, limit = cap - 8;
+	bool cut = false;
+	for (size_t i = 0; i < q.n && !cut;) {
 		size_t end = i, eq = q.n;
 		while (end < q.n && q.p[end] != '&') {
 			if (q.p[end] == '=' && eq == q.n)
@@ -395,17 +397,30 @@ redact_query(struct ws_slice q, char *out, size_t cap)
 		/* the name as the server reads it: decoded (`tok%65n` is `token`) */
 		bool token = eq < end && ws_http_query_name_is(q.p + i, eq - i, "token");
 		size_t keep = token ? eq + 1 - i : end - i;
-		if (keep > cap - o - 4)
-			keep = cap - o - 4;
+		if (keep > limit - o) {
+			keep = limit - o;
+			cut = true;
+		}
 		memcpy(out + o, q.p + i, keep);
 		o += keep;
 		if (token) {
 			memcpy(out + o, "***", 3);
 			o += 3;
 		}
-		if (end < q.n && o + 1 < cap)
-			out[o++] = '&';
+		if (!cut && end < q.n) {
+			if (o + 1 > limit)
+				cut = true;
+			else
+				out[o++] = '&';
+		}
 		i = end + 1;
+	}
+	if (cut) {
+		/* a cut query says so, and never ends in a half pair that looks whole */
+		if (o && out[o - 1] == '&')
+			o--;
+		memcpy(out + o, "...", 3);
+		o += 3;
 	}
 	out[o] = '\0';
 }

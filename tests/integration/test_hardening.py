@@ -286,3 +286,20 @@ def test_server_is_not_dumpable(server, name):
     out = subprocess.run(["/usr/bin/python3", "-c", probe], preexec_fn=_as_nobody,
                          capture_output=True, text=True, timeout=t(10))
     assert "read environ" not in out.stdout and "read mem" not in out.stdout, out
+
+
+def test_long_query_cut_visibly_token_never_logged(server, tmp_path):
+    tok = tmp_path / "tok"
+    tok.write_text("s3cr3t-value\n")
+    srv = server("ws-echo", "--token-file", str(tok))
+    q = "&".join("k%03d=%s" % (i, "v" * 20) for i in range(40)) + "&token=s3cr3t-value"
+    c = wsraw.RawClient(srv.port)
+    assert c.handshake("/?" + q).status == 101
+    c.close()
+    deadline = time.monotonic() + t(5)
+    while " open " not in srv.log_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    line = [x for x in srv.log_text().splitlines() if " open " in x][0]
+    assert "s3cr3t" not in line
+    assert "..." in line, line
+    assert "&..." not in line

@@ -145,11 +145,13 @@ def no_duplicates(pairs):
 
 def logged_as(logged, sent):
     """The open line shows the path sent, or a cut of it: by the logger (which
-    says so) or by the server's query redaction (which keeps 500+ bytes)."""
+    says so) or by the server's query redaction (which keeps 490+ bytes and
+    ends the cut with "...")."""
     if logged == sent:
         return True
-    cut = logged[:-1] if logged[-1:] in ("&", b"&") else logged  # redaction ends a cut with &
-    return sent.startswith(cut) and len(cut) >= 500
+    dots = "..." if isinstance(logged, str) else b"..."
+    cut = logged[:-3] if logged.endswith(dots) else logged
+    return sent.startswith(cut) and len(cut) >= 490
 
 
 def check_json(lines, sent):
