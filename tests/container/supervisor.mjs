@@ -262,6 +262,18 @@ export async function run(h, ctx) {
   await refusedOnce("WS_SERVICES='e*' (would glob to the service dir's event/)", { WS_SERVICES: 'e*' },
     'echo', /WS_SERVICES names an unknown service 'e\*'/);
 
+  const unpriv = new Tree({ root: ctx.root, build: ctx.build, ports, services: ['rpc'], env: { WS_RPC_TOKEN: TOKEN, WS_RPC_USER: 'nobody' } });
+  ctx.cleanup(() => unpriv.cleanup());
+  await h.check('WS_RPC_USER=nobody: ws-rpc runs unprivileged, no commands\' user forced on it (WS_RUN_AS needs root), exec works', async () => {
+    await unpriv.start();
+    await unpriv.waitReady(['rpc']);
+    const pid = (await unpriv.status('rpc')).pid;
+    assertEqual(environOf(pid).WS_RUN_AS, undefined, 'WS_RUN_AS of an unprivileged ws-rpc');
+    assert(/^Uid:\s+65534\b/m.test(readFileSync(`/proc/${pid}/status`, 'utf8')), 'ws-rpc runs as nobody');
+    await rpcCheck(rpcUrl);
+    assertEqual((await unpriv.stop(5_000)).code, 0, 's6-svscan exit');
+  });
+
   const odd = new Tree({
     root: ctx.root, build: ctx.build, ports, services: ['echo', 'rpc'],
     env: { WS_SERVICES: ' echo ,, rpc\t', WS_RPC_TOKEN: TOKEN, HOSTILE: 'x\nWS_RPC_X=1\nWS_ECHO_Y=2\nWS_SERVICES=broadcast' },

@@ -53,7 +53,7 @@ export class Tree {
       WS_BROADCAST_PORT: String(ports.broadcast),
       WS_RPC_PORT: String(ports.rpc),
       WS_BROADCAST_DB: join(this.dir, 'rooms.db'),
-      ...execUser(),
+      ...(env.WS_RPC_USER ? {} : execUser()), // an unprivileged ws-rpc runs commands as itself
       ...env,
     };
     this.ports = ports;
