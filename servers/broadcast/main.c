@@ -63,7 +63,7 @@ struct room {
 	struct room *hnext;
 	struct member *members;
 	uint64_t next_seq;
-	uint64_t committed_seq;   /* next_seq as of the last commit: where a failed turn goes back */
+	uint64_t committed_seq;   /* next_seq at the last commit: where a failed turn goes back */
 	uint32_t count;
 	char name[NAME_MAX_LEN + 1];
 };
@@ -135,8 +135,8 @@ escaped_len(const char *s, size_t n)
 	size_t out = n;
 	for (size_t i = 0; i < n; i++) {
 		uint8_t ch = (uint8_t)s[i];
-		if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' || ch == '\n' || ch == '\r' ||
-		    ch == '\t')
+		if (ch == '"' || ch == '\\' || ch == '\b' || ch == '\f' || ch == '\n' ||
+		    ch == '\r' || ch == '\t')
 			out += 1;
 		else if (ch < 0x20)
 			out += 5;
@@ -703,7 +703,7 @@ bc_message(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data, size_
 			chat(bc, m, (const char *)data, len);
 		return;
 	}
-	/* JSON: the client's escaping is not ours (\u00e9 for 2 bytes); --max-message bounds the parse */
+	/* JSON: the client's escaping is not ours (\u00e9): --max-message bounds the parse */
 	json_t *obj = json_loadb((const char *)data, len, JSON_ALLOW_NUL, NULL);
 	const char *type = json_string_value(json_object_get(obj, "type"));
 	json_t *text = json_object_get(obj, "text");
@@ -819,7 +819,8 @@ bc_http(void *app, struct ws_conn *c, const struct ws_http_request *req)
 		bool ok = put(b, "{\"room\":") && put_str(b, name, n) && put(b, ",\"count\":") &&
 			  put_uint(b, r ? r->count : 0) && put(b, ",\"members\":[");
 		for (struct member *m = r ? r->members : NULL; ok && m; m = m->next)
-			ok = (m == r->members || put(b, ",")) && put_str(b, m->user, strlen(m->user));
+			ok = (m == r->members || put(b, ",")) &&
+			     put_str(b, m->user, strlen(m->user));
 		ok = ok && put(b, "],\"last_seq\":") && put_uint(b, next - 1) && put(b, "}");
 		respond_scratch(bc, c, ok);
 		return true;
@@ -852,7 +853,7 @@ bc_metrics(void *app, struct ws_buf *out)
 			 "--max-welcome.\n"
 			 "# TYPE ws_broadcast_history_cut_total counter\n"
 			 "ws_broadcast_history_cut_total %llu\n"
-			 "# HELP ws_broadcast_fanout_limited_total Messages refused by --max-fanout.\n"
+			 "# HELP ws_broadcast_fanout_limited_total Messages over --max-fanout.\n"
 			 "# TYPE ws_broadcast_fanout_limited_total counter\n"
 			 "ws_broadcast_fanout_limited_total %llu\n"
 			 "# HELP ws_broadcast_db_commits_total Database transactions committed.\n"
@@ -864,7 +865,8 @@ bc_metrics(void *app, struct ws_buf *out)
 			 bc->active_rooms, (unsigned long long)bc_store_room_count(bc->store),
 			 (unsigned long long)bc->persisted, (unsigned long long)bc->failed[0],
 			 (unsigned long long)bc->failed[1], (unsigned long long)bc->failed[2],
-			 (unsigned long long)bc->welcomes_cut, (unsigned long long)bc->fanout_limited,
+			 (unsigned long long)bc->welcomes_cut,
+			 (unsigned long long)bc->fanout_limited,
 			 (unsigned long long)bc_store_commits(bc->store),
 			 (unsigned long long)bc_store_errors(bc->store));
 	if (n > 0 && (size_t)n < sizeof(s))
@@ -918,7 +920,8 @@ static const struct ws_option bc_opts[] = {
 	{ "max-room-members", "WS_MAX_ROOM_MEMBERS", "N", WS_OPT_UINT, OPT(max_room_members), 1,
 	  10000000, "connections in one room; over it: 503", NULL },
 	{ "max-chat-message", "WS_MAX_CHAT_MESSAGE", "BYTES", WS_OPT_SIZE, OPT(max_chat_message),
-	  1, 1u << 30, "longest chat text, JSON-escaped; longer gets an error, the connection stays",
+	  1, 1u << 30, "longest chat text, JSON-escaped; longer gets an error, the connection "
+	  "stays",
 	  NULL },
 	{ "max-welcome", "WS_MAX_WELCOME", "BYTES", WS_OPT_SIZE, OPT(max_welcome), 1024, 1u << 30,
 	  "a welcome or history page, at most (and at most half of --send-queue); history past "
@@ -986,9 +989,9 @@ main(int argc, char **argv)
 	bc.welcome_max = bc.opt.max_welcome < cfg.send_queue / 2 ? bc.opt.max_welcome
 								 : cfg.send_queue / 2;
 	bc.sweep_ms = SWEEP_MAX_MS;
-	if (bc.opt.room_expiry_ms && bc.opt.room_expiry_ms / 2 < bc.sweep_ms)
-		bc.sweep_ms = bc.opt.room_expiry_ms / 2 < SWEEP_BUSY_MS ? SWEEP_BUSY_MS
-									 : bc.opt.room_expiry_ms / 2;
+	uint32_t half_expiry = bc.opt.room_expiry_ms / 2;
+	if (bc.opt.room_expiry_ms && half_expiry < bc.sweep_ms)
+		bc.sweep_ms = half_expiry < SWEEP_BUSY_MS ? SWEEP_BUSY_MS : half_expiry;
 
 	char err[512];
 	struct bc_store_limits lim = {

@@ -180,8 +180,9 @@ write_failed(struct bc_store *st, int rc, const char *what)
 		s = BC_STORE_ERROR;
 	st->errors++;
 	/* one line when the store starts failing, not one per message while it does */
-	ws_log(st->failing ? WS_LOG_DEBUG : WS_LOG_ERROR, "db-error op=\"%s\" status=%s error=\"%s\"",
-	       what, s == BC_STORE_BUSY ? "busy" : s == BC_STORE_FULL ? "full" : "error",
+	ws_log(st->failing ? WS_LOG_DEBUG : WS_LOG_ERROR,
+	       "db-error op=\"%s\" status=%s error=\"%s\"", what,
+	       s == BC_STORE_BUSY ? "busy" : s == BC_STORE_FULL ? "full" : "error",
 	       sqlite3_errmsg(st->db));
 	st->failing = true;
 	if (!sqlite3_get_autocommit(st->db))
