@@ -2,7 +2,7 @@
 // ulimits within the host's, storage under the cache dir (so layers and the
 // base image survive between runs), --network host only.
 
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -28,13 +28,39 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 events_logger = "file"
 `);
+  const { driver, options } = storageDriver(dir);
+  // one graphroot per driver: podman refuses a store made by another one
+  const graph = driver === 'overlay' && !options ? 'storage' : `storage-${driver}${options ? '-fuse' : ''}`;
   writeFileSync(join(dir, 'storage.conf'), `[storage]
-driver = "overlay"
-graphroot = "${join(dir, 'storage')}"
-runroot = "/run/sandbox-ws-podman"
-`);
+driver = "${driver}"
+graphroot = "${join(dir, graph)}"
+runroot = "/run/sandbox-ws-podman${graph === 'storage' ? '' : `-${graph}`}"
+${options || ''}`);
+  process.env.WS_PODMAN_STORAGE = `${driver}${options ? ' (fuse-overlayfs)' : ''}`;
   process.env.CONTAINERS_CONF = join(dir, 'containers.conf');
   process.env.CONTAINERS_STORAGE_CONF = join(dir, 'storage.conf');
+}
+
+/**
+ * The storage driver: overlay, except where DIR itself is on overlayfs (the
+ * machine is a container: a CI runner, a dev container), where the kernel's
+ * overlay cannot stack ("a mount_program is required"): fuse-overlayfs when
+ * it and /dev/fuse are there, else vfs (slower, always works).
+ * WS_PODMAN_DRIVER=overlay|fuse-overlayfs|vfs overrides.
+ */
+function storageDriver(dir) {
+  const fuse = { driver: 'overlay', options: '[storage.options.overlay]\nmount_program = "/usr/bin/fuse-overlayfs"\n' };
+  const forced = process.env.WS_PODMAN_DRIVER;
+  if (forced === 'vfs') return { driver: 'vfs' };
+  if (forced === 'fuse-overlayfs') return fuse;
+  if (forced === 'overlay') return { driver: 'overlay' };
+  let fstype = '';
+  try {
+    fstype = execFileSync('stat', ['-f', '-c', '%T', dir], { encoding: 'utf8' }).trim();
+  } catch { /* unknown: assume a plain file system */ }
+  if (fstype !== 'overlayfs') return { driver: 'overlay' };
+  if (existsSync('/usr/bin/fuse-overlayfs') && existsSync('/dev/fuse')) return fuse;
+  return { driver: 'vfs' };
 }
 
 /** podman ARGS...; resolves with stdout, rejects with its stderr. */
