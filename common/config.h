@@ -61,6 +61,7 @@ struct ws_config {
 	uint32_t max_connections;
 	uint32_t max_connections_per_ip;
 	uint64_t send_queue;
+	uint64_t max_queued;        /* --max-queued: all connections' queues together */
 	uint32_t rate_limit;
 	uint32_t rate_burst;         /* 0: derived from rate_limit */
 	uint32_t ping_interval_ms;

@@ -32,17 +32,28 @@ struct ip_slot {
 	uint32_t count;
 };
 
+/* Keeps srv->queued, the bytes queued to every peer, in step with c->out. */
+static void
+account(struct ws_conn *c)
+{
+	c->srv->queued += c->out.len;
+	c->srv->queued -= c->counted;
+	c->counted = c->out.len;
+}
+
 static void
 kill_async(struct ws_conn *c)
 {
 	c->flags |= CONN_DEAD;
 	c->out.len = 0;
+	account(c);
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
 static void
 mark_dirty(struct ws_conn *c)
 {
+	account(c);
 	if (c->flags & CONN_DIRTY)
 		return;
 	c->flags |= CONN_DIRTY;
@@ -114,6 +125,7 @@ flush(struct ws_conn *c)
 		kill_async(c);
 		return;
 	}
+	account(c);
 	if (c->out.len == 0) {
 		if (c->state == CONN_CLOSING && !(c->flags & CONN_SHUT_WR)) {
 			/*
@@ -330,6 +342,12 @@ ws_conn_respond(struct ws_conn *c, int status, const char *content_type,
 {
 	if (c->state != CONN_HTTP)
 		return;
+	if (c->srv->queued + len > c->srv->cfg->max_queued) {
+		/* answers held for peers that do not read count against the total too */
+		ws_metrics_reject(&c->srv->metrics, WS_REJECT_CAPACITY);
+		kill_async(c);
+		return;
+	}
 	ws_log(status >= 400 ? WS_LOG_INFO : WS_LOG_DEBUG, "http id=%llu addr=%s status=%d",
 	       (unsigned long long)c->id, ws_conn_addr(c), status);
 	c->srv->metrics.http_requests++;
@@ -657,6 +675,8 @@ gone(struct ws_server *srv, struct ws_conn *c)
 	if (c->next)
 		c->next->prev = c->prev;
 	ws_buf_finish(&c->in);
+	c->out.len = 0;
+	account(c);
 	ws_buf_finish(&c->out);
 	ws_rx_finish(&c->rx);
 	srv->sockets--;
@@ -760,8 +780,15 @@ room_for(struct ws_conn *c, size_t n)
 	 * A message alone is bounded by its maker (a welcome, a command's
 	 * result); the queue bounds what piles up behind it.
 	 */
-	if (c->out.len <= LONE_SLACK || (uint64_t)c->out.len + n <= c->srv->cfg->send_queue)
+	uint64_t total = c->srv->queued + n;
+	if (c->out.len <= LONE_SLACK ||
+	    ((uint64_t)c->out.len + n <= c->srv->cfg->send_queue &&
+	     total <= c->srv->cfg->max_queued))
 		return true;
+	/*
+	 * Over its own queue, or over the server's total with a backlog of its
+	 * own: many slow readers together cannot hold more than --max-queued.
+	 */
 	c->srv->metrics.slow_consumers++;
 	ws_log(WS_LOG_INFO, "slow-consumer id=%llu addr=%s queued=%u", (unsigned long long)c->id,
 	       ws_conn_addr(c), c->out.len);

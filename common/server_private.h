@@ -49,6 +49,7 @@ struct ws_conn {
 	uint32_t last_rx;              /* any bytes, pongs included */
 	uint32_t last_msg;             /* a whole message */
 	uint32_t ping_sent;
+	uint32_t counted;              /* c->out.len as srv->queued last counted it */
 	uint16_t close_code;           /* for metrics and the log line */
 	uint8_t state;
 	uint8_t flags;
@@ -78,6 +79,7 @@ struct ws_server {
 	uint32_t now;                   /* ms since start; refreshed per read and per sweep */
 	uint32_t sweep_ms;              /* keepalive/idle/trim sweep period */
 	uint32_t sockets;               /* accepted sockets, HTTP included */
+	uint64_t queued;                /* bytes queued to all peers (sum of c->out.len) */
 	uint32_t pause_bytes;           /* queued output past which a peer is not read */
 	bool draining;
 	bool stopping;

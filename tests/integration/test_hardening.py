@@ -303,3 +303,45 @@ def test_long_query_cut_visibly_token_never_logged(server, tmp_path):
     assert "s3cr3t" not in line
     assert "..." in line, line
     assert "&..." not in line
+
+
+# =============================================================================
+# all slow readers together (issue 9: one client, or many, must not balloon memory)
+
+@pytest.mark.ws_timeout(90)
+def test_total_queued_bound_closes_slow_readers(server):
+    # each reader's own queue (1m) is never reached: echo stops reading a peer
+    # at 256k queued, so a 1008 here can only come from the total (512k)
+    srv = server("ws-echo", "--send-queue", "1m", "--max-message", "64k",
+                 "--max-queued", "512k")
+    frame = wsraw.build_frame(wsraw.OP_BINARY, os.urandom(64 * 1024))
+    readers = []
+    for _ in range(6):
+        c = wsraw.RawClient(srv.port, rcvbuf=4096, timeout=5)
+        assert c.handshake("/").status == 101
+        readers.append(c)
+    rss0 = srv.rss_kib()
+    for c in readers:
+        c.sock.settimeout(t(1))
+        for _ in range(64):  # 4 MiB each (past the kernel buffers), never reading
+            try:
+                c.sock.sendall(frame)
+            except (socket.timeout, OSError):
+                break
+    codes = []
+    for c in readers:
+        try:
+            f, _ = c.wait_close(timeout=2, allow=(wsraw.OP_BINARY, wsraw.OP_CONT))
+            codes.append(f.close_code)
+        except Exception:  # still open: its share fit
+            codes.append(None)
+    assert 1008 in codes, codes
+    growth = srv.rss_kib() - rss0
+    if not os.environ.get("WS_VALGRIND"):
+        assert growth < 16 * 1024, "RSS grew %d KiB with --max-queued 512k" % growth
+    # a new client is served as usual
+    fresh = wsraw.connect(srv.port)
+    fresh.echo(wsraw.OP_TEXT, b"still here")
+    m = wsraw.http(srv.port, "/metrics")
+    assert b"slow" in m.body
+    assert srv.alive()
