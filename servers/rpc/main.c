@@ -360,7 +360,7 @@ main(int argc, char **argv)
 	int rc = ws_sandbox_create(&r.sandbox, &sandbox, err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "error: %s\n", err);
-		return rc == -EINVAL || rc == -ENOENT || rc == -EPERM ? WS_EXIT_USAGE
+		return rc == -EINVAL || rc == -ENOENT || rc == -EPERM || rc == -ESRCH ? WS_EXIT_USAGE
 								      : WS_EXIT_SYSTEM;
 	}
 	r.pid = getpid();

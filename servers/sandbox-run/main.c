@@ -342,7 +342,8 @@ main(int argc, char **argv)
 	if (rc != 0) {
 		complain("%s", err);
 		/* a bad policy file, path or user is the operator's to fix */
-		bool usage_error = rc == -EINVAL || rc == -ENOENT || rc == -EPERM;
+		/* a missing user is the machine's set-up: no retry will fix it (s6: 100) */
+		bool usage_error = rc == -EINVAL || rc == -ENOENT || rc == -EPERM || rc == -ESRCH;
 		return usage_error ? WS_EXIT_USAGE : WS_EXIT_SYSTEM;
 	}
 	int status = WS_EXIT_SYSTEM;

@@ -104,7 +104,7 @@ def test_missing_dedicated_user_stops_the_start(passwd_without_user):  # noqa: F
         pytest.skip("ws-rpc is not built")
     r = without_user(passwd_without_user, [rpchelp.BINARY, "--no-auth", "--port", "0"],
                      env=rpchelp.clean_env(), stdin=subprocess.DEVNULL)
-    assert r.returncode == rpchelp.EXIT_SYSTEM, (r.returncode, r.stderr)
+    assert r.returncode == rpchelp.EXIT_USAGE, (r.returncode, r.stderr)
     assert "'%s', which does not exist" % COMMAND_USER in r.stderr, r.stderr
 
 

@@ -74,9 +74,10 @@ def without_user(passwd, argv, **kw):
                            passwd] + argv, capture_output=True, text=True, timeout=30, **kw)
 
 
-def test_missing_dedicated_user_is_a_system_error_naming_it(passwd_without_user):
+def test_missing_dedicated_user_is_a_usage_error_naming_it(passwd_without_user):
+    # 100, not 111: a supervisor must not retry what only an operator can fix
     r = without_user(passwd_without_user, [need(SANDBOX_RUN), "--", "true"])
-    assert r.returncode == 111, (r.returncode, r.stderr)
+    assert r.returncode == 100, (r.returncode, r.stderr)
     assert "'%s', which does not exist" % COMMAND_USER in r.stderr
     assert "useradd --system" in r.stderr and "--run-as" in r.stderr
     # an operator who asked for root still runs
