@@ -10,7 +10,7 @@
 #include <sys/prctl.h>
 
 #define OFF(field) offsetof(struct ws_config, field)
-#define SEC(s) ((uint64_t)(s) * 1000u)
+#define SEC(s) (1000u * (uint64_t)(s))
 
 static bool
 check_level(const char *v)
@@ -266,8 +266,13 @@ apply(const struct ws_option *o, void *target, const char *v, const char *from,
 bad:
 	if (o->type == WS_OPT_UINT || o->type == WS_OPT_SIZE || o->type == WS_OPT_SECONDS) {
 		bool sec = o->type == WS_OPT_SECONDS;
+		const char *what = "a number";
+		if (sec)
+			what = "seconds";
+		else if (o->type == WS_OPT_SIZE)
+			what = "a size";
 		fprintf(stderr, "error: %s: invalid value '%s' (expected %s from %llu to %llu)\n",
-			from, v, sec ? "seconds" : o->type == WS_OPT_SIZE ? "a size" : "a number",
+			from, v, what,
 			(unsigned long long)(sec ? o->min / 1000 : o->min),
 			(unsigned long long)(sec ? o->max / 1000 : o->max));
 	} else {

@@ -847,8 +847,11 @@ render_json(const struct parsed *ps, struct line *l, unsigned lvl, const char *t
 		puts_(l, body_end, name);
 		puts_(l, body_end, "\":");
 		size_t end = min_size(body_end, l->len + VALUE_OUT_MAX);
-		bool whole = f->kind == FIELD_FREE ? json_free_text(ps, l, end)
-						  : json_value(l, end, value(ps, f), f->n) && !f->cut;
+		bool whole;
+		if (f->kind == FIELD_FREE)
+			whole = json_free_text(ps, l, end);
+		else
+			whole = json_value(l, end, value(ps, f), f->n) && !f->cut;
 		if (!whole)
 			truncated = true;
 	}

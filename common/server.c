@@ -18,11 +18,9 @@
 #include <unistd.h>
 #include <uv.h>
 
-extern char **environ;
-
+#include "clock.h"
 #include "listen.h"
 #include "log.h"
-#include "clock.h"
 #include "notify.h"
 #include "page.h"
 #include "server_private.h"

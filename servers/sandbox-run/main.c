@@ -221,8 +221,9 @@ print_policy(const struct ws_sandbox *sb, const struct options *o)
 	const char *user = ws_sandbox_user(sb);
 	printf("# profile %s, backend %s\n", ws_sandbox_profile_name(o->sandbox.profile),
 	       ws_sandbox_backend_name(sb));
-	printf("# user %s\n", user ? user : ws_sandbox_runs_as_root(sb) ? "root (the caller's)"
-								      : "the caller's");
+	if (!user)
+		user = ws_sandbox_runs_as_root(sb) ? "root (the caller's)" : "the caller's";
+	printf("# user %s\n", user);
 	if (cg)
 		printf("# pids cgroup %s\n", cg);
 	else
