@@ -10,9 +10,9 @@
 #include <stdint.h>
 
 struct ws_buf {
-	uint8_t *data;   /* owned; NULL until first reserve */
-	uint32_t head;   /* bytes consumed from the front */
-	uint32_t len;    /* bytes held, from data + head */
+	uint8_t *data; /* owned; NULL until first reserve */
+	uint32_t head; /* bytes consumed from the front */
+	uint32_t len;  /* bytes held, from data + head */
 	uint32_t cap;
 };
 

@@ -33,36 +33,32 @@ static const struct ws_option common_opts[] = {
 	  "TCP port (0: any free port, logged)", NULL },
 	{ "notify-fd", "WS_NOTIFY_FD", "FD", WS_OPT_UINT, OFF(notify_fd), 0, 65535,
 	  "write \"\\n\" to FD and close it once listening (s6 readiness)", NULL },
-	{ "max-message", "WS_MAX_MESSAGE", "BYTES", WS_OPT_SIZE, OFF(max_message), 1,
-	  1ull << 30, "largest message after reassembly; larger: close 1009", NULL },
-	{ "max-connections", "WS_MAX_CONNECTIONS", "N", WS_OPT_UINT, OFF(max_connections),
-	  1, 1000000, "open connections; one more gets 503", NULL },
+	{ "max-message", "WS_MAX_MESSAGE", "BYTES", WS_OPT_SIZE, OFF(max_message), 1, 1ull << 30,
+	  "largest message after reassembly; larger: close 1009", NULL },
+	{ "max-connections", "WS_MAX_CONNECTIONS", "N", WS_OPT_UINT, OFF(max_connections), 1,
+	  1000000, "open connections; one more gets 503", NULL },
 	{ "max-connections-per-ip", "WS_MAX_CONNECTIONS_PER_IP", "N", WS_OPT_UINT,
 	  OFF(max_connections_per_ip), 0, 1000000,
 	  "open connections per remote address, 0 = no limit; over: 503", NULL },
-	{ "send-queue", "WS_SEND_QUEUE", "BYTES", WS_OPT_SIZE, OFF(send_queue), 1024,
-	  1ull << 31, "bytes queued to a slow reader; over: close 1008", NULL },
+	{ "send-queue", "WS_SEND_QUEUE", "BYTES", WS_OPT_SIZE, OFF(send_queue), 1024, 1ull << 31,
+	  "bytes queued to a slow reader; over: close 1008", NULL },
 	{ "max-queued", "WS_MAX_QUEUED", "BYTES", WS_OPT_SIZE, OFF(max_queued), 64 * 1024,
-	  1ull << 40, "bytes queued to all slow readers together; over: the one sent to closes 1008",
-	  NULL },
+	  1ull << 40,
+	  "bytes queued to all slow readers together; over: the one sent to closes 1008", NULL },
 	{ "rate-limit", "WS_RATE_LIMIT", "N", WS_OPT_UINT, OFF(rate_limit), 0, 10000000,
 	  "messages per second per connection, 0 = off", NULL },
 	{ "rate-burst", "WS_RATE_BURST", "N", WS_OPT_UINT, OFF(rate_burst), 0, 10000000,
 	  "token bucket size (default: 2 x rate)", NULL },
-	{ "ping-interval", "WS_PING_INTERVAL", "SECONDS", WS_OPT_SECONDS,
-	  OFF(ping_interval_ms), 0, SEC(86400),
-	  "ping a silent peer this often; no answer by the next: close, 0 = off", NULL },
-	{ "idle-timeout", "WS_IDLE_TIMEOUT", "SECONDS", WS_OPT_SECONDS,
-	  OFF(idle_timeout_ms), 0, SEC(86400 * 7),
-	  "close after this long without a message, 0 = off", NULL },
+	{ "ping-interval", "WS_PING_INTERVAL", "SECONDS", WS_OPT_SECONDS, OFF(ping_interval_ms), 0,
+	  SEC(86400), "ping a silent peer this often; no answer by the next: close, 0 = off",
+	  NULL },
+	{ "idle-timeout", "WS_IDLE_TIMEOUT", "SECONDS", WS_OPT_SECONDS, OFF(idle_timeout_ms), 0,
+	  SEC(86400 * 7), "close after this long without a message, 0 = off", NULL },
 	{ "handshake-timeout", "WS_HANDSHAKE_TIMEOUT", "SECONDS", WS_OPT_SECONDS,
-	  OFF(handshake_timeout_ms), 1000, SEC(3600),
-	  "time allowed for the HTTP request", NULL },
-	{ "drain-timeout", "WS_DRAIN_TIMEOUT", "SECONDS", WS_OPT_SECONDS,
-	  OFF(drain_timeout_ms), 0, SEC(3600),
-	  "on SIGTERM/SIGINT, how long clients get to close", NULL },
-	{ "allowed-origin", "WS_ALLOWED_ORIGIN", "ORIGIN", WS_OPT_LIST,
-	  OFF(allowed_origins), 0, 0,
+	  OFF(handshake_timeout_ms), 1000, SEC(3600), "time allowed for the HTTP request", NULL },
+	{ "drain-timeout", "WS_DRAIN_TIMEOUT", "SECONDS", WS_OPT_SECONDS, OFF(drain_timeout_ms), 0,
+	  SEC(3600), "on SIGTERM/SIGINT, how long clients get to close", NULL },
+	{ "allowed-origin", "WS_ALLOWED_ORIGIN", "ORIGIN", WS_OPT_LIST, OFF(allowed_origins), 0, 0,
 	  "repeatable; an upgrade from any other Origin gets 403", NULL },
 	{ "token-file", NULL, "PATH", WS_OPT_STRING, OFF(token_file), 0, 0,
 	  "require this token (WS_TOKEN: the token itself); else 401", NULL },
@@ -151,11 +147,25 @@ ws_config_parse_size(const char *s, uint64_t *out)
 		return false;
 	unsigned shift = 0;
 	switch (*end) {
-	case '\0': break;
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	default: return false;
+	case '\0':
+		break;
+	case 'k':
+	case 'K':
+		shift = 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		shift = 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		shift = 30;
+		end++;
+		break;
+	default:
+		return false;
 	}
 	if (*end || (shift && v > (UINT64_MAX >> shift)))
 		return false;
@@ -167,8 +177,7 @@ bool
 ws_config_parse_seconds(const char *s, uint32_t *ms)
 {
 	/* digits, a point and an exponent: no sign in front, no hex, "inf" or "nan" */
-	if (!((*s >= '0' && *s <= '9') || *s == '.') ||
-	    strspn(s, "0123456789.eE+-") != strlen(s))
+	if (!((*s >= '0' && *s <= '9') || *s == '.') || strspn(s, "0123456789.eE+-") != strlen(s))
 		return false;
 	char *end;
 	errno = 0;
@@ -204,8 +213,7 @@ list_add(struct ws_strlist *l, const char *v)
 
 /* Stores one value; `from` names its source for the error line. */
 static bool
-apply(const struct ws_option *o, void *target, const char *v, const char *from,
-      bool from_env)
+apply(const struct ws_option *o, void *target, const char *v, const char *from, bool from_env)
 {
 	void *dst = (char *)target + o->offset;
 	uint64_t n;
@@ -272,8 +280,7 @@ bad:
 		else if (o->type == WS_OPT_SIZE)
 			what = "a size";
 		fprintf(stderr, "error: %s: invalid value '%s' (expected %s from %llu to %llu)\n",
-			from, v, what,
-			(unsigned long long)(sec ? o->min / 1000 : o->min),
+			from, v, what, (unsigned long long)(sec ? o->min / 1000 : o->min),
 			(unsigned long long)(sec ? o->max / 1000 : o->max));
 	} else {
 		fprintf(stderr, "error: %s: invalid value '%s'\n", from, v);
@@ -284,8 +291,8 @@ bad:
 static void
 usage(const char *name, const char *summary, const struct ws_option_table *t, size_t nt)
 {
-	printf("Usage: %s [OPTION]...\n%s\n\nOptions (environment variable in brackets):\n",
-	       name, summary);
+	printf("Usage: %s [OPTION]...\n%s\n\nOptions (environment variable in brackets):\n", name,
+	       summary);
 	for (size_t i = 0; i < nt; i++) {
 		for (size_t j = 0; j < t[i].n; j++) {
 			const struct ws_option *o = &t[i].opts[j];
@@ -296,8 +303,8 @@ usage(const char *name, const char *summary, const struct ws_option_table *t, si
 			       o->env ? o->env : "", o->env ? "]" : "");
 		}
 	}
-	printf("  %-34s %s\n  %-34s %s\n", "--help", "show this help and exit",
-	       "--version", "show the version and exit");
+	printf("  %-34s %s\n  %-34s %s\n", "--help", "show this help and exit", "--version",
+	       "show the version and exit");
 	printf("\nExit status: 0 clean stop, 100 bad usage, 111 a system call failed.\n");
 }
 
@@ -357,8 +364,8 @@ take_env_token(struct ws_config *cfg)
 }
 
 enum ws_config_result
-ws_config_parse(struct ws_config *cfg, const struct ws_option_table *extra,
-		const char *name, const char *summary, int argc, char **argv)
+ws_config_parse(struct ws_config *cfg, const struct ws_option_table *extra, const char *name,
+		const char *summary, int argc, char **argv)
 {
 	struct ws_option_table tables[2] = {
 		{ common_opts, sizeof(common_opts) / sizeof(common_opts[0]), cfg },
@@ -431,8 +438,8 @@ ws_config_parse(struct ws_config *cfg, const struct ws_option_table *extra,
 				const struct ws_option *o = &tables[i].opts[idx];
 				char from[80];
 				snprintf(from, sizeof(from), "--%s", o->name);
-				if (!apply(o, tables[i].target, o->type == WS_OPT_FLAG ? "1" : optarg,
-					   from, false))
+				if (!apply(o, tables[i].target,
+					   o->type == WS_OPT_FLAG ? "1" : optarg, from, false))
 					goto error;
 				break;
 			}

@@ -18,29 +18,29 @@
 #define WS_EXIT_SYSTEM 111
 
 enum ws_opt_type {
-	WS_OPT_STRING,   /* const char * */
-	WS_OPT_UINT,     /* uint32_t, within [min, max] */
-	WS_OPT_SIZE,     /* uint64_t bytes, k/m/g suffixes, within [min, max] */
-	WS_OPT_SECONDS,  /* uint32_t milliseconds; given as seconds, fractions allowed */
-	WS_OPT_FLAG,     /* bool, takes no value (env: 1/true/yes or 0/false/no) */
-	WS_OPT_LIST,     /* struct ws_strlist; repeatable, each value comma-separated */
+	WS_OPT_STRING,  /* const char * */
+	WS_OPT_UINT,    /* uint32_t, within [min, max] */
+	WS_OPT_SIZE,    /* uint64_t bytes, k/m/g suffixes, within [min, max] */
+	WS_OPT_SECONDS, /* uint32_t milliseconds; given as seconds, fractions allowed */
+	WS_OPT_FLAG,    /* bool, takes no value (env: 1/true/yes or 0/false/no) */
+	WS_OPT_LIST,    /* struct ws_strlist; repeatable, each value comma-separated */
 };
 
 struct ws_strlist {
 	const char **v;
 	size_t n;
-	bool from_flags;  /* the command line has given items (they replace the env's) */
-	char **owned;     /* the split copies the items point into */
+	bool from_flags; /* the command line has given items (they replace the env's) */
+	char **owned;    /* the split copies the items point into */
 	size_t nowned;
 };
 
 struct ws_option {
-	const char *name;     /* long flag without dashes */
-	const char *env;      /* twin variable, or NULL */
-	const char *arg;      /* value placeholder for --help */
+	const char *name; /* long flag without dashes */
+	const char *env;  /* twin variable, or NULL */
+	const char *arg;  /* value placeholder for --help */
 	enum ws_opt_type type;
-	size_t offset;        /* into the table's target struct */
-	uint64_t min, max;    /* numeric bounds (SECONDS: in milliseconds) */
+	size_t offset;     /* into the table's target struct */
+	uint64_t min, max; /* numeric bounds (SECONDS: in milliseconds) */
 	const char *help;
 	/* optional extra check of a STRING value; returns false to reject */
 	bool (*check)(const char *value);
@@ -56,26 +56,26 @@ struct ws_option_table {
 struct ws_config {
 	const char *host;
 	uint32_t port;
-	uint32_t notify_fd;          /* UINT32_MAX when unset */
+	uint32_t notify_fd; /* UINT32_MAX when unset */
 	uint64_t max_message;
 	uint32_t max_connections;
 	uint32_t max_connections_per_ip;
 	uint64_t send_queue;
-	uint64_t max_queued;        /* --max-queued: all connections' queues together */
+	uint64_t max_queued; /* --max-queued: all connections' queues together */
 	uint32_t rate_limit;
-	uint32_t rate_burst;         /* 0: derived from rate_limit */
+	uint32_t rate_burst; /* 0: derived from rate_limit */
 	uint32_t ping_interval_ms;
 	uint32_t idle_timeout_ms;
 	uint32_t handshake_timeout_ms;
 	uint32_t drain_timeout_ms;
 	struct ws_strlist allowed_origins;
 	const char *token_file;
-	const char *token;           /* WS_TOKEN, or the file's first line */
-	char *token_owned;           /* the latter, freed by ws_config_finish */
+	const char *token; /* WS_TOKEN, or the file's first line */
+	char *token_owned; /* the latter, freed by ws_config_finish */
 	const char *log_level;
 	const char *log_format;
-	bool no_self_sandbox;         /* skip the server's own seccomp filter */
-	bool debug_exec_after_start;  /* test hook (builds without NDEBUG): try execve once serving */
+	bool no_self_sandbox;        /* skip the server's own seccomp filter */
+	bool debug_exec_after_start; /* test hook (builds without NDEBUG): try execve once serving */
 
 	/* derived by ws_config_parse */
 	enum ws_log_level level;
@@ -97,10 +97,8 @@ enum ws_config_result {
  * own table. `name` and `summary` head --help. Strings in the result point
  * into argv, the environment or the heap and live until exit.
  */
-enum ws_config_result ws_config_parse(struct ws_config *cfg,
-				      const struct ws_option_table *extra,
-				      const char *name, const char *summary,
-				      int argc, char **argv);
+enum ws_config_result ws_config_parse(struct ws_config *cfg, const struct ws_option_table *extra,
+				      const char *name, const char *summary, int argc, char **argv);
 
 /* The exit status for a result other than WS_CONFIG_RUN (0, 100 or 111). */
 int ws_config_exit_status(enum ws_config_result r);

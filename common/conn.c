@@ -337,8 +337,8 @@ feed(struct ws_conn *c, uint8_t *p, size_t n)
 /* ---- HTTP ---- */
 
 void
-ws_conn_respond(struct ws_conn *c, int status, const char *content_type,
-		const char *extra_headers, const void *body, size_t len)
+ws_conn_respond(struct ws_conn *c, int status, const char *content_type, const char *extra_headers,
+		const void *body, size_t len)
 {
 	if (c->state != CONN_HTTP)
 		return;
@@ -361,8 +361,7 @@ ws_conn_respond(struct ws_conn *c, int status, const char *content_type,
 }
 
 static void
-refuse(struct ws_conn *c, enum ws_reject why, int status, const char *reason,
-       const char *extra)
+refuse(struct ws_conn *c, enum ws_reject why, int status, const char *reason, const char *extra)
 {
 	ws_metrics_reject(&c->srv->metrics, why);
 	char body[256];
@@ -694,8 +693,7 @@ ws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 	switch (reason) {
 	case LWS_CALLBACK_RAW_ADOPT:
 		srv = lws_context_user(lws_get_context(wsi));
-		if (!c || srv->draining ||
-		    srv->sockets >= srv->cfg->max_connections + 1024u) {
+		if (!c || srv->draining || srv->sockets >= srv->cfg->max_connections + 1024u) {
 			/* over every limit: not even an HTTP answer */
 			ws_metrics_reject(&srv->metrics, WS_REJECT_CAPACITY);
 			return -1;
@@ -781,9 +779,8 @@ room_for(struct ws_conn *c, size_t n)
 	 * result); the queue bounds what piles up behind it.
 	 */
 	uint64_t total = c->srv->queued + n;
-	if (c->out.len <= LONE_SLACK ||
-	    ((uint64_t)c->out.len + n <= c->srv->cfg->send_queue &&
-	     total <= c->srv->cfg->max_queued))
+	if (c->out.len <= LONE_SLACK || ((uint64_t)c->out.len + n <= c->srv->cfg->send_queue &&
+					 total <= c->srv->cfg->max_queued))
 		return true;
 	/*
 	 * Over its own queue, or over the server's total with a backlog of its

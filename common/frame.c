@@ -8,8 +8,7 @@
 #define CONTROL_MAX 125
 
 size_t
-ws_frame_header(uint8_t out[WS_FRAME_HEADER_MAX], bool fin, enum ws_opcode op,
-		uint64_t len)
+ws_frame_header(uint8_t out[WS_FRAME_HEADER_MAX], bool fin, enum ws_opcode op, uint64_t len)
 {
 	out[0] = (uint8_t)((fin ? 0x80 : 0) | op);
 	if (len < 126) {
@@ -102,8 +101,7 @@ is_data(uint8_t op)
 
 /* Checks a parsed header against the decoder state; 0 or a close code. */
 static int
-begin_frame(struct ws_rx *rx, const uint8_t *h, uint64_t max_message,
-	    struct ws_rx_error *err)
+begin_frame(struct ws_rx *rx, const uint8_t *h, uint64_t max_message, struct ws_rx_error *err)
 {
 	bool fin = h[0] & 0x80;
 	uint8_t op = h[0] & 0x0f;
@@ -164,8 +162,8 @@ begin_frame(struct ws_rx *rx, const uint8_t *h, uint64_t max_message,
 }
 
 static int
-control(struct ws_rx *rx, uint8_t *p, size_t n, const struct ws_rx_handler *h,
-	void *ctx, struct ws_rx_error *err)
+control(struct ws_rx *rx, uint8_t *p, size_t n, const struct ws_rx_handler *h, void *ctx,
+	struct ws_rx_error *err)
 {
 	switch (rx->opcode) {
 	case WS_OP_PING:
@@ -188,8 +186,8 @@ control(struct ws_rx *rx, uint8_t *p, size_t n, const struct ws_rx_handler *h,
 }
 
 static int
-deliver(struct ws_rx *rx, uint8_t *p, size_t n, const struct ws_rx_handler *h,
-	void *ctx, struct ws_rx_error *err)
+deliver(struct ws_rx *rx, uint8_t *p, size_t n, const struct ws_rx_handler *h, void *ctx,
+	struct ws_rx_error *err)
 {
 	uint8_t op = rx->msg_op;
 	rx->msg_op = 0;
@@ -225,8 +223,7 @@ payload(struct ws_rx *rx, uint8_t *p, size_t n, struct ws_rx_error *err)
 }
 
 static int
-end_frame(struct ws_rx *rx, const struct ws_rx_handler *h, void *ctx,
-	  struct ws_rx_error *err)
+end_frame(struct ws_rx *rx, const struct ws_rx_handler *h, void *ctx, struct ws_rx_error *err)
 {
 	rx->in_frame = false;
 	if (!rx->direct) {

@@ -27,8 +27,8 @@ enum ws_close_code {
 	WS_CLOSE_NORMAL = 1000,
 	WS_CLOSE_GOING_AWAY = 1001,
 	WS_CLOSE_PROTOCOL = 1002,
-	WS_CLOSE_NO_STATUS = 1005,   /* never sent: "the close had no code" */
-	WS_CLOSE_ABNORMAL = 1006,    /* never sent: "no close frame at all" */
+	WS_CLOSE_NO_STATUS = 1005, /* never sent: "the close had no code" */
+	WS_CLOSE_ABNORMAL = 1006,  /* never sent: "no close frame at all" */
 	WS_CLOSE_INVALID_DATA = 1007,
 	WS_CLOSE_POLICY = 1008,
 	WS_CLOSE_TOO_BIG = 1009,
@@ -39,8 +39,7 @@ enum ws_close_code {
 #define WS_FRAME_HEADER_MAX 10
 
 /* Writes a server frame header (FIN set unless !fin, no mask); returns its length. */
-size_t ws_frame_header(uint8_t out[WS_FRAME_HEADER_MAX], bool fin,
-		       enum ws_opcode op, uint64_t len);
+size_t ws_frame_header(uint8_t out[WS_FRAME_HEADER_MAX], bool fin, enum ws_opcode op, uint64_t len);
 
 /* Appends a whole server frame (header and payload) to b; false on OOM. */
 bool ws_frame_append(struct ws_buf *b, enum ws_opcode op, const void *data, size_t len);
@@ -67,25 +66,25 @@ struct ws_rx_handler {
 
 /* The decoder's state, embedded in a connection; zero-initialised is ready. */
 struct ws_rx {
-	struct ws_buf msg;       /* reassembly of a message that spans reads */
-	uint8_t *ctl;            /* a control frame that spans reads (125 B, lazily) */
-	uint64_t remaining;      /* payload bytes of the current frame still to come */
-	uint32_t utf8;           /* validator state of the text message in progress */
-	uint8_t hdr[14];         /* a frame header that spans reads */
+	struct ws_buf msg;  /* reassembly of a message that spans reads */
+	uint8_t *ctl;       /* a control frame that spans reads (125 B, lazily) */
+	uint64_t remaining; /* payload bytes of the current frame still to come */
+	uint32_t utf8;      /* validator state of the text message in progress */
+	uint8_t hdr[14];    /* a frame header that spans reads */
 	uint8_t hdr_len;
 	uint8_t ctl_len;
 	uint8_t mask[4];
 	uint8_t mask_off;
-	uint8_t opcode;          /* of the current frame */
-	uint8_t msg_op;          /* of the message in progress, 0 when none */
+	uint8_t opcode; /* of the current frame */
+	uint8_t msg_op; /* of the message in progress, 0 when none */
 	bool fin;
-	bool in_frame;           /* header parsed, payload pending */
-	bool direct;             /* current payload goes to msg (else to ctl) */
+	bool in_frame; /* header parsed, payload pending */
+	bool direct;   /* current payload goes to msg (else to ctl) */
 };
 
 struct ws_rx_error {
-	uint16_t code;           /* the close code to send: 1002, 1007 or 1009 */
-	const char *reason;      /* a short static phrase for the close frame */
+	uint16_t code;      /* the close code to send: 1002, 1007 or 1009 */
+	const char *reason; /* a short static phrase for the close frame */
 };
 
 /*

@@ -32,11 +32,11 @@ ws_http_head_end(const char *p, size_t n, size_t *head_len)
 struct parse_ctx {
 	struct ws_http_request *req;
 	struct ws_slice field;
-	struct ws_slice *value;  /* where the current header's value goes */
+	struct ws_slice *value; /* where the current header's value goes */
 	struct ws_slice url;
 	bool done;
-	bool in_value;           /* a value callback came for the current field */
-	bool folded;             /* obs-fold seen: rejected (RFC 7230 3.2.4) */
+	bool in_value; /* a value callback came for the current field */
+	bool folded;   /* obs-fold seen: rejected (RFC 7230 3.2.4) */
 };
 
 static bool
@@ -317,7 +317,8 @@ ws_http_query_name_is(const char *p, size_t n, const char *name)
 		if (c == '+') {
 			c = ' ';
 			i++;
-		} else if (c == '%' && i + 2 < n && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
+		} else if (c == '%' && i + 2 < n && hexval(p[i + 1]) >= 0 &&
+			   hexval(p[i + 2]) >= 0) {
 			c = hexval(p[i + 1]) << 4 | hexval(p[i + 2]);
 			i += 3;
 		} else {
@@ -330,8 +331,7 @@ ws_http_query_name_is(const char *p, size_t n, const char *name)
 }
 
 enum ws_http_arg
-ws_http_query_arg(const struct ws_http_request *req, const char *name,
-		  char *out, size_t cap)
+ws_http_query_arg(const struct ws_http_request *req, const char *name, char *out, size_t cap)
 {
 	if (!req->query.p || cap == 0)
 		return WS_HTTP_ARG_ABSENT;
@@ -370,25 +370,38 @@ const char *
 ws_http_status_text(int status)
 {
 	switch (status) {
-	case 101: return "Switching Protocols";
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 401: return "Unauthorized";
-	case 403: return "Forbidden";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 426: return "Upgrade Required";
-	case 429: return "Too Many Requests";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 503: return "Service Unavailable";
-	default: return "Unknown";
+	case 101:
+		return "Switching Protocols";
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 401:
+		return "Unauthorized";
+	case 403:
+		return "Forbidden";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 426:
+		return "Upgrade Required";
+	case 429:
+		return "Too Many Requests";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Unknown";
 	}
 }
 
 bool
-ws_http_respond(struct ws_buf *out, int status, const char *content_type,
-		const char *extra_headers, const void *body, size_t len)
+ws_http_respond(struct ws_buf *out, int status, const char *content_type, const char *extra_headers,
+		const void *body, size_t len)
 {
 	char head[512];
 	int n = snprintf(head, sizeof(head),

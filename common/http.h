@@ -22,20 +22,20 @@ struct ws_slice {
 #define WS_HTTP_HEAD_MAX 8192
 
 struct ws_http_request {
-	const char *method;          /* "GET", "POST", ... (static) */
+	const char *method; /* "GET", "POST", ... (static) */
 	bool is_get;
 	unsigned short http_major, http_minor;
-	struct ws_slice path;        /* before '?' */
-	struct ws_slice query;       /* after '?', without it; may be empty */
+	struct ws_slice path;  /* before '?' */
+	struct ws_slice query; /* after '?', without it; may be empty */
 	struct ws_slice host, upgrade, connection, key, version, protocol;
 	struct ws_slice origin, authorization, extensions;
 };
 
 enum ws_http_head {
-	WS_HTTP_HEAD_MORE,     /* no end yet, keep reading */
-	WS_HTTP_HEAD_DONE,     /* *head_len holds the length including CRLFCRLF */
-	WS_HTTP_HEAD_GARBAGE,  /* cannot be an HTTP request: drop the connection */
-	WS_HTTP_HEAD_TOO_BIG,  /* no end within WS_HTTP_HEAD_MAX: 431 */
+	WS_HTTP_HEAD_MORE,    /* no end yet, keep reading */
+	WS_HTTP_HEAD_DONE,    /* *head_len holds the length including CRLFCRLF */
+	WS_HTTP_HEAD_GARBAGE, /* cannot be an HTTP request: drop the connection */
+	WS_HTTP_HEAD_TOO_BIG, /* no end within WS_HTTP_HEAD_MAX: 431 */
 };
 
 /* Looks for the end of a request head in p[0..n). */
@@ -61,7 +61,7 @@ void ws_http_accept_key(struct ws_slice key, char out[29]);
 enum ws_http_arg {
 	WS_HTTP_ARG_ABSENT = 0,
 	WS_HTTP_ARG_FOUND = 1,
-	WS_HTTP_ARG_INVALID = -1,  /* too long for out, a bad %-escape, or a NUL byte */
+	WS_HTTP_ARG_INVALID = -1, /* too long for out, a bad %-escape, or a NUL byte */
 };
 
 /*
@@ -75,8 +75,8 @@ bool ws_http_query_name_is(const char *p, size_t n, const char *name);
  * decoded too) (without '=') into
  * out (NUL-terminated). The first of repeated names wins.
  */
-enum ws_http_arg ws_http_query_arg(const struct ws_http_request *req, const char *name,
-				   char *out, size_t cap);
+enum ws_http_arg ws_http_query_arg(const struct ws_http_request *req, const char *name, char *out,
+				   size_t cap);
 
 /* Case-insensitive: does the comma-separated header value hold this token? */
 bool ws_http_has_token(struct ws_slice value, const char *token);

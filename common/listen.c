@@ -18,7 +18,8 @@ same_addr(const struct sockaddr *a, const struct sockaddr *b)
 		return false;
 	if (a->sa_family == AF_INET)
 		return memcmp(&((const struct sockaddr_in *)a)->sin_addr,
-			      &((const struct sockaddr_in *)b)->sin_addr, sizeof(struct in_addr)) == 0;
+			      &((const struct sockaddr_in *)b)->sin_addr,
+			      sizeof(struct in_addr)) == 0;
 	const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
 	return memcmp(&x->sin6_addr, &y->sin6_addr, sizeof(x->sin6_addr)) == 0 &&
 	       x->sin6_scope_id == y->sin6_scope_id;
@@ -42,7 +43,8 @@ bind_one(struct ws_listen_set *set, struct sockaddr *sa, socklen_t len, int back
 	if (sa->sa_family == AF_INET6) {
 		/* "::" alone means both families; any other IPv6 address only itself */
 		struct in6_addr any = IN6ADDR_ANY_INIT;
-		int v6only = memcmp(&((struct sockaddr_in6 *)sa)->sin6_addr, &any, sizeof(any)) != 0;
+		int v6only = memcmp(&((struct sockaddr_in6 *)sa)->sin6_addr, &any, sizeof(any)) !=
+			     0;
 		if (setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only)) != 0)
 			goto fail_fd;
 	}

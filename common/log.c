@@ -116,7 +116,7 @@ struct field {
 	bool cut;        /* it did not all fit in the arena */
 	const char *key; /* pairs: the key, in the format */
 	size_t key_n;
-	size_t off, n;   /* the raw value: arena[off..off+n) */
+	size_t off, n; /* the raw value: arena[off..off+n) */
 };
 
 /* A line before it is written out: its fields and their raw bytes. */
@@ -149,8 +149,7 @@ raw_put(struct parsed *ps, struct field *f, const void *p, size_t n)
 
 /* A string conversion's bytes, padded to width like printf does. */
 static void
-raw_put_padded(struct parsed *ps, struct field *f, const char *s, size_t n, int width,
-	       bool left)
+raw_put_padded(struct parsed *ps, struct field *f, const char *s, size_t n, int width, bool left)
 {
 	static const char spaces[16] = "                ";
 	size_t pad = width > 0 && (size_t)width > n ? (size_t)width - n : 0;
@@ -247,14 +246,29 @@ convert(struct parsed *ps, struct field *f, const char *p, va_list *ap)
 	const char *len_at = s;
 	enum length len = LEN_NONE;
 	switch (*s) {
-	case 'h': len = s[1] == 'h' ? LEN_HH : LEN_H; break;
-	case 'l': len = s[1] == 'l' ? LEN_LL : LEN_L; break;
-	case 'q': len = LEN_LL; break;
-	case 'j': len = LEN_J; break;
-	case 'z': len = LEN_Z; break;
-	case 't': len = LEN_T; break;
-	case 'L': len = LEN_BIG_L; break;
-	default: break;
+	case 'h':
+		len = s[1] == 'h' ? LEN_HH : LEN_H;
+		break;
+	case 'l':
+		len = s[1] == 'l' ? LEN_LL : LEN_L;
+		break;
+	case 'q':
+		len = LEN_LL;
+		break;
+	case 'j':
+		len = LEN_J;
+		break;
+	case 'z':
+		len = LEN_Z;
+		break;
+	case 't':
+		len = LEN_T;
+		break;
+	case 'L':
+		len = LEN_BIG_L;
+		break;
+	default:
+		break;
 	}
 	s += len == LEN_HH || (len == LEN_LL && *s == 'l') ? 2 : len != LEN_NONE ? 1 : 0;
 	char conv = *s;
@@ -295,26 +309,58 @@ convert(struct parsed *ps, struct field *f, const char *p, va_list *ap)
 		bool neg = false;
 		if (conv == 'u') {
 			switch (len) {
-			case LEN_L: v = va_arg(*ap, unsigned long); break;
-			case LEN_LL: v = va_arg(*ap, unsigned long long); break;
-			case LEN_J: v = va_arg(*ap, uintmax_t); break;
-			case LEN_Z: v = va_arg(*ap, size_t); break;
-			case LEN_T: v = (uintmax_t)va_arg(*ap, ptrdiff_t); break;
-			case LEN_HH: v = (unsigned char)va_arg(*ap, unsigned); break;
-			case LEN_H: v = (unsigned short)va_arg(*ap, unsigned); break;
-			default: v = va_arg(*ap, unsigned); break;
+			case LEN_L:
+				v = va_arg(*ap, unsigned long);
+				break;
+			case LEN_LL:
+				v = va_arg(*ap, unsigned long long);
+				break;
+			case LEN_J:
+				v = va_arg(*ap, uintmax_t);
+				break;
+			case LEN_Z:
+				v = va_arg(*ap, size_t);
+				break;
+			case LEN_T:
+				v = (uintmax_t)va_arg(*ap, ptrdiff_t);
+				break;
+			case LEN_HH:
+				v = (unsigned char)va_arg(*ap, unsigned);
+				break;
+			case LEN_H:
+				v = (unsigned short)va_arg(*ap, unsigned);
+				break;
+			default:
+				v = va_arg(*ap, unsigned);
+				break;
 			}
 		} else {
 			intmax_t sv;
 			switch (len) {
-			case LEN_L: sv = va_arg(*ap, long); break;
-			case LEN_LL: sv = va_arg(*ap, long long); break;
-			case LEN_J: sv = va_arg(*ap, intmax_t); break;
-			case LEN_Z: sv = va_arg(*ap, ssize_t); break;
-			case LEN_T: sv = va_arg(*ap, ptrdiff_t); break;
-			case LEN_HH: sv = (signed char)va_arg(*ap, int); break;
-			case LEN_H: sv = (short)va_arg(*ap, int); break;
-			default: sv = va_arg(*ap, int); break;
+			case LEN_L:
+				sv = va_arg(*ap, long);
+				break;
+			case LEN_LL:
+				sv = va_arg(*ap, long long);
+				break;
+			case LEN_J:
+				sv = va_arg(*ap, intmax_t);
+				break;
+			case LEN_Z:
+				sv = va_arg(*ap, ssize_t);
+				break;
+			case LEN_T:
+				sv = va_arg(*ap, ptrdiff_t);
+				break;
+			case LEN_HH:
+				sv = (signed char)va_arg(*ap, int);
+				break;
+			case LEN_H:
+				sv = (short)va_arg(*ap, int);
+				break;
+			default:
+				sv = va_arg(*ap, int);
+				break;
 			}
 			neg = sv < 0;
 			v = neg ? (uintmax_t)0 - (uintmax_t)sv : (uintmax_t)sv;
@@ -349,12 +395,24 @@ convert(struct parsed *ps, struct field *f, const char *p, va_list *ap)
 	case 'd':
 	case 'i':
 		switch (len) {
-		case LEN_L: r = snprintf(num, sizeof(num), spec, va_arg(*ap, long)); break;
-		case LEN_LL: r = snprintf(num, sizeof(num), spec, va_arg(*ap, long long)); break;
-		case LEN_J: r = snprintf(num, sizeof(num), spec, va_arg(*ap, intmax_t)); break;
-		case LEN_Z: r = snprintf(num, sizeof(num), spec, va_arg(*ap, ssize_t)); break;
-		case LEN_T: r = snprintf(num, sizeof(num), spec, va_arg(*ap, ptrdiff_t)); break;
-		default: r = snprintf(num, sizeof(num), spec, va_arg(*ap, int)); break;
+		case LEN_L:
+			r = snprintf(num, sizeof(num), spec, va_arg(*ap, long));
+			break;
+		case LEN_LL:
+			r = snprintf(num, sizeof(num), spec, va_arg(*ap, long long));
+			break;
+		case LEN_J:
+			r = snprintf(num, sizeof(num), spec, va_arg(*ap, intmax_t));
+			break;
+		case LEN_Z:
+			r = snprintf(num, sizeof(num), spec, va_arg(*ap, ssize_t));
+			break;
+		case LEN_T:
+			r = snprintf(num, sizeof(num), spec, va_arg(*ap, ptrdiff_t));
+			break;
+		default:
+			r = snprintf(num, sizeof(num), spec, va_arg(*ap, int));
+			break;
 		}
 		break;
 	case 'u':
@@ -362,20 +420,37 @@ convert(struct parsed *ps, struct field *f, const char *p, va_list *ap)
 	case 'x':
 	case 'X':
 		switch (len) {
-		case LEN_L: r = snprintf(num, sizeof(num), spec, va_arg(*ap, unsigned long)); break;
+		case LEN_L:
+			r = snprintf(num, sizeof(num), spec, va_arg(*ap, unsigned long));
+			break;
 		case LEN_LL:
 			r = snprintf(num, sizeof(num), spec, va_arg(*ap, unsigned long long));
 			break;
-		case LEN_J: r = snprintf(num, sizeof(num), spec, va_arg(*ap, uintmax_t)); break;
-		case LEN_Z: r = snprintf(num, sizeof(num), spec, va_arg(*ap, size_t)); break;
-		case LEN_T: r = snprintf(num, sizeof(num), spec, va_arg(*ap, ptrdiff_t)); break;
-		default: r = snprintf(num, sizeof(num), spec, va_arg(*ap, unsigned)); break;
+		case LEN_J:
+			r = snprintf(num, sizeof(num), spec, va_arg(*ap, uintmax_t));
+			break;
+		case LEN_Z:
+			r = snprintf(num, sizeof(num), spec, va_arg(*ap, size_t));
+			break;
+		case LEN_T:
+			r = snprintf(num, sizeof(num), spec, va_arg(*ap, ptrdiff_t));
+			break;
+		default:
+			r = snprintf(num, sizeof(num), spec, va_arg(*ap, unsigned));
+			break;
 		}
 		break;
 	case 'p':
 		r = snprintf(num, sizeof(num), spec, va_arg(*ap, void *));
 		break;
-	case 'e': case 'E': case 'f': case 'F': case 'g': case 'G': case 'a': case 'A':
+	case 'e':
+	case 'E':
+	case 'f':
+	case 'F':
+	case 'g':
+	case 'G':
+	case 'a':
+	case 'A':
 		if (len == LEN_BIG_L)
 			r = snprintf(num, sizeof(num), spec, va_arg(*ap, long double));
 		else
@@ -731,8 +806,7 @@ min_size(size_t a, size_t b)
 }
 
 static size_t
-render_text(const struct parsed *ps, struct line *l, unsigned lvl, const char *ts,
-	    const char *src)
+render_text(const struct parsed *ps, struct line *l, unsigned lvl, const char *ts, const char *src)
 {
 	/* the tail (marker, location, newline) always has room */
 	char tail_buf[SRC_OUT_MAX + 8];
@@ -808,8 +882,7 @@ json_free_text(const struct parsed *ps, struct line *l, size_t end)
 }
 
 static size_t
-render_json(const struct parsed *ps, struct line *l, unsigned lvl, const char *ts,
-	    const char *src)
+render_json(const struct parsed *ps, struct line *l, unsigned lvl, const char *ts, const char *src)
 {
 	static const char marker[] = ",\"truncated\":true";
 	size_t body_end = l->cap - (sizeof(marker) - 1) - 2;
@@ -881,8 +954,7 @@ ws_log_vformat(char *out, size_t cap, enum ws_log_format fmt_kind, enum ws_log_l
 }
 
 void
-ws_log_write(enum ws_log_level level, const char *file, int line,
-	     const char *fmt, ...)
+ws_log_write(enum ws_log_level level, const char *file, int line, const char *fmt, ...)
 {
 	int saved = errno;
 	struct timespec now;
@@ -918,7 +990,8 @@ ws_log_write(enum ws_log_level level, const char *file, int line,
 	va_list ap;
 	va_start(ap, fmt);
 	errno = saved; /* for %m */
-	size_t len = ws_log_vformat(out, sizeof(out), format, level, ts, file ? loc : NULL, fmt, ap);
+	size_t len = ws_log_vformat(out, sizeof(out), format, level, ts, file ? loc : NULL, fmt,
+				    ap);
 	va_end(ap);
 	emit(level, out, len);
 	errno = saved;

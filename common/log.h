@@ -69,8 +69,8 @@ void ws_log_set_flush_hook(void (*hook)(void *), void *arg);
 void ws_log_flush(void);
 
 /* Formats and emits one line (see above); keeps errno. */
-void ws_log_write(enum ws_log_level level, const char *file, int line,
-		  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+void ws_log_write(enum ws_log_level level, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
 
 /*
  * Builds the line ws_log_write would emit into out[0..cap), with the given
@@ -78,16 +78,22 @@ void ws_log_write(enum ws_log_level level, const char *file, int line,
  * Returns its length (newline included, no NUL written after it), at most
  * min(cap, WS_LOG_LINE_MAX); 0 when cap < WS_LOG_LINE_MIN. For tests.
  */
-size_t ws_log_vformat(char *out, size_t cap, enum ws_log_format format,
-		      enum ws_log_level level, const char *ts, const char *src,
-		      const char *fmt, va_list ap) __attribute__((format(printf, 7, 0)));
+size_t ws_log_vformat(char *out, size_t cap, enum ws_log_format format, enum ws_log_level level,
+		      const char *ts, const char *src, const char *fmt, va_list ap)
+	__attribute__((format(printf, 7, 0)));
 
 #ifdef NDEBUG
-#define ws_log(level, ...) \
-	do { if (ws_log_enabled(level)) ws_log_write(level, NULL, 0, __VA_ARGS__); } while (0)
+#define ws_log(level, ...)                                         \
+	do {                                                       \
+		if (ws_log_enabled(level))                         \
+			ws_log_write(level, NULL, 0, __VA_ARGS__); \
+	} while (0)
 #else
-#define ws_log(level, ...) \
-	do { if (ws_log_enabled(level)) ws_log_write(level, __FILE__, __LINE__, __VA_ARGS__); } while (0)
+#define ws_log(level, ...)                                                    \
+	do {                                                                  \
+		if (ws_log_enabled(level))                                    \
+			ws_log_write(level, __FILE__, __LINE__, __VA_ARGS__); \
+	} while (0)
 #endif
 
 #endif

@@ -22,8 +22,7 @@ ws_metrics_close(struct ws_metrics *m, uint16_t code)
 		m->closes_app++;
 }
 
-static bool
-put(struct ws_buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static bool put(struct ws_buf *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static bool
 put(struct ws_buf *out, const char *fmt, ...)
@@ -49,18 +48,18 @@ ws_metrics_render(const struct ws_metrics *m, const char *s, struct ws_buf *out)
 {
 	bool ok = counter(out, "ws_connections_open", "Open WebSocket connections.", "gauge", s,
 			  m->connections_open) &&
-		  counter(out, "ws_connections_total", "WebSocket connections accepted.",
-			  "counter", s, m->connections_total) &&
+		  counter(out, "ws_connections_total", "WebSocket connections accepted.", "counter",
+			  s, m->connections_total) &&
 		  counter(out, "ws_messages_in_total", "Messages received.", "counter", s,
 			  m->messages_in) &&
 		  counter(out, "ws_messages_out_total", "Messages sent.", "counter", s,
 			  m->messages_out) &&
-		  counter(out, "ws_bytes_in_total", "Bytes received, framing included.",
-			  "counter", s, m->bytes_in) &&
-		  counter(out, "ws_bytes_out_total", "Bytes sent, framing included.", "counter",
-			  s, m->bytes_out) &&
-		  counter(out, "ws_http_requests_total", "Plain HTTP requests answered.",
-			  "counter", s, m->http_requests) &&
+		  counter(out, "ws_bytes_in_total", "Bytes received, framing included.", "counter",
+			  s, m->bytes_in) &&
+		  counter(out, "ws_bytes_out_total", "Bytes sent, framing included.", "counter", s,
+			  m->bytes_out) &&
+		  counter(out, "ws_http_requests_total", "Plain HTTP requests answered.", "counter",
+			  s, m->http_requests) &&
 		  counter(out, "ws_rate_limited_total", "Messages dropped by the rate limit.",
 			  "counter", s, m->rate_limited) &&
 		  counter(out, "ws_slow_consumers_total",

@@ -11,14 +11,14 @@
 #include "buf.h"
 
 enum ws_reject {
-	WS_REJECT_CAPACITY,     /* --max-connections */
-	WS_REJECT_PER_IP,       /* --max-connections-per-ip */
-	WS_REJECT_ORIGIN,       /* --allowed-origin */
-	WS_REJECT_TOKEN,        /* --token-file / WS_TOKEN */
-	WS_REJECT_HANDSHAKE,    /* malformed upgrade: 400/405/426/431 */
-	WS_REJECT_GARBAGE,      /* not HTTP at all */
-	WS_REJECT_TIMEOUT,      /* --handshake-timeout */
-	WS_REJECT_APP,          /* refused by the server's own admission check */
+	WS_REJECT_CAPACITY,  /* --max-connections */
+	WS_REJECT_PER_IP,    /* --max-connections-per-ip */
+	WS_REJECT_ORIGIN,    /* --allowed-origin */
+	WS_REJECT_TOKEN,     /* --token-file / WS_TOKEN */
+	WS_REJECT_HANDSHAKE, /* malformed upgrade: 400/405/426/431 */
+	WS_REJECT_GARBAGE,   /* not HTTP at all */
+	WS_REJECT_TIMEOUT,   /* --handshake-timeout */
+	WS_REJECT_APP,       /* refused by the server's own admission check */
 	WS_REJECT_MAX
 };
 
@@ -31,8 +31,8 @@ struct ws_metrics {
 	uint64_t rate_limited;
 	uint64_t slow_consumers;
 	uint64_t rejected[WS_REJECT_MAX];
-	uint64_t closes_rfc[16];   /* close codes 1000..1015 */
-	uint64_t closes_app;       /* 3000..4999 */
+	uint64_t closes_rfc[16]; /* close codes 1000..1015 */
+	uint64_t closes_app;     /* 3000..4999 */
 };
 
 void ws_metrics_reject(struct ws_metrics *m, enum ws_reject why);

@@ -1,6 +1,5 @@
 #include "ratelimit.h"
 
-
 void
 ws_rate_init(struct ws_rate *r, const struct ws_rate_config *cfg, uint64_t now_ms)
 {
@@ -31,4 +30,3 @@ ws_rate_take(struct ws_rate *r, const struct ws_rate_config *cfg, uint64_t now_m
 	r->dropped++;
 	return r->dropped > cfg->burst ? WS_RATE_FLOOD : WS_RATE_DROP;
 }
-

@@ -13,20 +13,20 @@
 #include <stdint.h>
 
 struct ws_rate_config {
-	uint32_t rate;   /* messages per second; 0 = no limit */
-	uint32_t burst;  /* bucket size in messages (>= 1 when rate > 0) */
+	uint32_t rate;  /* messages per second; 0 = no limit */
+	uint32_t burst; /* bucket size in messages (>= 1 when rate > 0) */
 };
 
 struct ws_rate {
 	uint64_t last_ms;
-	uint64_t milli_tokens;  /* tokens * 1000 */
-	uint32_t dropped;       /* since the bucket was last full */
+	uint64_t milli_tokens; /* tokens * 1000 */
+	uint32_t dropped;      /* since the bucket was last full */
 };
 
 enum ws_rate_verdict {
 	WS_RATE_OK,
-	WS_RATE_DROP,     /* over the limit: drop this message */
-	WS_RATE_FLOOD,    /* over the limit for long: close the connection */
+	WS_RATE_DROP,  /* over the limit: drop this message */
+	WS_RATE_FLOOD, /* over the limit for long: close the connection */
 };
 
 /* Starts with a full bucket at time now_ms. */

@@ -90,8 +90,7 @@ static void
 stop_cb(lws_sorted_usec_list_t *sul)
 {
 	struct ws_server *srv = lws_container_of(sul, struct ws_server, stop_sul);
-	ws_log(WS_LOG_INFO, "stop open=%llu",
-	       (unsigned long long)srv->metrics.connections_open);
+	ws_log(WS_LOG_INFO, "stop open=%llu", (unsigned long long)srv->metrics.connections_open);
 	ws_conn_close_all_apps(srv);
 	if (srv->app->stop && !srv->app_stopped) {
 		srv->app_stopped = true;
@@ -161,8 +160,7 @@ sweep_cb(lws_sorted_usec_list_t *sul)
 	struct ws_server *srv = lws_container_of(sul, struct ws_server, sweep_sul);
 	ws_server_clock(srv);
 	ws_conn_sweep(srv);
-	lws_sul_schedule(srv->ctx, 0, &srv->sweep_sul, sweep_cb,
-			 (lws_usec_t)srv->sweep_ms * 1000);
+	lws_sul_schedule(srv->ctx, 0, &srv->sweep_sul, sweep_cb, (lws_usec_t)srv->sweep_ms * 1000);
 }
 
 void
@@ -172,8 +170,7 @@ ws_server_clock(struct ws_server *srv)
 }
 
 bool
-ws_server_builtin_http(struct ws_server *srv, struct ws_conn *c,
-		       const struct ws_http_request *req)
+ws_server_builtin_http(struct ws_server *srv, struct ws_conn *c, const struct ws_http_request *req)
 {
 	struct ws_slice p = req->path;
 	if (p.n == 1 && p.p[0] == '/') {
@@ -274,7 +271,8 @@ on_listen_readable(void *arg, struct ws_watch *w, int fd, enum ws_watch_event ev
 	for (int i = 0; i < ACCEPT_BATCH && !srv->draining; i++) {
 		int s = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (s < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
 				ws_log(WS_LOG_WARN, "accept failed=yes error=\"%s\" pause_ms=%d",
 				       strerror(errno), ACCEPT_PAUSE_MS);
 				for (unsigned j = 0; j < srv->nlisten; j++)

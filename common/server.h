@@ -22,7 +22,7 @@ struct ws_server;
 struct ws_conn;
 
 struct ws_app {
-	const char *name;     /* "ws-echo": logs, /healthz, metrics label */
+	const char *name; /* "ws-echo": logs, /healthz, metrics label */
 	/* Optional. The server exists (not yet listening): keep srv for ws_server_*(). */
 	void (*start)(void *app, struct ws_server *srv);
 	/*
@@ -34,15 +34,14 @@ struct ws_app {
 	/* Optional. The connection is open; the request is valid only during the call. */
 	void (*open)(void *app, struct ws_conn *c, const struct ws_http_request *req);
 	/* A whole message; data is valid (and writable) only during the call. */
-	void (*message)(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data,
-			size_t len);
+	void (*message)(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data, size_t len);
 	/*
 	 * Optional. This message was dropped by the rate limit; the server
 	 * answers it and the connection stays. Without this callback, a
 	 * sustained flood is closed 1008.
 	 */
-	void (*rate_limited)(void *app, struct ws_conn *c, enum ws_opcode op,
-			     const uint8_t *data, size_t len);
+	void (*rate_limited)(void *app, struct ws_conn *c, enum ws_opcode op, const uint8_t *data,
+			     size_t len);
 	/* Optional. After ws_conn_notify_drained(): everything queued has left. */
 	void (*drained)(void *app, struct ws_conn *c);
 	/* Optional. The connection is gone; code is what closed it (1006: no close frame). */

@@ -15,30 +15,30 @@
 #include "server.h"
 
 enum conn_state {
-	CONN_HTTP,     /* reading the request head */
-	CONN_OPEN,     /* WebSocket open */
-	CONN_CLOSING,  /* our close frame or HTTP reply is queued; input is discarded */
+	CONN_HTTP,    /* reading the request head */
+	CONN_OPEN,    /* WebSocket open */
+	CONN_CLOSING, /* our close frame or HTTP reply is queued; input is discarded */
 };
 
 enum conn_flag {
-	CONN_DIRTY = 1 << 0,        /* on the server's flush list */
-	CONN_RX_PAUSED = 1 << 1,    /* reading stopped until the output drains */
-	CONN_PING_OUT = 1 << 2,     /* a keepalive ping awaits its pong */
-	CONN_SHUT_WR = 1 << 3,      /* FIN sent; waiting for the peer's */
-	CONN_PER_IP = 1 << 4,       /* counted in the per-address table */
-	CONN_WS = 1 << 5,           /* was upgraded (counts as a connection) */
-	CONN_DEAD = 1 << 6,         /* being torn down; send nothing more */
+	CONN_DIRTY = 1 << 0,     /* on the server's flush list */
+	CONN_RX_PAUSED = 1 << 1, /* reading stopped until the output drains */
+	CONN_PING_OUT = 1 << 2,  /* a keepalive ping awaits its pong */
+	CONN_SHUT_WR = 1 << 3,   /* FIN sent; waiting for the peer's */
+	CONN_PER_IP = 1 << 4,    /* counted in the per-address table */
+	CONN_WS = 1 << 5,        /* was upgraded (counts as a connection) */
+	CONN_DEAD = 1 << 6,      /* being torn down; send nothing more */
 	CONN_CLOSE_RECEIVED = 1 << 7,
 };
 
 struct ws_conn {
 	struct lws *wsi;
 	struct ws_server *srv;
-	struct ws_conn *prev, *next;   /* every connection, for sweeps and drain */
-	struct ws_conn *dirty_next;    /* flush list */
+	struct ws_conn *prev, *next; /* every connection, for sweeps and drain */
+	struct ws_conn *dirty_next;  /* flush list */
 	void *user;
-	struct ws_buf in;              /* the request head while in CONN_HTTP */
-	struct ws_buf out;             /* bytes the socket has not taken yet */
+	struct ws_buf in;  /* the request head while in CONN_HTTP */
+	struct ws_buf out; /* bytes the socket has not taken yet */
 	struct ws_rx rx;
 	struct ws_rate rate;
 	uint64_t id;
@@ -46,15 +46,15 @@ struct ws_conn {
 	uint64_t opened_ms;
 	int fd;
 	/* times in ms since the server started (srv->now), wrapping safely */
-	uint32_t last_rx;              /* any bytes, pongs included */
-	uint32_t last_msg;             /* a whole message */
+	uint32_t last_rx;  /* any bytes, pongs included */
+	uint32_t last_msg; /* a whole message */
 	uint32_t ping_sent;
-	uint32_t counted;              /* c->out.len as srv->queued last counted it */
-	uint16_t close_code;           /* for metrics and the log line */
+	uint32_t counted;    /* c->out.len as srv->queued last counted it */
+	uint16_t close_code; /* for metrics and the log line */
 	uint8_t state;
 	uint8_t flags;
 	bool notify_drained;
-	struct in6_addr addr;          /* IPv4 as v4-mapped */
+	struct in6_addr addr; /* IPv4 as v4-mapped */
 };
 
 struct ip_slot;
@@ -64,26 +64,26 @@ struct ws_server {
 	void *app_state;
 	const struct ws_config *cfg;
 	struct lws_context *ctx;
-	struct lws_vhost *watch_vhost;  /* listens nowhere; adopted descriptors live there */
-	struct lws_vhost *conn_vhost;   /* listens nowhere; accepted sockets are adopted there */
+	struct lws_vhost *watch_vhost; /* listens nowhere; adopted descriptors live there */
+	struct lws_vhost *conn_vhost;  /* listens nowhere; accepted sockets are adopted there */
 	struct ws_watch *listen[WS_LISTEN_MAX]; /* our own listening sockets */
 	unsigned nlisten;
 	const struct lws_protocols *protocols;
 	struct ws_metrics metrics;
 	struct ws_rate_config rate;
-	struct ws_conn *conns;          /* head of the list of all connections */
-	struct ws_conn *dirty;          /* head of the flush list */
-	struct ip_slot **ip_table;      /* per-address counts, when limited */
+	struct ws_conn *conns;     /* head of the list of all connections */
+	struct ws_conn *dirty;     /* head of the flush list */
+	struct ip_slot **ip_table; /* per-address counts, when limited */
 	uint64_t next_id;
 	uint64_t started_ms;
-	uint32_t now;                   /* ms since start; refreshed per read and per sweep */
-	uint32_t sweep_ms;              /* keepalive/idle/trim sweep period */
-	uint32_t sockets;               /* accepted sockets, HTTP included */
-	uint64_t queued;                /* bytes queued to all peers (sum of c->out.len) */
-	uint32_t pause_bytes;           /* queued output past which a peer is not read */
+	uint32_t now;         /* ms since start; refreshed per read and per sweep */
+	uint32_t sweep_ms;    /* keepalive/idle/trim sweep period */
+	uint32_t sockets;     /* accepted sockets, HTTP included */
+	uint64_t queued;      /* bytes queued to all peers (sum of c->out.len) */
+	uint32_t pause_bytes; /* queued output past which a peer is not read */
 	bool draining;
 	bool stopping;
-	bool app_stopped;               /* ws_app.stop has run */
+	bool app_stopped; /* ws_app.stop has run */
 	bool uv;
 	lws_sorted_usec_list_t sweep_sul;
 	lws_sorted_usec_list_t drain_sul;
@@ -91,13 +91,13 @@ struct ws_server {
 	lws_sorted_usec_list_t defer_sul;
 	lws_sorted_usec_list_t log_sul;
 	lws_sorted_usec_list_t accept_sul; /* resumes accepting after EMFILE */
-	bool deferred;                  /* defer_sul is scheduled */
-	struct ws_buf scratch;          /* for HTTP bodies built on the fly */
+	bool deferred;                     /* defer_sul is scheduled */
+	struct ws_buf scratch;             /* for HTTP bodies built on the fly */
 };
 
 /* conn.c */
-int ws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-		     void *in, size_t len);
+int ws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		     size_t len);
 void ws_conn_flush_all(struct ws_server *srv);
 void ws_conn_sweep(struct ws_server *srv);
 void ws_conn_drain_all(struct ws_server *srv);
@@ -106,8 +106,8 @@ void ws_conn_ip_table_free(struct ws_server *srv);
 void ws_conn_close_all_apps(struct ws_server *srv);
 
 /* watch.c */
-int ws_watch_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
-		      void *in, size_t len);
+int ws_watch_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+		      size_t len);
 
 /* server.c */
 void ws_server_clock(struct ws_server *srv);

@@ -15,7 +15,7 @@ struct ws_watch {
 	lws_sorted_usec_list_t rearm;
 	int fd;
 	bool closing;
-	bool in_writable;  /* inside a WRITABLE callback */
+	bool in_writable; /* inside a WRITABLE callback */
 };
 
 /*

@@ -12,9 +12,9 @@ struct ws_server;
 struct ws_watch;
 
 enum ws_watch_event {
-	WS_WATCH_READABLE,  /* read it (EOF and hang-up included) */
-	WS_WATCH_WRITABLE,  /* after ws_watch_want_write(): it can take bytes */
-	WS_WATCH_CLOSED,    /* hung up or errored: the watch is gone after this call */
+	WS_WATCH_READABLE, /* read it (EOF and hang-up included) */
+	WS_WATCH_WRITABLE, /* after ws_watch_want_write(): it can take bytes */
+	WS_WATCH_CLOSED,   /* hung up or errored: the watch is gone after this call */
 };
 
 /*

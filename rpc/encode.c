@@ -63,8 +63,7 @@ rpc_encode_utf8(const uint8_t *p, size_t n, bool final, char *out, size_t *consu
 size_t
 rpc_encode_base64(const uint8_t *p, size_t n, char *out)
 {
-	static const char t[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t o = 0, i = 0;
 	for (; i + 3 <= n; i += 3) {
 		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
@@ -84,8 +83,8 @@ rpc_encode_base64(const uint8_t *p, size_t n, char *out)
 }
 
 size_t
-rpc_encode_json(const uint8_t *p, size_t n, bool final, char *out, size_t room,
-		size_t *consumed, bool *full)
+rpc_encode_json(const uint8_t *p, size_t n, bool final, char *out, size_t room, size_t *consumed,
+		bool *full)
 {
 	static const char hex[] = "0123456789ABCDEF";
 	size_t i = 0, o = 0;
@@ -93,8 +92,8 @@ rpc_encode_json(const uint8_t *p, size_t n, bool final, char *out, size_t room,
 	while (i < n) {
 		/* a run of plain ASCII is copied as it is */
 		size_t run = 0;
-		while (i + run < n && p[i + run] >= 0x20 && p[i + run] < 0x80 && p[i + run] != '"' &&
-		       p[i + run] != '\\')
+		while (i + run < n && p[i + run] >= 0x20 && p[i + run] < 0x80 &&
+		       p[i + run] != '"' && p[i + run] != '\\')
 			run++;
 		if (run) {
 			size_t k = run < room - o ? run : room - o;

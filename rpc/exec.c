@@ -39,9 +39,9 @@ struct rpc_exec {
 	const struct rpc_exec_ops *ops;
 	void *arg;
 	pid_t pid;
-	struct ws_watch *out[3];      /* [RPC_STDOUT], [RPC_STDERR] */
+	struct ws_watch *out[3]; /* [RPC_STDOUT], [RPC_STDERR] */
 	struct ws_watch *in;
-	int in_fd;                    /* owned by the `in` watch */
+	int in_fd; /* owned by the `in` watch */
 	struct stream_ref ref[3];
 	struct ws_buf pending_in;
 	struct ws_timer *timer;
@@ -192,8 +192,9 @@ rpc_engine_create(struct ws_server *srv, rpc_child_setup_fn setup, void *setup_c
 	struct rpc_engine *e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
-	*e = (struct rpc_engine){ .srv = srv, .setup = setup, .setup_ctx = setup_ctx,
-				  .grace_ms = grace_ms };
+	*e = (struct rpc_engine){
+		.srv = srv, .setup = setup, .setup_ctx = setup_ctx, .grace_ms = grace_ms
+	};
 	/* orphaned grandchildren come to us, not to PID 1, so we can reap and kill them */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
 		ws_log(WS_LOG_WARN, "subreaper failed=yes error=\"%s\"", strerror(errno));
@@ -398,9 +399,8 @@ exec_path(char *const argv[], char *const envp[])
 }
 
 /* The child: pipes in place, sandbox, exec. Never returns. */
-static void __attribute__((noreturn))
-child(struct rpc_engine *e, const struct rpc_exec_spec *spec, int in[2], int out[2],
-      int err[2], int status_fd)
+static void __attribute__((noreturn)) child(struct rpc_engine *e, const struct rpc_exec_spec *spec,
+					    int in[2], int out[2], int err[2], int status_fd)
 {
 	/*
 	 * Signals were blocked across fork: reset every handler (the loop's
@@ -495,8 +495,13 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 	}
 
 	*x = (struct rpc_exec){
-		.eng = e, .ops = ops, .arg = arg, .pid = pid, .timer = x->timer,
-		.max_output = spec->max_output, .started_ms = ws_clock_mono_ms(),
+		.eng = e,
+		.ops = ops,
+		.arg = arg,
+		.pid = pid,
+		.timer = x->timer,
+		.max_output = spec->max_output,
+		.started_ms = ws_clock_mono_ms(),
 		.next = e->list,
 	};
 	if (e->list)

@@ -26,20 +26,20 @@ enum rpc_stream {
 #define RPC_ARGV_MAX 256
 
 struct rpc_exec_spec {
-	char *const *argv;        /* at most RPC_ARGV_MAX; argv[0] is looked up in the env's PATH */
-	const char *path;         /* or NULL; when set, the file run (argv[0] is not looked up) */
+	char *const *argv; /* at most RPC_ARGV_MAX; argv[0] is looked up in the env's PATH */
+	const char *path;  /* or NULL; when set, the file run (argv[0] is not looked up) */
 	char *const *envp;
-	const char *cwd;          /* or NULL */
+	const char *cwd; /* or NULL */
 	const uint8_t *stdin_data;
 	size_t stdin_len;
-	bool stdin_open;          /* keep stdin open after stdin_data, for later writes */
-	uint64_t timeout_ms;      /* 0: none */
-	uint64_t max_output;      /* per stream; the rest is read and dropped */
+	bool stdin_open;     /* keep stdin open after stdin_data, for later writes */
+	uint64_t timeout_ms; /* 0: none */
+	uint64_t max_output; /* per stream; the rest is read and dropped */
 };
 
 struct rpc_exec_result {
-	int exit_code;            /* -1 when killed by a signal */
-	int signal;               /* 0 when it exited */
+	int exit_code; /* -1 when killed by a signal */
+	int signal;    /* 0 when it exited */
 	bool timed_out;
 	bool truncated;
 	uint64_t duration_ms;

@@ -7,7 +7,7 @@ static const struct {
 	const char *name;
 	enum rpc_method m;
 } methods[] = {
-	{ "ping", RPC_PING }, { "info", RPC_INFO }, { "exec", RPC_EXEC },
+	{ "ping", RPC_PING },   { "info", RPC_INFO }, { "exec", RPC_EXEC },
 	{ "stdin", RPC_STDIN }, { "kill", RPC_KILL }, { "list", RPC_LIST },
 };
 
@@ -92,8 +92,8 @@ rpc_proto_id_valid(const json_t *id, size_t max_id)
 }
 
 bool
-rpc_proto_request(json_t *msg, enum rpc_dialect dialect, size_t max_id,
-		  struct rpc_request *req, enum rpc_error *err, const char **detail)
+rpc_proto_request(json_t *msg, enum rpc_dialect dialect, size_t max_id, struct rpc_request *req,
+		  enum rpc_error *err, const char **detail)
 {
 	*req = (struct rpc_request){ .dialect = dialect, .method = RPC_METHOD_UNKNOWN };
 	*detail = NULL;
@@ -120,7 +120,8 @@ rpc_proto_request(json_t *msg, enum rpc_dialect dialect, size_t max_id,
 		if (id && (rpc_proto_id_valid(id, max_id) || json_is_null(id)))
 			req->id = id;
 		if (!json_is_string(ver) || strcmp(json_string_value(ver), "2.0") != 0 ||
-		    !json_is_string(method) || (id && !rpc_proto_id_valid(id, max_id) && !json_is_null(id)) ||
+		    !json_is_string(method) ||
+		    (id && !rpc_proto_id_valid(id, max_id) && !json_is_null(id)) ||
 		    (params && !json_is_object(params) && !json_is_array(params))) {
 			req->id = req->id ? req->id : NULL;
 			*err = RPC_E_INVALID;
@@ -187,7 +188,8 @@ json_t *
 rpc_proto_reply(enum rpc_dialect d, const char *type, json_t *id, json_t *result)
 {
 	if (d == RPC_JSONRPC) {
-		json_t *o = json_pack("{s:s, s:O?, s:o}", "jsonrpc", "2.0", "id", id, "result", result);
+		json_t *o = json_pack("{s:s, s:O?, s:o}", "jsonrpc", "2.0", "id", id, "result",
+				      result);
 		if (!id)
 			json_object_set_new(o, "id", json_null());
 		return o;
@@ -222,8 +224,8 @@ put(char **w, const char *p, size_t len)
 }
 
 char *
-rpc_proto_result(enum rpc_dialect d, json_t *id, const char *out, size_t out_len,
-		 const char *err, size_t err_len, json_t *rest, size_t *len)
+rpc_proto_result(enum rpc_dialect d, json_t *id, const char *out, size_t out_len, const char *err,
+		 size_t err_len, json_t *rest, size_t *len)
 {
 	char *id_text = id ? json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
 	char *rest_text = json_dumps(rest, JSON_COMPACT);

@@ -12,8 +12,8 @@
 #include <stddef.h>
 
 enum rpc_dialect {
-	RPC_TYPE,     /* {"type":"exec","id":1,...} */
-	RPC_JSONRPC,  /* {"jsonrpc":"2.0","method":"exec","params":{...},"id":1} */
+	RPC_TYPE,    /* {"type":"exec","id":1,...} */
+	RPC_JSONRPC, /* {"jsonrpc":"2.0","method":"exec","params":{...},"id":1} */
 };
 
 enum rpc_method {
@@ -27,25 +27,25 @@ enum rpc_method {
 };
 
 enum rpc_error {
-	RPC_E_PARSE,        /* Invalid JSON / -32700 */
-	RPC_E_INVALID,      /* Invalid message format / -32600 */
-	RPC_E_METHOD,       /* Unknown message type: T / -32601 */
-	RPC_E_PARAMS,       /* Invalid params: WHAT / -32602 */
-	RPC_E_POLICY,       /* Invalid command / -32004 */
-	RPC_E_RATE,         /* Rate limit exceeded / -32000 */
-	RPC_E_TOO_MANY,     /* Too many running commands / -32001 */
-	RPC_E_DUPLICATE,    /* Duplicate id / -32002 */
-	RPC_E_NO_SUCH,      /* No such command: X / -32003 */
-	RPC_E_INTERNAL,     /* Internal error: WHAT / -32603 */
+	RPC_E_PARSE,     /* Invalid JSON / -32700 */
+	RPC_E_INVALID,   /* Invalid message format / -32600 */
+	RPC_E_METHOD,    /* Unknown message type: T / -32601 */
+	RPC_E_PARAMS,    /* Invalid params: WHAT / -32602 */
+	RPC_E_POLICY,    /* Invalid command / -32004 */
+	RPC_E_RATE,      /* Rate limit exceeded / -32000 */
+	RPC_E_TOO_MANY,  /* Too many running commands / -32001 */
+	RPC_E_DUPLICATE, /* Duplicate id / -32002 */
+	RPC_E_NO_SUCH,   /* No such command: X / -32003 */
+	RPC_E_INTERNAL,  /* Internal error: WHAT / -32603 */
 };
 
 struct rpc_request {
 	enum rpc_dialect dialect;
 	enum rpc_method method;
-	const char *name;     /* the type or method as sent */
-	json_t *id;           /* borrowed; NULL when absent */
-	json_t *params;       /* borrowed object: the message itself (type) or params */
-	bool notification;    /* JSON-RPC without id: no reply at all */
+	const char *name;  /* the type or method as sent */
+	json_t *id;        /* borrowed; NULL when absent */
+	json_t *params;    /* borrowed object: the message itself (type) or params */
+	bool notification; /* JSON-RPC without id: no reply at all */
 };
 
 /*

@@ -29,27 +29,27 @@
 #define ENV_MAX RPC_ARGV_MAX
 
 struct reply_text {
-	char *text;            /* NULL: an exec's place, filled when it is done */
+	char *text; /* NULL: an exec's place, filled when it is done */
 	size_t len;
 };
 
 /* A JSON-RPC batch: its replies are kept as text, so their size is known. */
 struct batch {
 	struct reply_text *items;
-	size_t n;              /* replies so far (items has room for the batch's size) */
-	size_t bytes;          /* their length */
-	uint64_t held;         /* output its execs hold (one --max-reply between them) */
-	unsigned pending;      /* replies still to come (running execs) */
+	size_t n;         /* replies so far (items has room for the batch's size) */
+	size_t bytes;     /* their length */
+	uint64_t held;    /* output its execs hold (one --max-reply between them) */
+	unsigned pending; /* replies still to come (running execs) */
 };
 
 struct cmd {
 	struct rpc_session *s;
 	struct cmd *prev, *next;
 	struct rpc_exec *x;
-	json_t *id;            /* owned; NULL when the request had none */
-	char *label;           /* the command, for list */
+	json_t *id;  /* owned; NULL when the request had none */
+	char *label; /* the command, for list */
 	struct batch *batch;
-	size_t slot;           /* its place in batch->items */
+	size_t slot; /* its place in batch->items */
 	/*
 	 * Output a result will carry (not streamed), already encoded as the
 	 * inside of a JSON string: its size is the reply's, and counts against
@@ -57,11 +57,11 @@ struct cmd {
 	 */
 	struct ws_buf enc[3];
 	uint64_t held;
-	uint8_t carry[3][4];   /* a UTF-8 sequence (or base64 group) cut between chunks */
+	uint8_t carry[3][4]; /* a UTF-8 sequence (or base64 group) cut between chunks */
 	uint8_t carry_len[3];
 	enum rpc_dialect dialect;
 	bool stream, base64, reply;
-	bool cut;              /* a budget ran out: the rest of the output is dropped */
+	bool cut; /* a budget ran out: the rest of the output is dropped */
 };
 
 struct rpc_session {
@@ -70,8 +70,8 @@ struct rpc_session {
 	struct cmd *cmds;
 	unsigned ncmds;
 	struct ws_rate rate;
-	uint64_t held;         /* output held for this connection's results */
-	uint64_t unsent;       /* the part of it already queued to the client */
+	uint64_t held;   /* output held for this connection's results */
+	uint64_t unsent; /* the part of it already queued to the client */
 	bool paused;
 };
 
@@ -435,7 +435,7 @@ struct exec_args {
 	char *argv_store[ENV_MAX + 4];
 	char *env_store[ENV_MAX + 8];
 	char *label;
-	char *path;            /* under a policy: the file that runs */
+	char *path; /* under a policy: the file that runs */
 	struct rpc_exec_spec spec;
 	bool stream, base64;
 };
@@ -494,7 +494,7 @@ policy_refusal(const struct rpc_limits *l, struct exec_args *a, bool shell, json
 		/* the dynamic loader would run code the allowlist never saw */
 		const char *k;
 		json_t *v;
-		json_object_foreach(env, k, v) {
+		json_object_foreach (env, k, v) {
 			if (strncmp(k, "LD_", 3) == 0)
 				return "LD_* variables are refused under --allow-command";
 		}
@@ -580,7 +580,9 @@ exec_params(const struct rpc_limits *l, json_t *p, struct exec_args *a, bool *po
 	size_t ne = 0;
 	static const char *const base[] = {
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME=/tmp", "LANG=C.UTF-8", "TERM=dumb",
+		"HOME=/tmp",
+		"LANG=C.UTF-8",
+		"TERM=dumb",
 	};
 	json_t *env = json_object_get(p, "env");
 	if (env && (!json_is_object(env) || json_object_size(env) > ENV_MAX))
@@ -600,7 +602,7 @@ exec_params(const struct rpc_limits *l, json_t *p, struct exec_args *a, bool *po
 	}
 	const char *k;
 	json_t *v;
-	json_object_foreach(env, k, v) {
+	json_object_foreach (env, k, v) {
 		if (!json_is_string(v) || !*k || strchr(k, '=') ||
 		    strlen(json_string_value(v)) != json_string_length(v))
 			return "env must be an object of strings";
@@ -675,9 +677,14 @@ do_exec(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
 		free_args(&a);
 		return error_for(r, RPC_E_INTERNAL, "out of memory");
 	}
-	*c = (struct cmd){ .s = s, .id = json_incref(r->id), .label = a.label,
-			   .dialect = r->dialect, .stream = a.stream, .base64 = a.base64,
-			   .reply = !r->notification, .next = s->cmds };
+	*c = (struct cmd){ .s = s,
+			   .id = json_incref(r->id),
+			   .label = a.label,
+			   .dialect = r->dialect,
+			   .stream = a.stream,
+			   .base64 = a.base64,
+			   .reply = !r->notification,
+			   .next = s->cmds };
 	a.label = NULL;
 	char err[256];
 	c->x = rpc_exec_start(s->hub->engine, &a.spec, &exec_ops, c, err, sizeof(err));
@@ -713,9 +720,10 @@ do_stdin(struct rpc_session *s, const struct rpc_request *r)
 	json_t *target = json_object_get(r->params, "id");
 	json_t *data = json_object_get(r->params, "data");
 	json_t *eof = json_object_get(r->params, "eof");
-	if (!rpc_proto_id_valid(target, s->hub->limits->max_id) || (data && !json_is_string(data)) ||
-	    (eof && !json_is_boolean(eof)))
-		return error_for(r, RPC_E_PARAMS, "stdin takes id, data (string) and eof (boolean)");
+	if (!rpc_proto_id_valid(target, s->hub->limits->max_id) ||
+	    (data && !json_is_string(data)) || (eof && !json_is_boolean(eof)))
+		return error_for(r, RPC_E_PARAMS,
+				 "stdin takes id, data (string) and eof (boolean)");
 	struct cmd *c = find_cmd(s, target);
 	if (!c) {
 		char *t = json_dumps(target, JSON_ENCODE_ANY);
@@ -775,7 +783,7 @@ do_kill(struct rpc_session *s, const struct rpc_request *r)
 	return rpc_proto_reply(r->dialect, "kill", r->id,
 			       json_pack("{s:b, s:o}", "ok", 1, "signal",
 					 json_sprintf("SIG%s", sigabbrev_np(sig) ? sigabbrev_np(sig)
-									  : "?")));
+										 : "?")));
 }
 
 static json_t *
@@ -801,14 +809,14 @@ do_info(struct rpc_session *s, const struct rpc_request *r)
 		return NULL;
 	struct ws_server *srv = s->hub->srv;
 	json_t *o = rpc_info_system();
-	json_object_set_new(
-		o, "server",
-		json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:O}", "name", s->hub->server_name,
-			  "version", WS_VERSION, "pid", (int)getpid(), "uptime_s",
-			  (json_int_t)ws_server_uptime_s(srv), "connections",
-			  (json_int_t)ws_server_metrics(srv)->connections_open, "running",
-			  (int)rpc_engine_running(s->hub->engine), "limits",
-			  s->hub->limits->described));
+	json_object_set_new(o, "server",
+			    json_pack("{s:s, s:s, s:i, s:I, s:I, s:i, s:O}", "name",
+				      s->hub->server_name, "version", WS_VERSION, "pid",
+				      (int)getpid(), "uptime_s",
+				      (json_int_t)ws_server_uptime_s(srv), "connections",
+				      (json_int_t)ws_server_metrics(srv)->connections_open,
+				      "running", (int)rpc_engine_running(s->hub->engine), "limits",
+				      s->hub->limits->described));
 	return rpc_proto_reply(r->dialect, "info", r->id, o);
 }
 
@@ -820,7 +828,8 @@ dispatch(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
 		if (r->notification)
 			return NULL;
 		return rpc_proto_reply(r->dialect, "pong", r->id,
-				       json_pack("{s:I}", "timestamp", (json_int_t)ws_clock_wall_ms()));
+				       json_pack("{s:I}", "timestamp",
+						 (json_int_t)ws_clock_wall_ms()));
 	case RPC_INFO:
 		return do_info(s, r);
 	case RPC_EXEC:
@@ -880,7 +889,7 @@ run_batch(struct rpc_session *s, json_t *msg)
 	}
 	size_t i;
 	json_t *el;
-	json_array_foreach(msg, i, el)
+	json_array_foreach (msg, i, el)
 		answer(s, b, handle(s, el, RPC_JSONRPC, b));
 	batch_done(s, b);
 }
@@ -918,15 +927,15 @@ rpc_session_message(struct rpc_session *s, bool text, const uint8_t *data, size_
 void
 rpc_session_rate_limited(struct rpc_session *s, const uint8_t *data, size_t len)
 {
-	json_t *msg =
-		len <= RATE_LIMITED_PARSE_MAX ? json_loadb((const char *)data, len, 0, NULL) : NULL;
+	json_t *msg = len <= RATE_LIMITED_PARSE_MAX ? json_loadb((const char *)data, len, 0, NULL)
+						    : NULL;
 	enum rpc_dialect d = rpc_proto_guess((const char *)data, len);
 	json_t *id = json_is_object(msg) ? json_object_get(msg, "id") : NULL;
 	/* a JSON-RPC notification gets nothing, not even this */
 	if (!(d == RPC_JSONRPC && json_is_object(msg) && !id))
-		send_json(s, rpc_proto_error(d, rpc_proto_id_valid(id, s->hub->limits->max_id)
-							? id
-							: NULL,
+		send_json(s, rpc_proto_error(d,
+					     rpc_proto_id_valid(id, s->hub->limits->max_id) ? id
+											    : NULL,
 					     RPC_E_RATE, NULL));
 	json_decref(msg);
 }

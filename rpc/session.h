@@ -20,9 +20,9 @@ struct ws_conn;
 struct ws_server;
 
 struct rpc_limits {
-	uint64_t exec_timeout_ms;      /* default per command */
-	uint64_t exec_timeout_max_ms;  /* the most a request may ask for */
-	uint64_t max_output;           /* bytes per stream, and the most a request may ask */
+	uint64_t exec_timeout_ms;     /* default per command */
+	uint64_t exec_timeout_max_ms; /* the most a request may ask for */
+	uint64_t max_output;          /* bytes per stream, and the most a request may ask */
 	/*
 	 * Output a result carries, counted as encoded in the reply (escaped or
 	 * base64), stdout and stderr together; a batch's execs share one such
@@ -35,10 +35,10 @@ struct rpc_limits {
 	 */
 	uint64_t max_buffered_per_conn;
 	uint64_t max_buffered;
-	uint32_t max_batch;            /* requests in one JSON-RPC batch */
-	uint32_t max_id;               /* bytes of a string id */
-	struct ws_rate_config rate;    /* requests per second; a batch element is one */
-	uint32_t max_exec;             /* running at once, server-wide */
+	uint32_t max_batch;         /* requests in one JSON-RPC batch */
+	uint32_t max_id;            /* bytes of a string id */
+	struct ws_rate_config rate; /* requests per second; a batch element is one */
+	uint32_t max_exec;          /* running at once, server-wide */
 	uint32_t max_exec_per_conn;
 	bool keep_on_disconnect;
 	/*
@@ -47,11 +47,11 @@ struct rpc_limits {
 	 * and the engine runs, that absolute path. A `command` (shell line) is
 	 * refused under an allowlist unless allow_shell; then its text is matched.
 	 */
-	const regex_t *allow;          /* NULL: everything */
-	const regex_t *deny;           /* NULL: nothing */
+	const regex_t *allow; /* NULL: everything */
+	const regex_t *deny;  /* NULL: nothing */
 	bool allow_shell;
-	const char *command_path;      /* colon-separated absolute directories */
-	json_t *described;             /* the limits as reported by info (borrowed) */
+	const char *command_path; /* colon-separated absolute directories */
+	json_t *described;        /* the limits as reported by info (borrowed) */
 };
 
 /* What every session shares. */
@@ -60,7 +60,7 @@ struct rpc_hub {
 	struct rpc_engine *engine;
 	const struct rpc_limits *limits;
 	const char *server_name;
-	uint64_t held;                 /* output held for results, every session */
+	uint64_t held; /* output held for results, every session */
 };
 
 struct rpc_session;

@@ -162,8 +162,8 @@ ws_pids_open(char *path, size_t pathlen, char *why, size_t whylen)
 		snprintf(why, whylen, "not root");
 		return -EPERM;
 	}
-	if (!own_cgroup(own, sizeof(own), &v2) || !hierarchy(v2, mnt, sizeof(mnt), root,
-							    sizeof(root))) {
+	if (!own_cgroup(own, sizeof(own), &v2) ||
+	    !hierarchy(v2, mnt, sizeof(mnt), root, sizeof(root))) {
 		snprintf(why, whylen, "no pids cgroup hierarchy");
 		return -ENOENT;
 	}
@@ -193,7 +193,8 @@ ws_pids_open(char *path, size_t pathlen, char *why, size_t whylen)
 		ctl[n > 0 ? n : 0] = '\0';
 		bool pids = false;
 		char *save = NULL;
-		for (char *w = strtok_r(ctl, " \n", &save); w && !pids; w = strtok_r(NULL, " \n", &save))
+		for (char *w = strtok_r(ctl, " \n", &save); w && !pids;
+		     w = strtok_r(NULL, " \n", &save))
 			pids = strcmp(w, "pids") == 0;
 		if (!pids) {
 			snprintf(why, whylen, "%s: no pids controller", dir);
@@ -332,5 +333,6 @@ ws_pids_close(int dirfd, const char *path)
 	sweep(dirfd, true);
 	close(dirfd);
 	if (rmdir(path) != 0 && errno != ENOENT)
-		ws_log(WS_LOG_WARN, "sandbox cgroup=%s removed=no error=\"%s\"", path, strerror(errno));
+		ws_log(WS_LOG_WARN, "sandbox cgroup=%s removed=no error=\"%s\"", path,
+		       strerror(errno));
 }

@@ -42,10 +42,12 @@ struct call {
  * others turn off address randomisation (ADDR_NO_RANDOMIZE), make every
  * readable mapping executable (READ_IMPLIES_EXEC), map page zero, ...
  */
-#define PERSONALITY(v)                                                              \
-	{ "personality", WS_POLICY_ERRNO, EPERM, WS_POLICY_ONLY, 0, 0, v }
+#define PERSONALITY(v)                                                         \
+	{                                                                      \
+		"personality", WS_POLICY_ERRNO, EPERM, WS_POLICY_ONLY, 0, 0, v \
+	}
 
-#define CLONE_NEW_FLAGS                                                              \
+#define CLONE_NEW_FLAGS                                                                \
 	(CLONE_NEWNS | CLONE_NEWCGROUP | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | \
 	 CLONE_NEWPID | CLONE_NEWNET)
 
@@ -487,17 +489,39 @@ static const struct {
 	const char *name;
 	int value;
 } errnos[] = {
-	{ "EPERM", EPERM },         { "ENOENT", ENOENT },       { "ESRCH", ESRCH },
-	{ "EINTR", EINTR },         { "EIO", EIO },             { "ENXIO", ENXIO },
-	{ "E2BIG", E2BIG },         { "ENOEXEC", ENOEXEC },     { "EBADF", EBADF },
-	{ "ECHILD", ECHILD },       { "EAGAIN", EAGAIN },       { "ENOMEM", ENOMEM },
-	{ "EACCES", EACCES },       { "EFAULT", EFAULT },       { "EBUSY", EBUSY },
-	{ "EEXIST", EEXIST },       { "EXDEV", EXDEV },         { "ENODEV", ENODEV },
-	{ "ENOTDIR", ENOTDIR },     { "EISDIR", EISDIR },       { "EINVAL", EINVAL },
-	{ "ENFILE", ENFILE },       { "EMFILE", EMFILE },       { "ENOTTY", ENOTTY },
-	{ "EFBIG", EFBIG },         { "ENOSPC", ENOSPC },       { "ESPIPE", ESPIPE },
-	{ "EROFS", EROFS },         { "EMLINK", EMLINK },       { "EPIPE", EPIPE },
-	{ "ERANGE", ERANGE },       { "ENOSYS", ENOSYS },       { "ENOTSUP", ENOTSUP },
+	{ "EPERM", EPERM },
+	{ "ENOENT", ENOENT },
+	{ "ESRCH", ESRCH },
+	{ "EINTR", EINTR },
+	{ "EIO", EIO },
+	{ "ENXIO", ENXIO },
+	{ "E2BIG", E2BIG },
+	{ "ENOEXEC", ENOEXEC },
+	{ "EBADF", EBADF },
+	{ "ECHILD", ECHILD },
+	{ "EAGAIN", EAGAIN },
+	{ "ENOMEM", ENOMEM },
+	{ "EACCES", EACCES },
+	{ "EFAULT", EFAULT },
+	{ "EBUSY", EBUSY },
+	{ "EEXIST", EEXIST },
+	{ "EXDEV", EXDEV },
+	{ "ENODEV", ENODEV },
+	{ "ENOTDIR", ENOTDIR },
+	{ "EISDIR", EISDIR },
+	{ "EINVAL", EINVAL },
+	{ "ENFILE", ENFILE },
+	{ "EMFILE", EMFILE },
+	{ "ENOTTY", ENOTTY },
+	{ "EFBIG", EFBIG },
+	{ "ENOSPC", ENOSPC },
+	{ "ESPIPE", ESPIPE },
+	{ "EROFS", EROFS },
+	{ "EMLINK", EMLINK },
+	{ "EPIPE", EPIPE },
+	{ "ERANGE", ERANGE },
+	{ "ENOSYS", ENOSYS },
+	{ "ENOTSUP", ENOTSUP },
 	{ "EOPNOTSUPP", EOPNOTSUPP },
 	{ "EAFNOSUPPORT", EAFNOSUPPORT },
 	{ "EPROTONOSUPPORT", EPROTONOSUPPORT },
@@ -646,8 +670,8 @@ shown(struct word w, char *buf, size_t len)
 }
 
 int
-ws_policy_parse(struct ws_policy *p, const char *text, size_t len, const char *source,
-		char *err, size_t errlen)
+ws_policy_parse(struct ws_policy *p, const char *text, size_t len, const char *source, char *err,
+		size_t errlen)
 {
 	if (len > WS_POLICY_MAX_FILE)
 		return fail(err, errlen, source, 0, "longer than %d bytes", WS_POLICY_MAX_FILE);
@@ -838,8 +862,7 @@ format_cond(char *buf, size_t len, uint8_t cmp, uint8_t arg, uint64_t mask, uint
 const char *
 ws_policy_rule_format(const struct ws_policy_rule *r, char *buf, size_t len)
 {
-	char *name = r->nr >= 0 ? seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, r->nr)
-				: NULL;
+	char *name = r->nr >= 0 ? seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, r->nr) : NULL;
 	char num[16];
 	snprintf(num, sizeof(num), "%d", r->nr);
 	const char *call = name ? name : num;

@@ -37,15 +37,15 @@
 
 enum ws_policy_action {
 	WS_POLICY_ALLOW,
-	WS_POLICY_ERRNO,   /* fail with rule.err */
-	WS_POLICY_KILL,    /* SECCOMP_RET_KILL_PROCESS */
+	WS_POLICY_ERRNO, /* fail with rule.err */
+	WS_POLICY_KILL,  /* SECCOMP_RET_KILL_PROCESS */
 };
 
 enum ws_policy_cmp {
-	WS_POLICY_ALWAYS,     /* no condition */
-	WS_POLICY_MASKED_EQ,  /* (arg & mask) == value */
-	WS_POLICY_NE,         /* arg != value (all 64 bits) */
-	WS_POLICY_EQ,         /* arg == value (all 64 bits) */
+	WS_POLICY_ALWAYS,    /* no condition */
+	WS_POLICY_MASKED_EQ, /* (arg & mask) == value */
+	WS_POLICY_NE,        /* arg != value (all 64 bits) */
+	WS_POLICY_EQ,        /* arg == value (all 64 bits) */
 	/*
 	 * The action applies unless arg equals the value of one of the call's
 	 * ONLY rules (each holds one value; they share action and arg).
@@ -54,13 +54,13 @@ enum ws_policy_cmp {
 };
 
 struct ws_policy_rule {
-	int32_t nr;                /* native number; negative: not on this arch */
-	uint8_t action;            /* enum ws_policy_action */
-	uint8_t cmp;               /* enum ws_policy_cmp */
-	uint8_t arg;               /* 0..5, when cmp != WS_POLICY_ALWAYS */
-	uint16_t err;              /* errno, for WS_POLICY_ERRNO */
-	uint16_t origin;           /* 0: built in; n: the n-th file parsed */
-	uint32_t line;             /* line in that file */
+	int32_t nr;      /* native number; negative: not on this arch */
+	uint8_t action;  /* enum ws_policy_action */
+	uint8_t cmp;     /* enum ws_policy_cmp */
+	uint8_t arg;     /* 0..5, when cmp != WS_POLICY_ALWAYS */
+	uint16_t err;    /* errno, for WS_POLICY_ERRNO */
+	uint16_t origin; /* 0: built in; n: the n-th file parsed */
+	uint32_t line;   /* line in that file */
 	uint64_t mask, value;
 	/* a second condition, and-ed with the first (WS_POLICY_ALWAYS: none) */
 	uint8_t cmp2, arg2;
@@ -68,9 +68,9 @@ struct ws_policy_rule {
 };
 
 struct ws_policy {
-	uint8_t default_action;    /* enum ws_policy_action */
+	uint8_t default_action; /* enum ws_policy_action */
 	uint16_t default_err;
-	uint16_t files;            /* policy files parsed so far */
+	uint16_t files; /* policy files parsed so far */
 	size_t n;
 	struct ws_policy_rule rules[WS_POLICY_MAX_RULES];
 };

@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/magic.h>
 #include <net/if.h>
 #include <pwd.h>
 #include <sched.h>
@@ -22,7 +23,6 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <linux/magic.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -48,20 +48,20 @@
 
 struct ws_sandbox {
 	const struct ws_sandbox_backend *backend;
-	void *state;                 /* the backend's */
-	struct ws_policy *policy;    /* NULL with the null backend */
+	void *state;              /* the backend's */
+	struct ws_policy *policy; /* NULL with the null backend */
 	struct ws_sandbox_limits limits;
 	unsigned isolate;
-	bool root;                   /* euid 0 when prepared */
+	bool root; /* euid 0 when prepared */
 	bool run_as;
 	uid_t uid;
 	gid_t gid;
 	size_t ngroups;
 	gid_t *groups;
-	char *user;                  /* the name of the user switched to */
-	int pids_fd;                 /* the pids cgroup's directory, or -1 */
+	char *user;  /* the name of the user switched to */
+	int pids_fd; /* the pids cgroup's directory, or -1 */
 	char pids_path[4096];
-	char pids_why[256];          /* why there is none */
+	char pids_why[256]; /* why there is none */
 };
 
 void
@@ -427,7 +427,7 @@ fallback:
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		return -1;
 	int max = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 20 ? 1 << 20
-									 : (int)rl.rlim_cur;
+									: (int)rl.rlim_cur;
 	for (int fd = 3; fd < max; fd++)
 		if (fd != keep_fd)
 			close(fd);
@@ -655,7 +655,8 @@ hand_over_stdio(const struct ws_sandbox *sb)
 {
 	for (int fd = 0; fd <= 2; fd++) {
 		struct statfs fs;
-		if (fstatfs(fd, &fs) == 0 && (fs.f_type == PIPEFS_MAGIC || fs.f_type == SOCKFS_MAGIC))
+		if (fstatfs(fd, &fs) == 0 &&
+		    (fs.f_type == PIPEFS_MAGIC || fs.f_type == SOCKFS_MAGIC))
 			if (fchown(fd, sb->uid, sb->gid) != 0)
 				continue; /* best effort: the command still has the descriptor */
 	}
@@ -665,8 +666,7 @@ static int
 drop_privileges(const struct ws_sandbox *sb)
 {
 	hand_over_stdio(sb);
-	if (setgroups(sb->ngroups, sb->groups) != 0 ||
-	    setresgid(sb->gid, sb->gid, sb->gid) != 0 ||
+	if (setgroups(sb->ngroups, sb->groups) != 0 || setresgid(sb->gid, sb->gid, sb->gid) != 0 ||
 	    setresuid(sb->uid, sb->uid, sb->uid) != 0)
 		return -1;
 	/* fail closed if root can be had back */
@@ -786,8 +786,8 @@ allow_isolation(struct ws_policy *p, unsigned isolate)
 }
 
 int
-ws_sandbox_confine_self(enum ws_sandbox_self kind, const struct ws_sandbox *children,
-			char *err, size_t errlen)
+ws_sandbox_confine_self(enum ws_sandbox_self kind, const struct ws_sandbox *children, char *err,
+			size_t errlen)
 {
 	int rc;
 	void *state = NULL;

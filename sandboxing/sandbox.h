@@ -26,17 +26,17 @@
 #include "policy.h"
 
 enum ws_sandbox_profile {
-	WS_SANDBOX_DEFAULT,  /* allow, except WS_POLICY_SET_DANGEROUS (EPERM) */
-	WS_SANDBOX_NONET,    /* default, plus no socket but AF_UNIX */
-	WS_SANDBOX_NONE,     /* no filter (the null backend) unless a policy file adds one */
+	WS_SANDBOX_DEFAULT, /* allow, except WS_POLICY_SET_DANGEROUS (EPERM) */
+	WS_SANDBOX_NONET,   /* default, plus no socket but AF_UNIX */
+	WS_SANDBOX_NONE,    /* no filter (the null backend) unless a policy file adds one */
 };
 
 /* --isolate: namespaces entered before the filter. */
 enum {
-	WS_SANDBOX_ISOLATE_NET = 1 << 0,    /* a private network: loopback only, up */
-	WS_SANDBOX_ISOLATE_PID = 1 << 1,    /* the command is PID 1 of its own tree */
-	WS_SANDBOX_ISOLATE_MOUNT = 1 << 2,  /* private mounts; with pid, a private /proc */
-	WS_SANDBOX_ISOLATE_USER = 1 << 3,   /* a user namespace mapping only its own ids */
+	WS_SANDBOX_ISOLATE_NET = 1 << 0,   /* a private network: loopback only, up */
+	WS_SANDBOX_ISOLATE_PID = 1 << 1,   /* the command is PID 1 of its own tree */
+	WS_SANDBOX_ISOLATE_MOUNT = 1 << 2, /* private mounts; with pid, a private /proc */
+	WS_SANDBOX_ISOLATE_USER = 1 << 3,  /* a user namespace mapping only its own ids */
 };
 
 /*
@@ -46,11 +46,11 @@ enum {
  * flags straight at them.
  */
 struct ws_sandbox_limits {
-	uint32_t cpu_s;        /* RLIMIT_CPU: SIGXCPU, then SIGKILL a second later */
-	uint64_t as_bytes;     /* RLIMIT_AS: allocations fail */
-	uint32_t nproc;        /* RLIMIT_NPROC: per real user; not enforced for root */
-	uint64_t fsize_bytes;  /* RLIMIT_FSIZE: SIGXFSZ / EFBIG */
-	uint32_t nofile;       /* RLIMIT_NOFILE */
+	uint32_t cpu_s;       /* RLIMIT_CPU: SIGXCPU, then SIGKILL a second later */
+	uint64_t as_bytes;    /* RLIMIT_AS: allocations fail */
+	uint32_t nproc;       /* RLIMIT_NPROC: per real user; not enforced for root */
+	uint64_t fsize_bytes; /* RLIMIT_FSIZE: SIGXFSZ / EFBIG */
+	uint32_t nofile;      /* RLIMIT_NOFILE */
 };
 
 #define WS_SANDBOX_DEFAULT_CPU_S 60
@@ -68,15 +68,15 @@ struct ws_sandbox_limits {
 
 struct ws_sandbox_config {
 	enum ws_sandbox_profile profile;
-	const char *policy_file;      /* layered over the profile; NULL: none */
+	const char *policy_file; /* layered over the profile; NULL: none */
 	struct ws_sandbox_limits limits;
 	/*
 	 * User name or uid. NULL: WS_SANDBOX_DEFAULT_USER when the caller is
 	 * root, else the caller's own user (it cannot switch).
 	 */
 	const char *run_as;
-	bool run_as_self;             /* keep the caller's user, root included */
-	unsigned isolate;             /* WS_SANDBOX_ISOLATE_* */
+	bool run_as_self; /* keep the caller's user, root included */
+	unsigned isolate; /* WS_SANDBOX_ISOLATE_* */
 };
 
 /* profile `default`, the default limits and user, no policy file or isolation. */
@@ -131,10 +131,10 @@ const char *ws_sandbox_backend_name(const struct ws_sandbox *sb);
 
 /* The steps of ws_sandbox_child_apply, in order; EXEC is the caller's own. */
 enum ws_sandbox_step {
-	WS_SANDBOX_STEP_SIGNALS,    /* default dispositions, nothing blocked */
-	WS_SANDBOX_STEP_CGROUP,     /* its own pids cgroup */
+	WS_SANDBOX_STEP_SIGNALS, /* default dispositions, nothing blocked */
+	WS_SANDBOX_STEP_CGROUP,  /* its own pids cgroup */
 	WS_SANDBOX_STEP_SETSID,
-	WS_SANDBOX_STEP_FDS,        /* close every descriptor but 0-2 (and keep_fd) */
+	WS_SANDBOX_STEP_FDS, /* close every descriptor but 0-2 (and keep_fd) */
 	WS_SANDBOX_STEP_PDEATHSIG,
 	WS_SANDBOX_STEP_RLIMITS,
 	WS_SANDBOX_STEP_ISOLATE,
@@ -145,8 +145,8 @@ enum ws_sandbox_step {
 };
 
 struct ws_sandbox_failure {
-	int32_t step;   /* enum ws_sandbox_step */
-	int32_t err;    /* errno */
+	int32_t step; /* enum ws_sandbox_step */
+	int32_t err;  /* errno */
 };
 
 /* "setsid", "rlimits", "run-as", ... */
@@ -187,9 +187,9 @@ size_t ws_sandbox_children(pid_t *out, size_t max);
 
 /* What a server is, for its own filter. */
 enum ws_sandbox_self {
-	WS_SANDBOX_SELF_ECHO,       /* allowlist, default kill */
-	WS_SANDBOX_SELF_BROADCAST,  /* the same, plus SQLite's file calls */
-	WS_SANDBOX_SELF_RPC,        /* allow, except the dangerous set (EPERM) */
+	WS_SANDBOX_SELF_ECHO,      /* allowlist, default kill */
+	WS_SANDBOX_SELF_BROADCAST, /* the same, plus SQLite's file calls */
+	WS_SANDBOX_SELF_RPC,       /* allow, except the dangerous set (EPERM) */
 };
 
 /*
@@ -204,8 +204,8 @@ enum ws_sandbox_self {
  * Returns 0, or -errno with one line in err: then the server must not
  * start.
  */
-int ws_sandbox_confine_self(enum ws_sandbox_self kind, const struct ws_sandbox *children,
-			    char *err, size_t errlen);
+int ws_sandbox_confine_self(enum ws_sandbox_self kind, const struct ws_sandbox *children, char *err,
+			    size_t errlen);
 
 /*
  * A server's ws_app.confine: its own filter (logging why it failed), or

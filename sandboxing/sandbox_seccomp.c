@@ -23,8 +23,8 @@
 #include "sandbox_backend.h"
 
 struct program {
-	struct sock_fprog prog;   /* libseccomp's */
-	struct sock_fprog only;   /* build_only()'s; len 0: none */
+	struct sock_fprog prog; /* libseccomp's */
+	struct sock_fprog only; /* build_only()'s; len 0: none */
 	struct sock_filter insns[];
 };
 

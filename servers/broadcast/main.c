@@ -63,7 +63,7 @@ struct room {
 	struct room *hnext;
 	struct member *members;
 	uint64_t next_seq;
-	uint64_t committed_seq;   /* next_seq at the last commit: where a failed turn goes back */
+	uint64_t committed_seq; /* next_seq at the last commit: where a failed turn goes back */
 	uint32_t count;
 	char name[NAME_MAX_LEN + 1];
 };
@@ -71,11 +71,11 @@ struct room {
 /* A frame addressed to a room, waiting for the turn's commit. */
 struct pending {
 	struct room *room;
-	struct ws_conn *except;   /* binary relays skip their sender */
-	struct ws_conn *sender;   /* a chat message's sender, told when it fails; NULL if gone */
-	uint32_t off, len;        /* in bc.frames */
-	bool chat;                /* a stored message: delivered only once committed */
-	bool failed;              /* its transaction was rolled back: not delivered */
+	struct ws_conn *except; /* binary relays skip their sender */
+	struct ws_conn *sender; /* a chat message's sender, told when it fails; NULL if gone */
+	uint32_t off, len;      /* in bc.frames */
+	bool chat;              /* a stored message: delivered only once committed */
+	bool failed;            /* its transaction was rolled back: not delivered */
 };
 
 struct bc {
@@ -87,13 +87,13 @@ struct bc {
 	uint32_t sweep_ms;
 	struct room *rooms[ROOM_BUCKETS];
 	uint32_t active_rooms;
-	uint64_t welcome_max;     /* bytes: --max-welcome, at most half of --send-queue */
+	uint64_t welcome_max; /* bytes: --max-welcome, at most half of --send-queue */
 	struct ws_buf frames;
-	struct ws_buf scratch;    /* a welcome or history page being written */
+	struct ws_buf scratch; /* a welcome or history page being written */
 	struct pending *pending;
 	size_t npending, cap_pending;
 	uint64_t persisted;
-	uint64_t failed[3];       /* chat messages refused by the store: busy, full, error */
+	uint64_t failed[3]; /* chat messages refused by the store: busy, full, error */
 	uint64_t welcomes_cut;
 	uint64_t fanout_limited;
 };
@@ -157,14 +157,29 @@ put_str(struct ws_buf *b, const char *s, size_t n)
 		uint8_t ch = (uint8_t)s[i];
 		char e = 0;
 		switch (ch) {
-		case '"': e = '"'; break;
-		case '\\': e = '\\'; break;
-		case '\b': e = 'b'; break;
-		case '\f': e = 'f'; break;
-		case '\n': e = 'n'; break;
-		case '\r': e = 'r'; break;
-		case '\t': e = 't'; break;
-		default: break;
+		case '"':
+			e = '"';
+			break;
+		case '\\':
+			e = '\\';
+			break;
+		case '\b':
+			e = 'b';
+			break;
+		case '\f':
+			e = 'f';
+			break;
+		case '\n':
+			e = 'n';
+			break;
+		case '\r':
+			e = 'r';
+			break;
+		case '\t':
+			e = 't';
+			break;
+		default:
+			break;
 		}
 		if (e) {
 			*o++ = '\\';
@@ -287,7 +302,10 @@ to_room(struct bc *bc, struct room *room, struct ws_conn *except, enum ws_opcode
 	if (!ws_frame_append(&bc->frames, op, data, len))
 		return false;
 	bc->pending[bc->npending++] = (struct pending){
-		.room = room, .except = except, .off = off, .len = bc->frames.len - off,
+		.room = room,
+		.except = except,
+		.off = off,
+		.len = bc->frames.len - off,
 	};
 	ws_server_defer(bc->srv);
 	return true;
@@ -425,7 +443,7 @@ struct page {
 	struct ws_buf *b;
 	uint64_t max;
 	uint32_t n;
-	bool more;      /* a stored message did not fit */
+	bool more; /* a stored message did not fit */
 	bool oom;
 };
 
@@ -463,8 +481,8 @@ add_history(void *ctx, const struct bc_message *m)
  * when true on a welcome (whose shape predates it).
  */
 static bool
-put_history(struct bc *bc, struct page *pg, const struct room *room, uint64_t since,
-	    uint32_t limit, bool page)
+put_history(struct bc *bc, struct page *pg, const struct room *room, uint64_t since, uint32_t limit,
+	    bool page)
 {
 	if (!put(pg->b, "\"history\":["))
 		return false;
@@ -552,7 +570,9 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 		ws_conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
 		return;
 	}
-	*m = (struct member){ .c = c, .room = room, .next = room->members,
+	*m = (struct member){ .c = c,
+			      .room = room,
+			      .next = room->members,
 			      .membership = bc_store_next_membership(bc->store) };
 	unique_user(room, a.user, m->user, sizeof(m->user));
 	if (room->members)
@@ -563,8 +583,9 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 	stored(bc, bc_store_join(bc->store, m->membership, room->name, m->user, ws_conn_id(c),
 				 ws_conn_addr(c), t));
 	send_welcome(bc, m, &a);
-	to_room_json(bc, room, json_pack("{s:s, s:s, s:s, s:I}", "type", "join", "id", m->user,
-					 "room", room->name, "count", (json_int_t)room->count));
+	to_room_json(bc, room,
+		     json_pack("{s:s, s:s, s:s, s:I}", "type", "join", "id", m->user, "room",
+			       room->name, "count", (json_int_t)room->count));
 }
 
 static void
@@ -593,8 +614,9 @@ bc_close(void *app, struct ws_conn *c, uint16_t code)
 	uint64_t t = ws_clock_wall_ms();
 	snprintf(reason, sizeof(reason), "close %u", code);
 	stored(bc, bc_store_leave(bc->store, m->membership, t, reason));
-	to_room_json(bc, room, json_pack("{s:s, s:s, s:s, s:I}", "type", "leave", "id", m->user,
-					 "room", room->name, "count", (json_int_t)room->count));
+	to_room_json(bc, room,
+		     json_pack("{s:s, s:s, s:s, s:I}", "type", "leave", "id", m->user, "room",
+			       room->name, "count", (json_int_t)room->count));
 	free(m);
 	ws_conn_set_user(c, NULL);
 	if (room->count == 0) {
@@ -640,7 +662,10 @@ chat(struct bc *bc, struct member *m, const char *text, size_t len)
 	if (!fanout_ok(bc, m, esc + strlen(m->user) + strlen(room->name) + 128, room->count))
 		return;
 	struct bc_message msg = {
-		.seq = room->next_seq, .from = m->user, .text = text, .text_len = len,
+		.seq = room->next_seq,
+		.from = m->user,
+		.text = text,
+		.text_len = len,
 		.ts = ws_clock_wall_ms(),
 	};
 	enum bc_store_status r = bc_store_message(bc->store, room->name, &msg);
@@ -676,8 +701,8 @@ history_page(struct bc *bc, struct member *m, json_int_t since)
 	struct page pg = { .b = b, .max = bc->welcome_max };
 	bool ok = put(b, "{\"type\":\"history\",\"room\":") &&
 		  put_str(b, m->room->name, strlen(m->room->name)) && put(b, ",");
-	send_page(bc, m->c, ok && put_history(bc, &pg, m->room, (uint64_t)since,
-					      bc->opt.history_size, true));
+	send_page(bc, m->c,
+		  ok && put_history(bc, &pg, m->room, (uint64_t)since, bc->opt.history_size, true));
 }
 
 static void
@@ -719,8 +744,7 @@ bc_message(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data, size_
 }
 
 static void
-bc_rate_limited(void *app, struct ws_conn *c, enum ws_opcode op, const uint8_t *data,
-		size_t len)
+bc_rate_limited(void *app, struct ws_conn *c, enum ws_opcode op, const uint8_t *data, size_t len)
 {
 	send_error(c, "Rate limit exceeded");
 }
@@ -919,13 +943,15 @@ static const struct ws_option bc_opts[] = {
 	  "rooms with members at once; a new one over it gets 503", NULL },
 	{ "max-room-members", "WS_MAX_ROOM_MEMBERS", "N", WS_OPT_UINT, OPT(max_room_members), 1,
 	  10000000, "connections in one room; over it: 503", NULL },
-	{ "max-chat-message", "WS_MAX_CHAT_MESSAGE", "BYTES", WS_OPT_SIZE, OPT(max_chat_message),
-	  1, 1u << 30, "longest chat text, JSON-escaped; longer gets an error, the connection "
+	{ "max-chat-message", "WS_MAX_CHAT_MESSAGE", "BYTES", WS_OPT_SIZE, OPT(max_chat_message), 1,
+	  1u << 30,
+	  "longest chat text, JSON-escaped; longer gets an error, the connection "
 	  "stays",
 	  NULL },
 	{ "max-welcome", "WS_MAX_WELCOME", "BYTES", WS_OPT_SIZE, OPT(max_welcome), 1024, 1u << 30,
 	  "a welcome or history page, at most (and at most half of --send-queue); history past "
-	  "it is cut with \"more\":true", NULL },
+	  "it is cut with \"more\":true",
+	  NULL },
 	{ "room-expiry", "WS_ROOM_EXPIRY", "SECONDS", WS_OPT_SECONDS, OPT(room_expiry_ms), 0,
 	  4000000000u, "an empty room idle this long is forgotten with its history; 0 = never",
 	  NULL },
@@ -978,9 +1004,9 @@ main(int argc, char **argv)
 	cfg.max_message = 256 * 1024;
 	cfg.send_queue = 1024 * 1024;
 	struct ws_option_table extra = { bc_opts, sizeof(bc_opts) / sizeof(bc_opts[0]), &bc.opt };
-	enum ws_config_result parsed = ws_config_parse(&cfg, &extra, "ws-broadcast",
-				"Chat rooms keyed by ?id=, with presence and history in SQLite.",
-				argc, argv);
+	enum ws_config_result parsed = ws_config_parse(
+		&cfg, &extra, "ws-broadcast",
+		"Chat rooms keyed by ?id=, with presence and history in SQLite.", argc, argv);
 	if (parsed != WS_CONFIG_RUN)
 		return ws_config_exit_status(parsed);
 	ws_log_init(cfg.level, cfg.format);

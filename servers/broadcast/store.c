@@ -104,8 +104,8 @@ struct bc_store {
 	sqlite3_stmt *st[S_COUNT];
 	struct bc_store_limits lim;
 	bool in_tx;
-	bool tx_rooms_changed;    /* the open transaction added or removed rooms */
-	bool failing;             /* the last write failed (log the next failure quietly) */
+	bool tx_rooms_changed; /* the open transaction added or removed rooms */
+	bool failing;          /* the last write failed (log the next failure quietly) */
 	uint64_t next_membership;
 	uint64_t rooms;
 	uint64_t commits, errors;
@@ -182,7 +182,9 @@ write_failed(struct bc_store *st, int rc, const char *what)
 	/* one line when the store starts failing, not one per message while it does */
 	ws_log(st->failing ? WS_LOG_DEBUG : WS_LOG_ERROR,
 	       "db-error op=\"%s\" status=%s error=\"%s\"", what,
-	       s == BC_STORE_BUSY ? "busy" : s == BC_STORE_FULL ? "full" : "error",
+	       s == BC_STORE_BUSY   ? "busy"
+	       : s == BC_STORE_FULL ? "full"
+				    : "error",
 	       sqlite3_errmsg(st->db));
 	st->failing = true;
 	if (!sqlite3_get_autocommit(st->db))
@@ -218,7 +220,8 @@ prepare_schema(struct bc_store *st, const char *path, char *err, size_t errlen)
 		char q[128];
 		snprintf(q, sizeof(q), "PRAGMA application_id = %d; PRAGMA user_version = %d;",
 			 APP_ID, SCHEMA_VERSION);
-		if (!exec(st, "BEGIN") || !exec(st, schema) || !exec(st, q) || !exec(st, "COMMIT")) {
+		if (!exec(st, "BEGIN") || !exec(st, schema) || !exec(st, q) ||
+		    !exec(st, "COMMIT")) {
 			snprintf(err, errlen, "%s: cannot create schema: %s", path,
 				 sqlite3_errmsg(st->db));
 			return false;
@@ -232,8 +235,8 @@ prepare_schema(struct bc_store *st, const char *path, char *err, size_t errlen)
 	}
 	int64_t ver = query_int(st->db, "PRAGMA user_version", &ok);
 	if (ver > SCHEMA_VERSION) {
-		snprintf(err, errlen, "%s: schema version %lld is newer than this server's %d", path,
-			 (long long)ver, SCHEMA_VERSION);
+		snprintf(err, errlen, "%s: schema version %lld is newer than this server's %d",
+			 path, (long long)ver, SCHEMA_VERSION);
 		return false;
 	}
 	if (ver < 2 && (!exec(st, "BEGIN") || !exec(st, migrate_1_to_2) || !exec(st, "COMMIT"))) {
@@ -265,9 +268,10 @@ cap_size(struct bc_store *st, const char *path, char *err, size_t errlen)
 		return false;
 	}
 	if ((uint64_t)got > pages)
-		ws_log(WS_LOG_WARN, "db-over-size path=%s size=%llu max=%llu text=\"stored rows "
-		       "can only be replaced until expiry frees pages\"", path,
-		       (unsigned long long)got * (unsigned long long)page,
+		ws_log(WS_LOG_WARN,
+		       "db-over-size path=%s size=%llu max=%llu text=\"stored rows "
+		       "can only be replaced until expiry frees pages\"",
+		       path, (unsigned long long)got * (unsigned long long)page,
 		       (unsigned long long)st->lim.max_db_bytes);
 	snprintf(q, sizeof(q), "PRAGMA journal_size_limit = %d", WAL_KEEP_BYTES);
 	query_int(st->db, q, &ok);

@@ -27,16 +27,16 @@ struct bc_message {
 };
 
 struct bc_store_limits {
-	uint32_t history_size;     /* messages kept per room; 0 = none */
-	uint64_t max_db_bytes;     /* the database file's size cap (PRAGMA max_page_count) */
-	uint32_t max_memberships;  /* closed memberships kept (the newest) */
+	uint32_t history_size;    /* messages kept per room; 0 = none */
+	uint64_t max_db_bytes;    /* the database file's size cap (PRAGMA max_page_count) */
+	uint32_t max_memberships; /* closed memberships kept (the newest) */
 };
 
 enum bc_store_status {
 	BC_STORE_OK = 0,
-	BC_STORE_BUSY,   /* another process holds the write lock */
-	BC_STORE_FULL,   /* --max-db-size reached, or the disk is full */
-	BC_STORE_ERROR,  /* anything else (I/O, corruption, OOM) */
+	BC_STORE_BUSY,  /* another process holds the write lock */
+	BC_STORE_FULL,  /* --max-db-size reached, or the disk is full */
+	BC_STORE_ERROR, /* anything else (I/O, corruption, OOM) */
 };
 
 enum bc_store_lookup {
@@ -50,8 +50,8 @@ enum bc_store_lookup {
  * NULL with a one-line reason in err, naming the path. A file that is not
  * SQLite, or another application's database, is refused.
  */
-struct bc_store *bc_store_open(const char *path, const struct bc_store_limits *lim,
-			       char *err, size_t errlen);
+struct bc_store *bc_store_open(const char *path, const struct bc_store_limits *lim, char *err,
+			       size_t errlen);
 /* Commits what is pending and closes. NULL is a no-op. */
 void bc_store_destroy(struct bc_store *st);
 
@@ -64,8 +64,7 @@ enum bc_store_lookup bc_store_room_lookup(struct bc_store *st, const char *room,
 /* Stores a new room (next seq 1, active now). */
 enum bc_store_status bc_store_room_add(struct bc_store *st, const char *room, uint64_t now_ms);
 /* Marks a room active now (its last member left): the expiry clock starts. */
-enum bc_store_status bc_store_room_touch(struct bc_store *st, const char *room,
-					 uint64_t now_ms);
+enum bc_store_status bc_store_room_touch(struct bc_store *st, const char *room, uint64_t now_ms);
 /* Rooms stored (kept up to date by this module). */
 uint64_t bc_store_room_count(const struct bc_store *st);
 

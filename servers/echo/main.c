@@ -33,9 +33,9 @@ main(int argc, char **argv)
 {
 	struct ws_config cfg;
 	ws_config_defaults(&cfg, 8080);
-	enum ws_config_result parsed = ws_config_parse(&cfg, NULL, "ws-echo",
-				"Echoes every WebSocket message back unchanged (RFC 6455).",
-				argc, argv);
+	enum ws_config_result parsed = ws_config_parse(
+		&cfg, NULL, "ws-echo", "Echoes every WebSocket message back unchanged (RFC 6455).",
+		argc, argv);
 	if (parsed != WS_CONFIG_RUN)
 		return ws_config_exit_status(parsed);
 	ws_log_init(cfg.level, cfg.format);

@@ -112,8 +112,7 @@ rpc_message(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data, size
 }
 
 static void
-rpc_rate_limited(void *app, struct ws_conn *c, enum ws_opcode op, const uint8_t *data,
-		 size_t len)
+rpc_rate_limited(void *app, struct ws_conn *c, enum ws_opcode op, const uint8_t *data, size_t len)
 {
 	struct rpc_session *s = ws_conn_user(c);
 	if (s)
@@ -198,20 +197,23 @@ static const struct ws_option rpc_opts[] = {
 	  "commands running at once, server-wide", NULL },
 	{ "max-exec-per-conn", "WS_MAX_EXEC_PER_CONN", "N", WS_OPT_UINT, OPT(max_exec_per_conn), 1,
 	  100000, "commands running at once per connection", NULL },
-	{ "keep-on-disconnect", "WS_KEEP_ON_DISCONNECT", NULL, WS_OPT_FLAG,
-	  OPT(keep_on_disconnect), 0, 0, "let commands finish when their client leaves", NULL },
+	{ "keep-on-disconnect", "WS_KEEP_ON_DISCONNECT", NULL, WS_OPT_FLAG, OPT(keep_on_disconnect),
+	  0, 0, "let commands finish when their client leaves", NULL },
 	{ "no-auth", "WS_NO_AUTH", NULL, WS_OPT_FLAG, OPT(no_auth), 0, 0,
 	  "serve without a token (anyone who reaches the port runs commands)", NULL },
 	{ "allow-command", "WS_ALLOW_COMMAND", "REGEX", WS_OPT_STRING, OPT(allow_command), 0, 0,
 	  "run only argv commands whose resolved absolute path matches this POSIX extended "
-	  "regex (shell lines are refused)", NULL },
+	  "regex (shell lines are refused)",
+	  NULL },
 	{ "deny-command", "WS_DENY_COMMAND", "REGEX", WS_OPT_STRING, OPT(deny_command), 0, 0,
 	  "refuse commands whose path, argv[0] or shell line matches this regex (a tripwire, "
-	  "not a boundary)", NULL },
+	  "not a boundary)",
+	  NULL },
 	{ "allow-command-shell", "WS_ALLOW_COMMAND_SHELL", NULL, WS_OPT_FLAG,
 	  OPT(allow_command_shell), 0, 0,
 	  "with --allow-command, still run shell lines that match it (a regex over a shell line "
-	  "is not a boundary)", NULL },
+	  "is not a boundary)",
+	  NULL },
 	{ "command-path", "WS_COMMAND_PATH", "DIRS", WS_OPT_STRING, OPT(command_path), 0, 0,
 	  "under --allow/--deny-command, where argv[0] is looked up (not the client's PATH)",
 	  check_command_path },
@@ -236,18 +238,19 @@ static const struct ws_option rpc_opts[] = {
 	{ "limit-as", "WS_LIMIT_AS", "BYTES", WS_OPT_SIZE, OPT(limits.as_bytes), 0, 1ull << 48,
 	  "address space per command (0: inherited)", NULL },
 	{ "limit-nproc", "WS_LIMIT_NPROC", "N", WS_OPT_UINT, OPT(limits.nproc), 0, 1u << 22,
-	  "processes per command: a pids cgroup as root, and RLIMIT_NPROC (0: inherited)",
-	  NULL },
+	  "processes per command: a pids cgroup as root, and RLIMIT_NPROC (0: inherited)", NULL },
 	{ "limit-fsize", "WS_LIMIT_FSIZE", "BYTES", WS_OPT_SIZE, OPT(limits.fsize_bytes), 0,
 	  1ull << 48, "largest file a command writes (0: inherited)", NULL },
 	{ "limit-nofile", "WS_LIMIT_NOFILE", "N", WS_OPT_UINT, OPT(limits.nofile), 0, 1u << 20,
 	  "open descriptors per command (0: inherited)", NULL },
 	{ "run-as", "WS_RUN_AS", "USER", WS_OPT_STRING, OPT(run_as), 0, 0,
-	  "run commands as USER and its groups (as root the default is "
-	  WS_SANDBOX_DEFAULT_USER ", which must exist)", NULL },
+	  "run commands as USER and its groups (as root the default is " WS_SANDBOX_DEFAULT_USER
+	  ", which must exist)",
+	  NULL },
 	{ "run-as-self", "WS_RUN_AS_SELF", NULL, WS_OPT_FLAG, OPT(run_as_self), 0, 0,
 	  "run commands as this server's own user, root included (unsafe: they can reach "
-	  "the server)", NULL },
+	  "the server)",
+	  NULL },
 	{ "isolate", "WS_ISOLATE", "LIST", WS_OPT_STRING, OPT(isolate), 0, 0,
 	  "namespaces for each command: net,pid,mount,user", check_isolate },
 };
@@ -271,7 +274,8 @@ check_commands_user(const struct ws_sandbox *sb, const struct ws_config *cfg)
 		return WS_EXIT_USAGE;
 	}
 	if (user)
-		ws_log(WS_LOG_INFO, "sandbox user=%s pids_cgroup=%s", user, cgroup ? cgroup : "none");
+		ws_log(WS_LOG_INFO, "sandbox user=%s pids_cgroup=%s", user,
+		       cgroup ? cgroup : "none");
 	else if (ws_sandbox_runs_as_root(sb))
 		ws_log(WS_LOG_WARN,
 		       "sandbox user=root text=\"--run-as-self: commands run as root and can read "
@@ -283,8 +287,10 @@ check_commands_user(const struct ws_sandbox *sb, const struct ws_config *cfg)
 		       "then run as " WS_SANDBOX_DEFAULT_USER ") or give it a user of its own\"",
 		       (unsigned)geteuid());
 	if (!cgroup && ws_sandbox_runs_as_root(sb))
-		ws_log(WS_LOG_WARN, "sandbox pids_cgroup=none reason=\"%s\" text=\"root is exempt "
-				    "from RLIMIT_NPROC: commands' processes are not bounded\"", why);
+		ws_log(WS_LOG_WARN,
+		       "sandbox pids_cgroup=none reason=\"%s\" text=\"root is exempt "
+		       "from RLIMIT_NPROC: commands' processes are not bounded\"",
+		       why);
 	return 0;
 }
 
@@ -326,9 +332,9 @@ main(int argc, char **argv)
 	ws_config_defaults(&cfg, 8082);
 	cfg.rate_limit = 10;
 	cfg.rate_burst = 20;
-	struct ws_option_table extra = { rpc_opts, sizeof(rpc_opts) / sizeof(rpc_opts[0]),
-					 &r.opt };
-	enum ws_config_result parsed = ws_config_parse(&cfg, &extra, "ws-rpc",
+	struct ws_option_table extra = { rpc_opts, sizeof(rpc_opts) / sizeof(rpc_opts[0]), &r.opt };
+	enum ws_config_result parsed =
+		ws_config_parse(&cfg, &extra, "ws-rpc",
 				"Runs ping, info and exec requests (Sandbox `type` messages and "
 				"JSON-RPC 2.0).",
 				argc, argv);
@@ -360,8 +366,9 @@ main(int argc, char **argv)
 	int rc = ws_sandbox_create(&r.sandbox, &sandbox, err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "error: %s\n", err);
-		return rc == -EINVAL || rc == -ENOENT || rc == -EPERM || rc == -ESRCH ? WS_EXIT_USAGE
-								      : WS_EXIT_SYSTEM;
+		return rc == -EINVAL || rc == -ENOENT || rc == -EPERM || rc == -ESRCH
+			       ? WS_EXIT_USAGE
+			       : WS_EXIT_SYSTEM;
 	}
 	r.pid = getpid();
 	if ((rc = check_commands_user(r.sandbox, &cfg)) != 0) {
@@ -414,18 +421,18 @@ main(int argc, char **argv)
 				      "denylist", r.opt.deny_command != NULL, "shell",
 				      !r.opt.allow_command || r.opt.allow_command_shell));
 	/* what confines each command, as info reports it */
-	json_object_set_new(
-		r.limits.described, "sandbox",
-		json_pack("{s:s, s:s?, s:s?, s:s?, s:{s:I, s:I, s:I, s:I, s:I}}", "seccomp_profile",
-			  ws_sandbox_profile_name(sandbox.profile), "seccomp_policy",
-			  sandbox.policy_file, "run_as",
-			  ws_sandbox_user(r.sandbox) ? ws_sandbox_user(r.sandbox) : "self", "isolate",
-			  r.opt.isolate,
-			  "rlimits", "cpu_s", (json_int_t)sandbox.limits.cpu_s, "as_bytes",
-			  (json_int_t)sandbox.limits.as_bytes, "nproc",
-			  (json_int_t)sandbox.limits.nproc, "fsize_bytes",
-			  (json_int_t)sandbox.limits.fsize_bytes, "nofile",
-			  (json_int_t)sandbox.limits.nofile));
+	json_object_set_new(r.limits.described, "sandbox",
+			    json_pack("{s:s, s:s?, s:s?, s:s?, s:{s:I, s:I, s:I, s:I, s:I}}",
+				      "seccomp_profile", ws_sandbox_profile_name(sandbox.profile),
+				      "seccomp_policy", sandbox.policy_file, "run_as",
+				      ws_sandbox_user(r.sandbox) ? ws_sandbox_user(r.sandbox)
+								 : "self",
+				      "isolate", r.opt.isolate, "rlimits", "cpu_s",
+				      (json_int_t)sandbox.limits.cpu_s, "as_bytes",
+				      (json_int_t)sandbox.limits.as_bytes, "nproc",
+				      (json_int_t)sandbox.limits.nproc, "fsize_bytes",
+				      (json_int_t)sandbox.limits.fsize_bytes, "nofile",
+				      (json_int_t)sandbox.limits.nofile));
 	r.hub = (struct rpc_hub){ .limits = &r.limits, .server_name = "ws-rpc" };
 
 	static const struct ws_app app = {

@@ -48,7 +48,8 @@ usage(FILE *out)
 		"  --fsize BYTES    largest file written, then SIGXFSZ (1g; 0 keeps)\n"
 		"  --nofile N       open descriptors (%d; 0 keeps)\n"
 		"  --run-as USER    run as USER and its groups (as root the default is\n"
-		"                   " WS_SANDBOX_DEFAULT_USER ", which must exist; without root: yourself)\n"
+		"                   " WS_SANDBOX_DEFAULT_USER
+		", which must exist; without root: yourself)\n"
 		"  --run-as-self    as root, keep root (commands can then reach the caller)\n"
 		"  --isolate LIST   namespaces, comma-separated: net,pid,mount,user\n"
 		"  --timeout S      then SIGTERM to the command's process group (0: none;\n"

@@ -61,14 +61,14 @@ enum {
 
 #define NS_PER_S 1000000000ull
 #define SCRATCH_SIZE (256u * 1024u) /* one recv()'s worth, shared by all */
-#define HS_BUF_SIZE 1024u	    /* a 101 response fits easily */
+#define HS_BUF_SIZE 1024u           /* a 101 response fits easily */
 #define MAX_EVENTS 512
 #define READS_PER_EVENT 64 /* then the connection waits its turn */
 #define MAX_CONNS 1000000u
 #define MAX_INFLIGHT 65536u
 #define MAX_SIZE (16u * 1024u * 1024u)
 #define MAX_TRAIN_BYTES (1ull << 30) /* all connections' trains together */
-#define TICK_MS 100		     /* longest epoll_wait: timers are checked this often */
+#define TICK_MS 100                  /* longest epoll_wait: timers are checked this often */
 #define CYCLE_TIMEOUT_NS (5 * NS_PER_S)
 #define MAX_CYCLE_ERRORS 100 /* connect mode gives up after this many failures */
 #define CLOSE_WAIT_NS (2 * NS_PER_S)
@@ -80,7 +80,7 @@ enum {
 enum mode { MODE_ECHO, MODE_LATENCY, MODE_IDLE, MODE_CONNECT, MODE_FREE_PORT };
 
 /* in the order of enum mode */
-static const char *const mode_names[] = {"echo", "latency", "idle", "connect", "free-port"};
+static const char *const mode_names[] = { "echo", "latency", "idle", "connect", "free-port" };
 
 struct opts {
 	enum mode mode;
@@ -212,27 +212,27 @@ parse_opts(int argc, char **argv, struct opts *o)
 		O_HELP
 	};
 	static const struct option longopts[] = {
-	    {"host", required_argument, NULL, O_HOST},
-	    {"port", required_argument, NULL, O_PORT},
-	    {"path", required_argument, NULL, O_PATH},
-	    {"conns", required_argument, NULL, O_CONNS},
-	    {"inflight", required_argument, NULL, O_INFLIGHT},
-	    {"size", required_argument, NULL, O_SIZE},
-	    {"text", no_argument, NULL, O_TEXT},
-	    {"binary", no_argument, NULL, O_BINARY},
-	    {"no-verify", no_argument, NULL, O_NOVERIFY},
-	    {"idle", required_argument, NULL, O_IDLE},
-	    {"warmup", required_argument, NULL, O_WARMUP},
-	    {"duration", required_argument, NULL, O_DURATION},
-	    {"hold", required_argument, NULL, O_HOLD},
-	    {"open-concurrency", required_argument, NULL, O_OPENC},
-	    {"src-addrs", required_argument, NULL, O_SRC},
-	    {"open-timeout", required_argument, NULL, O_OPENT},
-	    {"server-pid", required_argument, NULL, O_PID},
-	    {"label", required_argument, NULL, O_LABEL},
-	    {"busy-poll", no_argument, NULL, O_BUSY},
-	    {"help", no_argument, NULL, O_HELP},
-	    {NULL, 0, NULL, 0},
+		{ "host", required_argument, NULL, O_HOST },
+		{ "port", required_argument, NULL, O_PORT },
+		{ "path", required_argument, NULL, O_PATH },
+		{ "conns", required_argument, NULL, O_CONNS },
+		{ "inflight", required_argument, NULL, O_INFLIGHT },
+		{ "size", required_argument, NULL, O_SIZE },
+		{ "text", no_argument, NULL, O_TEXT },
+		{ "binary", no_argument, NULL, O_BINARY },
+		{ "no-verify", no_argument, NULL, O_NOVERIFY },
+		{ "idle", required_argument, NULL, O_IDLE },
+		{ "warmup", required_argument, NULL, O_WARMUP },
+		{ "duration", required_argument, NULL, O_DURATION },
+		{ "hold", required_argument, NULL, O_HOLD },
+		{ "open-concurrency", required_argument, NULL, O_OPENC },
+		{ "src-addrs", required_argument, NULL, O_SRC },
+		{ "open-timeout", required_argument, NULL, O_OPENT },
+		{ "server-pid", required_argument, NULL, O_PID },
+		{ "label", required_argument, NULL, O_LABEL },
+		{ "busy-poll", no_argument, NULL, O_BUSY },
+		{ "help", no_argument, NULL, O_HELP },
+		{ NULL, 0, NULL, 0 },
 	};
 	bool conns_set = false, inflight_set = false, warmup_set = false;
 
@@ -245,20 +245,20 @@ parse_opts(int argc, char **argv, struct opts *o)
 		return false;
 	}
 	*o = (struct opts){
-	    .mode = o->mode,
-	    .host = "127.0.0.1",
-	    .path = "/",
-	    .label = "",
-	    .conns = 50,
-	    .inflight = 16,
-	    .size = 64,
-	    .binary = true,
-	    .verify = true,
-	    .open_concurrency = 256,
-	    .warmup = 1,
-	    .duration = 3,
-	    .hold = 30,
-	    .open_timeout = 30,
+		.mode = o->mode,
+		.host = "127.0.0.1",
+		.path = "/",
+		.label = "",
+		.conns = 50,
+		.inflight = 16,
+		.size = 64,
+		.binary = true,
+		.verify = true,
+		.open_concurrency = 256,
+		.warmup = 1,
+		.duration = 3,
+		.hold = 30,
+		.open_timeout = 30,
 	};
 	optind = 2;
 	for (;;) {
@@ -422,7 +422,7 @@ cpu_pid_ns(int pid)
 static void
 cpu_machine_ns(uint64_t *busy, uint64_t *steal)
 {
-	unsigned long long v[8] = {0};
+	unsigned long long v[8] = { 0 };
 	*busy = *steal = 0;
 	FILE *f = fopen("/proc/stat", "r");
 	if (!f)
@@ -478,9 +478,9 @@ enum state { ST_DONE, ST_CONNECTING, ST_HANDSHAKE, ST_OPEN, ST_CLOSING };
 struct echo {
 	uint8_t *train; /* inflight + 1 identical masked frames */
 	uint64_t *fifo; /* send times of the messages awaiting their echo */
-	uint64_t owed;	/* train bytes still to write */
+	uint64_t owed;  /* train bytes still to write */
 	uint32_t phase; /* where the next byte to write sits within a frame */
-	uint32_t head;	/* oldest fifo entry */
+	uint32_t head;  /* oldest fifo entry */
 	uint32_t count; /* messages in flight */
 };
 
@@ -496,7 +496,7 @@ struct conn {
 	/* frame parser */
 	bool in_payload;
 	bool fin;
-	uint8_t opcode;	    /* of the current frame */
+	uint8_t opcode;     /* of the current frame */
 	uint8_t msg_opcode; /* of the data message in progress, 0 if none */
 	uint8_t hdr_have;
 	uint8_t hdr[14];
@@ -504,7 +504,7 @@ struct conn {
 	uint64_t msg_len;   /* data-message bytes seen so far */
 	struct echo *echo;  /* NULL unless kind == KIND_ECHO */
 	uint64_t t_start;   /* connect mode: when this cycle began */
-	uint8_t *hs;	    /* handshake response so far (pooled buffer) */
+	uint8_t *hs;        /* handshake response so far (pooled buffer) */
 	uint16_t hs_len;
 	uint16_t req_off; /* request bytes already sent */
 	/* a control frame received (ping or close payload) and one to send (pong or close) */
@@ -548,12 +548,12 @@ struct loadgen {
 	uint8_t **hs_pool;
 	unsigned hs_pool_len;
 	unsigned pending; /* connections between socket() and the 101 */
-	unsigned live;	  /* file descriptors open */
+	unsigned live;    /* file descriptors open */
 	unsigned idle_open, idle_failed, idle_dropped;
 	unsigned errors; /* failures that spoil the result */
 	char first_error[128];
 	unsigned unclean;  /* closes that did not finish the close handshake */
-	unsigned lost;	   /* messages never echoed */
+	unsigned lost;     /* messages never echoed */
 	uint64_t inflight; /* echo messages awaiting their echo */
 	enum phase phase;
 	bool sending;
@@ -646,7 +646,7 @@ bind_source(struct loadgen *lg, int fd)
 	if (lg->src_addrs <= 1)
 		return true;
 	int one = 1;
-	struct sockaddr_in src = {.sin_family = AF_INET};
+	struct sockaddr_in src = { .sin_family = AF_INET };
 	/* the kernel then picks the port at connect() time, per 4-tuple */
 	setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
 	src.sin_addr.s_addr = htonl(0x7f000001u + lg->src_next++ % lg->src_addrs);
@@ -682,8 +682,8 @@ conn_start(struct loadgen *lg, struct conn *c)
 	/* pipelined small frames must not wait for ACKs */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 	struct epoll_event ev = {
-	    .events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
-	    .data.u32 = c->id,
+		.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+		.data.u32 = c->id,
 	};
 	if (!bind_source(lg, fd) || epoll_ctl(lg->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		fprintf(stderr, "ws-loadgen: bind or epoll_ctl: %s\n", strerror(errno));
@@ -730,7 +730,7 @@ conn_queue_ctl(struct conn *c, enum wsclient_opcode opcode, const uint8_t *paylo
 static void
 conn_send_close(struct loadgen *lg, struct conn *c, const uint8_t *code, size_t len)
 {
-	static const uint8_t normal[2] = {1000 >> 8, 1000 & 0xff};
+	static const uint8_t normal[2] = { 1000 >> 8, 1000 & 0xff };
 	if (c->sent_close)
 		return;
 	if (!code) {
@@ -1021,8 +1021,8 @@ conn_flush(struct loadgen *lg, struct conn *c)
 	struct echo *e = c->echo;
 	for (int round = 0; round < 2; round++) {
 		if (c->ctl_off < c->ctl_len && (!e || e->phase == 0)) {
-			ssize_t n =
-			    send_some(c->fd, c->ctl_tx + c->ctl_off, c->ctl_len - c->ctl_off);
+			ssize_t n = send_some(c->fd, c->ctl_tx + c->ctl_off,
+					      c->ctl_len - c->ctl_off);
 			if (n < 0)
 				goto fail;
 			c->ctl_off += (uint8_t)n;
@@ -1165,8 +1165,8 @@ echo_init(struct loadgen *lg, struct echo *e)
 	e->fifo = calloc(lg->o.inflight, sizeof *e->fifo);
 	if (!e->train || !e->fifo)
 		return false;
-	size_t hl =
-	    wsclient_header(e->train, lg->o.binary ? WSC_OP_BINARY : WSC_OP_TEXT, lg->o.size, mask);
+	size_t hl = wsclient_header(e->train, lg->o.binary ? WSC_OP_BINARY : WSC_OP_TEXT,
+				    lg->o.size, mask);
 	memcpy(e->train + hl, lg->payload, lg->o.size);
 	wsclient_mask(e->train + hl, lg->o.size, mask);
 	for (unsigned i = 1; i <= lg->o.inflight; i++)
@@ -1452,7 +1452,7 @@ wait_timeout_ms(const struct loadgen *lg)
 static void
 watch_stdin(struct loadgen *lg)
 {
-	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = STDIN_TAG};
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = STDIN_TAG };
 	/* a file or /dev/null cannot be polled: then only --hold and signals end the hold */
 	(void)epoll_ctl(lg->epfd, EPOLL_CTL_ADD, STDIN_FILENO, &ev);
 }
@@ -1522,7 +1522,7 @@ struct window {
 	double cpu_machine_pct; /* every CPU's busy time: 100 per core */
 	double cpu_steal_pct;
 	char cpu_server_pct[16]; /* a JSON number, or null when no --server-pid */
-	char cpu_json[256];	 /* the fields above as JSON members */
+	char cpu_json[256];      /* the fields above as JSON members */
 };
 
 static struct window
@@ -1530,7 +1530,7 @@ window_of(const struct loadgen *lg)
 {
 	const struct counters *k = &lg->k;
 	uint64_t wall = k->t_end > k->t_begin ? k->t_end - k->t_begin : 0;
-	struct window w = {.secs = (double)wall / 1e9};
+	struct window w = { .secs = (double)wall / 1e9 };
 	double pct = wall ? 100.0 / (double)wall : 0;
 	w.cpu_self_pct = pct * (double)k->cpu_self;
 	w.cpu_machine_pct = pct * (double)k->cpu_machine;
@@ -1600,27 +1600,26 @@ report_echo(const struct loadgen *lg)
 	struct window w = window_of(lg);
 	double rate = per_second(k->msgs, &w);
 	double mib = per_second(k->bytes, &w) / (1024.0 * 1024.0);
-	printf(
-	    "{\"mode\":\"%s\",\"label\":\"%s\",\"host\":\"%s\",\"port\":%u,"
-	    "\"conns\":%u,\"inflight\":%u,\"size\":%u,\"binary\":%s,\"idle\":%u,\"idle_open\":%u,"
-	    "\"warmup_s\":%.3f,\"duration_s\":%.3f,\"msgs\":%" PRIu64 ",\"msgs_per_s\":%.0f,"
-	    "\"mib_per_s\":%.2f,\"p50_us\":%.2f,\"p90_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,"
-	    "\"max_us\":%.2f,\"errors\":%u,\"lost\":%u,\"unclean_closes\":%u,\"idle_dropped\":%u,"
-	    "%s,\"first_error\":%s,\"ok\":%s}\n",
-	    mode_names[o->mode], o->label, o->host, o->port, o->conns, o->inflight, o->size,
-	    o->binary ? "true" : "false", o->idle, lg->idle_open, o->warmup, w.secs, k->msgs, rate,
-	    mib, quantile_us(&k->lat, 0.5), quantile_us(&k->lat, 0.9), quantile_us(&k->lat, 0.99),
-	    quantile_us(&k->lat, 0.999), (double)k->lat.max / 1e3, lg->errors, lg->lost,
-	    lg->unclean, lg->idle_dropped, w.cpu_json, first_error_json(lg),
-	    lg->errors == 0 && lg->lost == 0 && k->msgs > 0 ? "true" : "false");
-	fprintf(
-	    stderr,
-	    "%s: %u conns x %u x %u B%s: %.0f msgs/s (%.1f MiB/s), p50 %.1f us, "
-	    "p99 %.1f us, p99.9 %.1f us; cpu %% loadgen %.0f, server %s, machine %.0f; errors %u\n",
-	    o->label[0] ? o->label : mode_names[o->mode], o->conns, o->inflight, o->size,
-	    o->idle ? " (+idle)" : "", rate, mib, quantile_us(&k->lat, 0.5),
-	    quantile_us(&k->lat, 0.99), quantile_us(&k->lat, 0.999), w.cpu_self_pct,
-	    w.cpu_server_pct, w.cpu_machine_pct, lg->errors);
+	printf("{\"mode\":\"%s\",\"label\":\"%s\",\"host\":\"%s\",\"port\":%u,"
+	       "\"conns\":%u,\"inflight\":%u,\"size\":%u,\"binary\":%s,\"idle\":%u,\"idle_open\":%u,"
+	       "\"warmup_s\":%.3f,\"duration_s\":%.3f,\"msgs\":%" PRIu64 ",\"msgs_per_s\":%.0f,"
+	       "\"mib_per_s\":%.2f,\"p50_us\":%.2f,\"p90_us\":%.2f,\"p99_us\":%.2f,\"p999_us\":%.2f,"
+	       "\"max_us\":%.2f,\"errors\":%u,\"lost\":%u,\"unclean_closes\":%u,\"idle_dropped\":%u,"
+	       "%s,\"first_error\":%s,\"ok\":%s}\n",
+	       mode_names[o->mode], o->label, o->host, o->port, o->conns, o->inflight, o->size,
+	       o->binary ? "true" : "false", o->idle, lg->idle_open, o->warmup, w.secs, k->msgs,
+	       rate, mib, quantile_us(&k->lat, 0.5), quantile_us(&k->lat, 0.9),
+	       quantile_us(&k->lat, 0.99), quantile_us(&k->lat, 0.999), (double)k->lat.max / 1e3,
+	       lg->errors, lg->lost, lg->unclean, lg->idle_dropped, w.cpu_json,
+	       first_error_json(lg),
+	       lg->errors == 0 && lg->lost == 0 && k->msgs > 0 ? "true" : "false");
+	fprintf(stderr,
+		"%s: %u conns x %u x %u B%s: %.0f msgs/s (%.1f MiB/s), p50 %.1f us, "
+		"p99 %.1f us, p99.9 %.1f us; cpu %% loadgen %.0f, server %s, machine %.0f; errors %u\n",
+		o->label[0] ? o->label : mode_names[o->mode], o->conns, o->inflight, o->size,
+		o->idle ? " (+idle)" : "", rate, mib, quantile_us(&k->lat, 0.5),
+		quantile_us(&k->lat, 0.99), quantile_us(&k->lat, 0.999), w.cpu_self_pct,
+		w.cpu_server_pct, w.cpu_machine_pct, lg->errors);
 }
 
 static void
@@ -1630,16 +1629,16 @@ report_connect(const struct loadgen *lg)
 	const struct counters *k = &lg->k;
 	struct window w = window_of(lg);
 	double rate = per_second(k->cycles, &w);
-	printf(
-	    "{\"mode\":\"connect\",\"label\":\"%s\",\"host\":\"%s\",\"port\":%u,\"concurrency\":%u,"
-	    "\"src_addrs\":%u,\"warmup_s\":%.3f,\"duration_s\":%.3f,\"cycles\":%" PRIu64 ","
-	    "\"cycles_per_s\":%.0f,\"handshake_p50_us\":%.1f,\"handshake_p99_us\":%.1f,"
-	    "\"cycle_p50_us\":%.1f,\"cycle_p99_us\":%.1f,\"errors\":%u,\"unclean_closes\":%u,"
-	    "%s,\"first_error\":%s,\"ok\":%s}\n",
-	    o->label, o->host, o->port, o->conns, lg->src_addrs, o->warmup, w.secs, k->cycles, rate,
-	    quantile_us(&k->lat, 0.5), quantile_us(&k->lat, 0.99), quantile_us(&k->cycle_lat, 0.5),
-	    quantile_us(&k->cycle_lat, 0.99), lg->errors, lg->unclean, w.cpu_json,
-	    first_error_json(lg), lg->errors == 0 && k->cycles > 0 ? "true" : "false");
+	printf("{\"mode\":\"connect\",\"label\":\"%s\",\"host\":\"%s\",\"port\":%u,\"concurrency\":%u,"
+	       "\"src_addrs\":%u,\"warmup_s\":%.3f,\"duration_s\":%.3f,\"cycles\":%" PRIu64 ","
+	       "\"cycles_per_s\":%.0f,\"handshake_p50_us\":%.1f,\"handshake_p99_us\":%.1f,"
+	       "\"cycle_p50_us\":%.1f,\"cycle_p99_us\":%.1f,\"errors\":%u,\"unclean_closes\":%u,"
+	       "%s,\"first_error\":%s,\"ok\":%s}\n",
+	       o->label, o->host, o->port, o->conns, lg->src_addrs, o->warmup, w.secs, k->cycles,
+	       rate, quantile_us(&k->lat, 0.5), quantile_us(&k->lat, 0.99),
+	       quantile_us(&k->cycle_lat, 0.5), quantile_us(&k->cycle_lat, 0.99), lg->errors,
+	       lg->unclean, w.cpu_json, first_error_json(lg),
+	       lg->errors == 0 && k->cycles > 0 ? "true" : "false");
 	fprintf(stderr,
 		"%s: %u slots: %.0f connections/s, handshake p50 %.1f us, "
 		"cycle p50 %.1f us; cpu %% loadgen %.0f, server %s, machine %.0f; errors %u\n",
@@ -1721,7 +1720,7 @@ main(int argc, char **argv)
 	if (lg.o.mode == MODE_FREE_PORT)
 		return free_port(&lg);
 
-	struct sigaction sa = {.sa_handler = on_signal};
+	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);

@@ -74,8 +74,14 @@ static struct {
 	double rate, warmup, duration;
 	const char *room, *label, *host;
 	int server_pid;
-} opt = {.receivers = 100, .window = 64, .inflight = 16, .warmup = 1, .duration = 3, .room = "bench",
-	 .label = "", .host = "127.0.0.1"};
+} opt = { .receivers = 100,
+	  .window = 64,
+	  .inflight = 16,
+	  .warmup = 1,
+	  .duration = 3,
+	  .room = "bench",
+	  .label = "",
+	  .host = "127.0.0.1" };
 
 static struct conn *conns;
 static unsigned nconns;
@@ -84,10 +90,10 @@ static volatile sig_atomic_t stop;
 
 /* run state */
 static uint64_t t_measure, t_end; /* measuring window [t_measure, t_end) */
-static uint64_t sent, done;	   /* fan-out: messages sent, fully delivered (in order) */
-static uint64_t sender_got;	   /* fan-out: the sender's own copies received */
-static uint32_t ring_count[RING];  /* fan-out: deliveries per message; rpc: unused */
-static uint64_t ring_sent[RING];   /* rpc: send time per id */
+static uint64_t sent, done;       /* fan-out: messages sent, fully delivered (in order) */
+static uint64_t sender_got;       /* fan-out: the sender's own copies received */
+static uint32_t ring_count[RING]; /* fan-out: deliveries per message; rpc: unused */
+static uint64_t ring_sent[RING];  /* rpc: send time per id */
 static uint64_t deliveries, measured_msgs, errors, replies;
 static char first_error[160];
 static struct hist lat;
@@ -108,7 +114,8 @@ error_once(const char *what)
 		snprintf(first_error, sizeof first_error, "%s", what);
 }
 
-static uint64_t children_ns; /* the last proc_cpu_ns(pid > 0) call's reaped children (cutime + cstime) */
+static uint64_t
+	children_ns; /* the last proc_cpu_ns(pid > 0) call's reaped children (cutime + cstime) */
 
 static uint64_t
 proc_cpu_ns(int pid)
@@ -133,7 +140,8 @@ proc_cpu_ns(int pid)
 	unsigned long ut = 0, st = 0;
 	long cut = 0, cst = 0;
 	/* after ')': state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime cutime cstime */
-	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld", &ut, &st, &cut, &cst) != 4)
+	if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %ld %ld", &ut, &st,
+		   &cut, &cst) != 4)
 		return 0;
 	long hz = sysconf(_SC_CLK_TCK);
 	uint64_t tick = NS_PER_S / (uint64_t)(hz > 0 ? hz : 100);
@@ -215,7 +223,8 @@ on_fanout_text(struct conn *c, const uint8_t *p, size_t n, uint64_t now)
 	uint64_t t = 0, i = 0;
 	for (q++; q < e && *q >= '0' && *q <= '9'; q++)
 		t = t * 10 + (uint64_t)(*q - '0');
-	bool ok_i = e - q > 3 && q[0] == ';' && q[1] == 'i' && q[2] == '=' && q[3] >= '0' && q[3] <= '9';
+	bool ok_i = e - q > 3 && q[0] == ';' && q[1] == 'i' && q[2] == '=' && q[3] >= '0' &&
+		    q[3] <= '9';
 	if (ok_i)
 		for (q += 3; q < e && *q >= '0' && *q <= '9'; q++)
 			i = i * 10 + (uint64_t)(*q - '0');
@@ -240,7 +249,7 @@ on_fanout_text(struct conn *c, const uint8_t *p, size_t n, uint64_t now)
 static void
 on_rpc_text(const uint8_t *p, size_t n, uint64_t now)
 {
-	static const char *const want[] = {"\"type\":\"pong\"", "\"type\":\"result\""};
+	static const char *const want[] = { "\"type\":\"pong\"", "\"type\":\"result\"" };
 	bool ok;
 	uint64_t id = parse_u64_after(p, n, "\"id\":", &ok);
 	if (!memmem(p, n, want[opt.kind], strlen(want[opt.kind])) || !ok) {
@@ -377,7 +386,10 @@ on_readable(struct conn *c, uint64_t now)
 			conn_fail(c);
 			return;
 		}
-		bool drained = (size_t)n < IN_BUF - 1 - c->in_len; /* a short read emptied the socket (edge-triggered: new data brings a new event) */
+		bool drained =
+			(size_t)n <
+			IN_BUF - 1 -
+				c->in_len; /* a short read emptied the socket (edge-triggered: new data brings a new event) */
 		c->in_len += (uint32_t)n;
 		if (!c->open && (!handshake_in(c) || !c->open)) {
 			if (!c->open && first_error[0])
@@ -398,8 +410,9 @@ on_readable(struct conn *c, uint64_t now)
 static int
 open_conn(struct conn *c, const char *path)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
-	if (inet_pton(AF_INET, opt.host, &sa.sin_addr) != 1 || (ntohl(sa.sin_addr.s_addr) >> 24) != 127) {
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port) };
+	if (inet_pton(AF_INET, opt.host, &sa.sin_addr) != 1 ||
+	    (ntohl(sa.sin_addr.s_addr) >> 24) != 127) {
 		fprintf(stderr, "ws-roomgen: --host must be a 127.0.0.0/8 literal\n");
 		return -100;
 	}
@@ -420,13 +433,14 @@ open_conn(struct conn *c, const char *path)
 	}
 	char key[WSC_KEY_LEN], accept[WSC_ACCEPT_LEN];
 	wsclient_key(nonce, key, accept);
-	int n = snprintf((char *)c->out, OUT_BUF,
-			 "GET %s HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-			 "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-			 path, opt.host, opt.port, key);
+	int n = snprintf(
+		(char *)c->out, OUT_BUF,
+		"GET %s HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
+		path, opt.host, opt.port, key);
 	c->out_len = (uint32_t)n;
 	c->fd = fd;
-	struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET, .data.ptr = c};
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLET, .data.ptr = c };
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return -111;
 	flush_out(c);
@@ -474,7 +488,8 @@ send_one(uint64_t now)
 	else if (opt.kind == KIND_PING)
 		n = snprintf(msg, sizeof msg, "{\"type\":\"ping\",\"id\":%" PRIu64 "}", sent);
 	else
-		n = snprintf(msg, sizeof msg, "{\"type\":\"exec\",\"id\":%" PRIu64 ",\"command\":\"true\"}", sent);
+		n = snprintf(msg, sizeof msg,
+			     "{\"type\":\"exec\",\"id\":%" PRIu64 ",\"command\":\"true\"}", sent);
 	if (!queue_frame(c, WSC_OP_TEXT, msg, (size_t)n))
 		return false;
 	if (opt.mode == MODE_RPC)
@@ -495,18 +510,19 @@ on_signal(int sig)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: ws-roomgen fanout|rpc --port N [options]\n"
-		   "  --host ADDR        127.0.0.0/8 literal (127.0.0.1)\n"
-		   "  --room NAME        fanout: the room (?id=NAME; default bench)\n"
-		   "  --receivers N      fanout: receivers besides the sender (100)\n"
-		   "  --window K         fanout: messages not yet delivered to all (64)\n"
-		   "  --sender-window 1  fanout: count the window on the sender's own copies (receivers may lag)\n"
-		   "  --rate R           fanout: messages/s from the sender, 0 = as fast as the window allows (0)\n"
-		   "  --kind ping|exec   rpc: request type (ping)\n"
-		   "  --inflight P       rpc: requests outstanding (16)\n"
-		   "  --warmup S --duration S   (1, 3)\n"
-		   "  --server-pid PID   report that process's CPU while measuring\n"
-		   "  --label NAME\n");
+	fprintf(f,
+		"usage: ws-roomgen fanout|rpc --port N [options]\n"
+		"  --host ADDR        127.0.0.0/8 literal (127.0.0.1)\n"
+		"  --room NAME        fanout: the room (?id=NAME; default bench)\n"
+		"  --receivers N      fanout: receivers besides the sender (100)\n"
+		"  --window K         fanout: messages not yet delivered to all (64)\n"
+		"  --sender-window 1  fanout: count the window on the sender's own copies (receivers may lag)\n"
+		"  --rate R           fanout: messages/s from the sender, 0 = as fast as the window allows (0)\n"
+		"  --kind ping|exec   rpc: request type (ping)\n"
+		"  --inflight P       rpc: requests outstanding (16)\n"
+		"  --warmup S --duration S   (1, 3)\n"
+		"  --server-pid PID   report that process's CPU while measuring\n"
+		"  --label NAME\n");
 }
 
 int
@@ -566,13 +582,14 @@ main(int argc, char **argv)
 			return 100;
 		}
 	}
-	if (!opt.port || opt.port > 65535 || opt.receivers > MAX_RECEIVERS || !opt.window || opt.window > RING / 2 ||
-	    !opt.inflight || opt.inflight > RING / 2 || opt.duration <= 0 || opt.duration > 60 || opt.warmup < 0 ||
-	    opt.warmup > 30 || opt.rate < 0) {
+	if (!opt.port || opt.port > 65535 || opt.receivers > MAX_RECEIVERS || !opt.window ||
+	    opt.window > RING / 2 || !opt.inflight || opt.inflight > RING / 2 ||
+	    opt.duration <= 0 || opt.duration > 60 || opt.warmup < 0 || opt.warmup > 30 ||
+	    opt.rate < 0) {
 		usage(stderr);
 		return 100;
 	}
-	struct sigaction sa = {.sa_handler = on_signal};
+	struct sigaction sa = { .sa_handler = on_signal };
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	struct rlimit rl;
@@ -595,7 +612,8 @@ main(int argc, char **argv)
 		conns[i].welcomed = opt.mode != MODE_FANOUT;
 		char path[256];
 		if (opt.mode == MODE_FANOUT)
-			snprintf(path, sizeof path, "/?id=%s&user=%s%u", opt.room, i ? "r" : "s", i);
+			snprintf(path, sizeof path, "/?id=%s&user=%s%u", opt.room, i ? "r" : "s",
+				 i);
 		else
 			snprintf(path, sizeof path, "/");
 		int r = open_conn(&conns[i], path);
@@ -657,10 +675,14 @@ main(int argc, char **argv)
 		int timeout = 1;
 		if (now < t_end) {
 			/* top up the window (paced: only what is due) */
-			while (sent - (opt.mode != MODE_FANOUT ? replies : opt.sender_window ? sender_got : done) < limit &&
+			while (sent - (opt.mode != MODE_FANOUT ? replies
+				       : opt.sender_window     ? sender_got
+							       : done) <
+				       limit &&
 			       (opt.mode != MODE_FANOUT || sent - done < RING / 2)) {
 				if (opt.rate > 0) {
-					uint64_t due = start + (uint64_t)((double)sent * 1e9 / opt.rate);
+					uint64_t due = start +
+						       (uint64_t)((double)sent * 1e9 / opt.rate);
 					if (due > now)
 						break;
 				}
@@ -699,20 +721,25 @@ main(int argc, char **argv)
 		       "\"msgs_per_s\":%.1f,\"deliveries_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
 		       "\"p999_us\":%.1f,\"max_us\":%.1f,\"server_cpu_pct\":%.1f,\"loadgen_cpu_pct\":%.1f,"
 		       "\"open_s\":%.2f,\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
-		       opt.label, opt.receivers, opt.window, opt.sender_window ? "true" : "false", opt.rate, msgs_s, deliv_s, p50, p99, p999,
-		       (double)lat.max / 1e3, srv_pct, gen_pct, open_s, errors, first_error);
-		fprintf(stderr, "%s fanout N=%u K=%u rate=%.0f: %.0f msgs/s, %.0f deliveries/s, p50 %.0f us, p99 %.0f us, cpu server %.0f%% gen %.0f%%%s%s\n",
-			opt.label, opt.receivers, opt.window, opt.rate, msgs_s, deliv_s, p50, p99, srv_pct, gen_pct,
-			errors ? ", error: " : "", first_error);
+		       opt.label, opt.receivers, opt.window, opt.sender_window ? "true" : "false",
+		       opt.rate, msgs_s, deliv_s, p50, p99, p999, (double)lat.max / 1e3, srv_pct,
+		       gen_pct, open_s, errors, first_error);
+		fprintf(stderr,
+			"%s fanout N=%u K=%u rate=%.0f: %.0f msgs/s, %.0f deliveries/s, p50 %.0f us, p99 %.0f us, cpu server %.0f%% gen %.0f%%%s%s\n",
+			opt.label, opt.receivers, opt.window, opt.rate, msgs_s, deliv_s, p50, p99,
+			srv_pct, gen_pct, errors ? ", error: " : "", first_error);
 	} else {
 		printf("{\"mode\":\"rpc\",\"label\":\"%s\",\"kind\":\"%s\",\"inflight\":%u,\"rtt_per_s\":%.1f,"
 		       "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"server_cpu_pct\":%.1f,"
-		       "\"children_cpu_pct\":%.1f,\"loadgen_cpu_pct\":%.1f,\"errors\":%" PRIu64 ",\"first_error\":\"%s\"}\n",
-		       opt.label, opt.kind == KIND_EXEC ? "exec" : "ping", opt.inflight, msgs_s, p50, p99, p999,
-		       (double)lat.max / 1e3, srv_pct, kids_pct, gen_pct, errors, first_error);
-		fprintf(stderr, "%s rpc %s x%u: %.0f/s, p50 %.0f us, p99 %.0f us, cpu server %.0f%% gen %.0f%%%s%s\n",
-			opt.label, opt.kind == KIND_EXEC ? "exec" : "ping", opt.inflight, msgs_s, p50, p99, srv_pct,
-			gen_pct, errors ? ", error: " : "", first_error);
+		       "\"children_cpu_pct\":%.1f,\"loadgen_cpu_pct\":%.1f,\"errors\":%" PRIu64
+		       ",\"first_error\":\"%s\"}\n",
+		       opt.label, opt.kind == KIND_EXEC ? "exec" : "ping", opt.inflight, msgs_s,
+		       p50, p99, p999, (double)lat.max / 1e3, srv_pct, kids_pct, gen_pct, errors,
+		       first_error);
+		fprintf(stderr,
+			"%s rpc %s x%u: %.0f/s, p50 %.0f us, p99 %.0f us, cpu server %.0f%% gen %.0f%%%s%s\n",
+			opt.label, opt.kind == KIND_EXEC ? "exec" : "ping", opt.inflight, msgs_s,
+			p50, p99, srv_pct, gen_pct, errors ? ", error: " : "", first_error);
 	}
 	free(mem);
 	free(conns);

@@ -47,7 +47,7 @@ sha1_block(uint32_t h[5], const uint8_t *p)
 static void
 sha1(const uint8_t *msg, size_t len, uint8_t out[20])
 {
-	uint32_t h[5] = {0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0};
+	uint32_t h[5] = { 0x67452301, 0xefcdab89, 0x98badcfe, 0x10325476, 0xc3d2e1f0 };
 	uint8_t block[64];
 	size_t i = 0;
 	for (; i + 64 <= len; i += 64)
@@ -73,7 +73,7 @@ static void
 base64(const uint8_t *in, size_t n, char *out)
 {
 	static const char tab[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t o = 0;
 	for (size_t i = 0; i < n; i += 3) {
 		uint32_t v = (uint32_t)in[i] << 16;

@@ -39,7 +39,8 @@ query(const struct ws_http_request *r, const char *name)
 	for (size_t cap = 1; cap <= sizeof(v); cap += 15) {
 		memset(v, 'x', sizeof(v));
 		enum ws_http_arg a = ws_http_query_arg(r, name, v, cap);
-		require(a == WS_HTTP_ARG_FOUND || a == WS_HTTP_ARG_ABSENT || a == WS_HTTP_ARG_INVALID,
+		require(a == WS_HTTP_ARG_FOUND || a == WS_HTTP_ARG_ABSENT ||
+				a == WS_HTTP_ARG_INVALID,
 			"query_arg result");
 		if (a == WS_HTTP_ARG_FOUND)
 			require(strnlen(v, cap) < cap, "query value NUL-terminated within cap");
@@ -64,8 +65,8 @@ examine(const uint8_t *data, size_t n)
 	}
 	require(r.method != NULL, "method set");
 	require(r.is_get == (strcmp(r.method, "GET") == 0), "is_get agrees with method");
-	struct ws_slice all[] = { r.query, r.host, r.upgrade, r.connection, r.key, r.version,
-				  r.protocol, r.origin, r.authorization, r.extensions };
+	struct ws_slice all[] = { r.query,   r.host,     r.upgrade, r.connection,    r.key,
+				  r.version, r.protocol, r.origin,  r.authorization, r.extensions };
 	for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
 		require(inside(all[i], p, n), "header slice inside the head");
 	require(inside(r.path, p, n) || (r.path.n == 1 && r.path.p[0] == '/'),
@@ -77,7 +78,8 @@ examine(const uint8_t *data, size_t n)
 		"check_upgrade status");
 	if (status) {
 		require(why && *why, "a reason for the refusal");
-		require(!extra || (strlen(extra) >= 2 && !strcmp(extra + strlen(extra) - 2, "\r\n")),
+		require(!extra ||
+				(strlen(extra) >= 2 && !strcmp(extra + strlen(extra) - 2, "\r\n")),
 			"extra header ends in CRLF");
 	} else {
 		require(ws_http_wants_upgrade(&r), "a valid upgrade wants an upgrade");

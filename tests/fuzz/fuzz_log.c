@@ -49,8 +49,8 @@ struct out {
 
 /* Formats with eight string arguments into an exact-size heap buffer. */
 static struct out
-format(size_t cap, enum ws_log_format f, enum ws_log_level level, const char *ts,
-       const char *src, const char *fmt, ...)
+format(size_t cap, enum ws_log_format f, enum ws_log_level level, const char *ts, const char *src,
+       const char *fmt, ...)
 {
 	struct out o = { malloc(cap), 0 };
 	if (!o.p)
@@ -122,8 +122,7 @@ skip_quoted(const char *s, size_t n, size_t *i, char *val, size_t *vn)
 
 /* The pairs of a text line (keys only), and the value of `want` into val. */
 static void
-text_words(const struct out *o, bool src, struct words *w, const char *want, char *val,
-	   size_t *vn)
+text_words(const struct out *o, bool src, struct words *w, const char *want, char *val, size_t *vn)
 {
 	const char *s = o->p;
 	size_t n = o->n - 1, i = strlen(TS) + 1 + 5 + 1;
@@ -186,8 +185,8 @@ same_text_keys(const struct words *a, const struct words *b, const struct out *o
 		return;
 	require(a->n == b->n, "text: the values do not change the number of keys", o->p, o->n);
 	for (size_t i = 0; i < a->n; i++)
-		require(strcmp(a->keys[i], b->keys[i]) == 0, "text: the values do not change the keys",
-			o->p, o->n);
+		require(strcmp(a->keys[i], b->keys[i]) == 0,
+			"text: the values do not change the keys", o->p, o->n);
 }
 
 /* ---- reading JSON lines back ---- */
@@ -206,7 +205,7 @@ json_line(const struct out *o, enum ws_log_level level)
 	require(l && strcmp(l, names[level]) == 0, "one level, the real one", o->p, o->n);
 	const char *key;
 	json_t *v;
-	json_object_foreach(j, key, v) {
+	json_object_foreach (j, key, v) {
 		if (strcmp(key, "truncated") == 0)
 			require(json_is_true(v), "truncated is true", o->p, o->n);
 		else
@@ -224,7 +223,7 @@ same_json_keys(json_t *a, json_t *b, const struct out *o)
 		"JSON: the values do not change the number of keys", o->p, o->n);
 	const char *key;
 	json_t *v;
-	json_object_foreach(a, key, v)
+	json_object_foreach (a, key, v)
 		require(json_object_get(b, key) != NULL, "JSON: the values do not change the keys",
 			o->p, o->n);
 }
@@ -344,7 +343,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			char val[WS_LOG_LINE_MAX];
 			size_t vn = 0;
 			text_words(&o, src != NULL, &w, "k", val, &vn);
-			require(w.n >= 1 && strcmp(w.keys[0], "k") == 0, "text: the key k", o.p, o.n);
+			require(w.n >= 1 && strcmp(w.keys[0], "k") == 0, "text: the key k", o.p,
+				o.n);
 			if (!w.truncated)
 				require(vn == strlen(args[0]) && memcmp(val, args[0], vn) == 0,
 					"text: the value comes back", o.p, o.n);
@@ -360,12 +360,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(o.p);
 
 		/* a NUL and the other bytes %c can give, and hostile ts and location */
-		o = format(cap, lf, level, args[1], args[2], "c%c k=%c%c", (int)(unsigned char)args[0][0],
-			   0, (int)data[0]);
+		o = format(cap, lf, level, args[1], args[2], "c%c k=%c%c",
+			   (int)(unsigned char)args[0][0], 0, (int)data[0]);
 		if (lf == WS_LOG_JSON) {
-			json_t *j = json_loadb(o.p, o.n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, NULL);
-			require(j && json_is_string(json_object_get(j, "k")), "JSON with any ts and src",
-				o.p, o.n);
+			json_t *j = json_loadb(o.p, o.n, JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL,
+					       NULL);
+			require(j && json_is_string(json_object_get(j, "k")),
+				"JSON with any ts and src", o.p, o.n);
 			json_decref(j);
 		}
 		free(o.p);

@@ -52,8 +52,9 @@ main(int argc, char **argv)
 		}
 	}
 	if (i >= argc || strcmp(argv[i], "--") != 0 || i + 1 >= argc) {
-		fprintf(stderr, "usage: sandbox-stack [--profile P] [--policy FILE] [--isolate LIST] "
-				"[--run-as USER] -- CMD...\n");
+		fprintf(stderr,
+			"usage: sandbox-stack [--profile P] [--policy FILE] [--isolate LIST] "
+			"[--run-as USER] -- CMD...\n");
 		return 100;
 	}
 	char **cmd = argv + i + 1;

@@ -34,8 +34,7 @@ check_true(bool ok, const char *file, int line, const char *expr)
 }
 
 bool
-check_uint(uintmax_t a, uintmax_t b, const char *file, int line, const char *ea,
-	   const char *eb)
+check_uint(uintmax_t a, uintmax_t b, const char *file, int line, const char *ea, const char *eb)
 {
 	if (a != b) {
 		failed(file, line);
@@ -45,8 +44,7 @@ check_uint(uintmax_t a, uintmax_t b, const char *file, int line, const char *ea,
 }
 
 bool
-check_int(intmax_t a, intmax_t b, const char *file, int line, const char *ea,
-	  const char *eb)
+check_int(intmax_t a, intmax_t b, const char *file, int line, const char *ea, const char *eb)
 {
 	if (a != b) {
 		failed(file, line);
@@ -56,8 +54,7 @@ check_int(intmax_t a, intmax_t b, const char *file, int line, const char *ea,
 }
 
 bool
-check_str(const char *a, const char *b, const char *file, int line, const char *ea,
-	  const char *eb)
+check_str(const char *a, const char *b, const char *file, int line, const char *ea, const char *eb)
 {
 	bool ok = a && b ? strcmp(a, b) == 0 : a == b;
 	if (!ok) {

@@ -24,14 +24,13 @@ struct check_case {
 
 /* Record a failure unless the check holds; each returns whether it held. */
 bool check_true(bool ok, const char *file, int line, const char *expr);
-bool check_uint(uintmax_t a, uintmax_t b, const char *file, int line,
-		const char *ea, const char *eb);
-bool check_int(intmax_t a, intmax_t b, const char *file, int line,
+bool check_uint(uintmax_t a, uintmax_t b, const char *file, int line, const char *ea,
+		const char *eb);
+bool check_int(intmax_t a, intmax_t b, const char *file, int line, const char *ea, const char *eb);
+bool check_str(const char *a, const char *b, const char *file, int line, const char *ea,
+	       const char *eb);
+bool check_mem(const void *a, size_t an, const void *b, size_t bn, const char *file, int line,
 	       const char *ea, const char *eb);
-bool check_str(const char *a, const char *b, const char *file, int line,
-	       const char *ea, const char *eb);
-bool check_mem(const void *a, size_t an, const void *b, size_t bn,
-	       const char *file, int line, const char *ea, const char *eb);
 
 #define CHECK(cond) check_true((cond), __FILE__, __LINE__, #cond)
 #define CHECK_UINT(a, b) check_uint((a), (b), __FILE__, __LINE__, #a, #b)
@@ -52,9 +51,9 @@ void check_fork(void (*fn)(const void *arg), const void *arg, const char *what);
 /* main() of a test executable; see the top of this file. */
 int check_main(const struct check_case *cases, size_t n, int argc, char **argv);
 
-#define CHECK_MAIN(cases)                                                         \
-	int main(int argc, char **argv)                                          \
-	{                                                                         \
+#define CHECK_MAIN(cases)                                                               \
+	int main(int argc, char **argv)                                                 \
+	{                                                                               \
 		return check_main(cases, sizeof(cases) / sizeof(cases[0]), argc, argv); \
 	}
 

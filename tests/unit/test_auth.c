@@ -10,8 +10,7 @@
 
 /* Parses "GET TARGET HTTP/1.1" with the given header lines. */
 static bool
-request(struct ws_http_request *req, char *buf, size_t cap, const char *target,
-	const char *headers)
+request(struct ws_http_request *req, char *buf, size_t cap, const char *target, const char *headers)
 {
 	int n = snprintf(buf, cap, "GET %s HTTP/1.1\r\nHost: h\r\n%s\r\n", target, headers);
 	return CHECK(n > 0 && (size_t)n < cap) && CHECK(ws_http_parse(buf, (size_t)n, req));
@@ -41,8 +40,8 @@ origin_allowlist(void)
 	CHECK(origin_ok(&allowlist, "Origin: HTTP://LOCALHOST:3000\r\n"));
 	/* everything else is refused */
 	CHECK(!origin_ok(&allowlist, "Origin: https://evil.example\r\n"));
-	CHECK(!origin_ok(&allowlist, "Origin: http://app.example.com\r\n"));       /* scheme */
-	CHECK(!origin_ok(&allowlist, "Origin: https://app.example.com:443\r\n"));  /* port */
+	CHECK(!origin_ok(&allowlist, "Origin: http://app.example.com\r\n"));      /* scheme */
+	CHECK(!origin_ok(&allowlist, "Origin: https://app.example.com:443\r\n")); /* port */
 	CHECK(!origin_ok(&allowlist, "Origin: http://localhost:30000\r\n"));
 	CHECK(!origin_ok(&allowlist, "Origin: https://app.example.com.evil\r\n")); /* prefix */
 	CHECK(!origin_ok(&allowlist, "Origin: https://app.example.co\r\n"));       /* shorter */

@@ -13,10 +13,24 @@
 #include "check.h"
 
 static const char *const env_names[] = {
-	"WS_HOST", "WS_PORT", "WS_NOTIFY_FD", "WS_MAX_MESSAGE", "WS_MAX_CONNECTIONS",
-	"WS_MAX_CONNECTIONS_PER_IP", "WS_SEND_QUEUE", "WS_RATE_LIMIT", "WS_RATE_BURST",
-	"WS_PING_INTERVAL", "WS_IDLE_TIMEOUT", "WS_HANDSHAKE_TIMEOUT", "WS_DRAIN_TIMEOUT",
-	"WS_ALLOWED_ORIGIN", "WS_TOKEN", "WS_LOG_LEVEL", "WS_LOG_FORMAT", "WS_READ_ONLY",
+	"WS_HOST",
+	"WS_PORT",
+	"WS_NOTIFY_FD",
+	"WS_MAX_MESSAGE",
+	"WS_MAX_CONNECTIONS",
+	"WS_MAX_CONNECTIONS_PER_IP",
+	"WS_SEND_QUEUE",
+	"WS_RATE_LIMIT",
+	"WS_RATE_BURST",
+	"WS_PING_INTERVAL",
+	"WS_IDLE_TIMEOUT",
+	"WS_HANDSHAKE_TIMEOUT",
+	"WS_DRAIN_TIMEOUT",
+	"WS_ALLOWED_ORIGIN",
+	"WS_TOKEN",
+	"WS_LOG_LEVEL",
+	"WS_LOG_FORMAT",
+	"WS_READ_ONLY",
 	"WS_MAX_RUNS",
 };
 
@@ -71,8 +85,8 @@ parse(const struct ws_option_table *extra, const char *const *args, struct out *
 	dup2(pe[1], 2);
 	close(po[1]);
 	close(pe[1]);
-	enum ws_config_result r =
-		ws_config_parse(&cfg, extra, "ws-test", "A test server.", argc, argv);
+	enum ws_config_result r = ws_config_parse(&cfg, extra, "ws-test", "A test server.", argc,
+						  argv);
 	fflush(stdout);
 	fflush(stderr);
 	dup2(so, 1);
@@ -189,8 +203,9 @@ flags_override_env(void)
 	set_all_env();
 	ws_config_defaults(&cfg, 8080);
 	static const char *const args[] = {
-		"--host", "::1", "--port=9001", "--max-message", "1k", "--ping-interval", "0",
-		"--log-level", "warn", "--rate-burst", "3", "--log-format", "text", NULL,
+		"--host", "::1",         "--port=9001", "--max-message", "1k", "--ping-interval",
+		"0",      "--log-level", "warn",        "--rate-burst",  "3",  "--log-format",
+		"text",   NULL,
 	};
 	struct out out;
 	CHECK_INT(parse(NULL, args, &out), WS_CONFIG_RUN);
@@ -243,9 +258,23 @@ size_values(void)
 		{ "18446744073709551615", UINT64_MAX },
 	};
 	static const char *const bad[] = {
-		"",     "k",   "-1",   "+1",   " 1",   "1 ",   "1.5k",
-		"1kb",  "1kk", "1t",   "0x10", "1e3",  "abc",  "18446744073709551616",
-		"18014398509481984k",  "17179869184g", "-0",
+		"",
+		"k",
+		"-1",
+		"+1",
+		" 1",
+		"1 ",
+		"1.5k",
+		"1kb",
+		"1kk",
+		"1t",
+		"0x10",
+		"1e3",
+		"abc",
+		"18446744073709551616",
+		"18014398509481984k",
+		"17179869184g",
+		"-0",
 	};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		uint64_t v = 7;
@@ -267,15 +296,23 @@ seconds_values(void)
 		const char *s;
 		uint32_t ms;
 	} good[] = {
-		{ "0", 0 },          { "1", 1000 },       { "0.5", 500 },
-		{ ".5", 500 },       { "1.5", 1500 },     { "0.001", 1 },
-		{ "2.25", 2250 },    { "30", 30000 },     { "86400", 86400000 },
-		{ "007.50", 7500 },  { "1e3", 1000000 },  { "2.5E1", 25000 },
+		{ "0", 0 },
+		{ "1", 1000 },
+		{ "0.5", 500 },
+		{ ".5", 500 },
+		{ "1.5", 1500 },
+		{ "0.001", 1 },
+		{ "2.25", 2250 },
+		{ "30", 30000 },
+		{ "86400", 86400000 },
+		{ "007.50", 7500 },
+		{ "1e3", 1000000 },
+		{ "2.5E1", 25000 },
 		{ "4000000", 4000000000u },
 	};
 	static const char *const bad[] = {
-		"", "-1", "+1", "-0.5", " 1", "1 ", "1s", "abc", "inf", "nan", "1,5", "4000001",
-		"1e300", "0x10", "1.5.5", ".", "1e-", "e3",
+		"",    "-1",  "+1",      "-0.5",  " 1",   "1 ",    "1s", "abc", "inf",
+		"nan", "1,5", "4000001", "1e300", "0x10", "1.5.5", ".",  "1e-", "e3",
 	};
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		uint32_t ms = 7;
@@ -343,7 +380,7 @@ values_reject_whitespace(void)
 
 struct bad_arg {
 	const char *args[4];
-	const char *names;      /* what the error line must name */
+	const char *names; /* what the error line must name */
 };
 
 static const struct bad_arg bad_args[] = {
@@ -409,12 +446,8 @@ struct bad_env {
 };
 
 static const struct bad_env bad_envs[] = {
-	{ "WS_PORT", "http" },
-	{ "WS_MAX_MESSAGE", "big" },
-	{ "WS_SEND_QUEUE", "-5" },
-	{ "WS_PING_INTERVAL", "1m" },
-	{ "WS_LOG_LEVEL", "verbose" },
-	{ "WS_MAX_CONNECTIONS", "" },
+	{ "WS_PORT", "http" },        { "WS_MAX_MESSAGE", "big" },   { "WS_SEND_QUEUE", "-5" },
+	{ "WS_PING_INTERVAL", "1m" }, { "WS_LOG_LEVEL", "verbose" }, { "WS_MAX_CONNECTIONS", "" },
 };
 
 static void
@@ -498,7 +531,7 @@ list_repeatable(void)
 	clean_env();
 	ws_config_defaults(&cfg, 8080);
 	static const char *const args[] = {
-		"--allowed-origin", "https://a", "--allowed-origin=https://b",
+		"--allowed-origin", "https://a",           "--allowed-origin=https://b",
 		"--allowed-origin", "https://c,https://d", NULL,
 	};
 	struct out out;
@@ -669,8 +702,9 @@ extra_table(void)
 	clean_env();
 	ws_config_defaults(&cfg, 8080);
 	sopts = (struct server_opts){ .shell = "/bin/sh", .max_runs = 4 };
-	static const char *const args[] = { "--shell", "/bin/bash", "--read-only", "--port", "7",
-					    "--max-runs", "10", "--run-timeout", "0.1", NULL };
+	static const char *const args[] = { "--shell", "/bin/bash",  "--read-only", "--port",
+					    "7",       "--max-runs", "10",          "--run-timeout",
+					    "0.1",     NULL };
 	struct out out;
 	CHECK_INT(parse(&server_table, args, &out), WS_CONFIG_RUN);
 	CHECK_STR(out.e, "");
@@ -699,8 +733,8 @@ struct extra_case {
 	const char *env_name, *env_value;
 	const char *args[3];
 	enum ws_config_result want;
-	bool read_only;         /* when RUN */
-	const char *names;      /* when ERROR */
+	bool read_only;    /* when RUN */
+	const char *names; /* when ERROR */
 };
 
 static const struct extra_case extra_cases[] = {

@@ -22,15 +22,15 @@
 
 enum len_form {
 	LEN_MINIMAL,
-	LEN_16,   /* 126 + 16 bits, whatever the length */
-	LEN_64,   /* 127 + 64 bits */
+	LEN_16, /* 126 + 16 bits, whatever the length */
+	LEN_64, /* 127 + 64 bits */
 };
 
 struct frame_spec {
-	uint8_t b0;             /* FIN | RSV | opcode */
+	uint8_t b0; /* FIN | RSV | opcode */
 	bool unmasked;
 	enum len_form form;
-	bool declare;           /* write `declared` as the length, not len */
+	bool declare; /* write `declared` as the length, not len */
 	uint64_t declared;
 	const void *payload;
 	size_t len;
@@ -109,9 +109,9 @@ enum ev_kind { EV_MESSAGE, EV_PING, EV_PONG, EV_CLOSE };
 
 struct event {
 	enum ev_kind kind;
-	int op;                 /* EV_MESSAGE */
-	uint16_t code;          /* EV_CLOSE */
-	uint8_t *data;          /* a copy; NULL when len is 0 */
+	int op;        /* EV_MESSAGE */
+	uint16_t code; /* EV_CLOSE */
+	uint8_t *data; /* a copy; NULL when len is 0 */
 	size_t len;
 };
 
@@ -120,16 +120,15 @@ struct event {
 struct trace {
 	struct event ev[EVENTS_MAX];
 	size_t n;
-	int rc;                 /* the first non-zero ws_rx_feed return, or 0 */
+	int rc; /* the first non-zero ws_rx_feed return, or 0 */
 	struct ws_rx_error err;
-	size_t feeds;           /* ws_rx_feed calls made */
-	int stop_rc;            /* handlers return this after stop_after events */
+	size_t feeds; /* ws_rx_feed calls made */
+	int stop_rc;  /* handlers return this after stop_after events */
 	size_t stop_after;
 };
 
 static int
-record(struct trace *t, enum ev_kind kind, int op, uint16_t code, const uint8_t *p,
-       size_t len)
+record(struct trace *t, enum ev_kind kind, int op, uint16_t code, const uint8_t *p, size_t len)
 {
 	CHECK(len == 0 || p != NULL);
 	if (t->n == EVENTS_MAX) {
@@ -466,16 +465,17 @@ unmasked_rejected(void)
 				       WS_OP_CLOSE };
 	for (size_t i = 0; i < sizeof(ops); i++) {
 		struct ws_buf w = { 0 };
-		put_spec(&w, &(struct frame_spec){ .b0 = FIN | ops[i], .unmasked = true,
-						    .payload = "", .len = 0 });
+		put_spec(&w,
+			 &(struct frame_spec){
+				 .b0 = FIN | ops[i], .unmasked = true, .payload = "", .len = 0 });
 		expect_error(&w, MAX_DEFAULT, WS_CLOSE_PROTOCOL);
 		ws_buf_finish(&w);
 	}
 	/* and a continuation of a masked start */
 	struct ws_buf w = { 0 };
 	put_str(&w, WS_OP_TEXT, "a");
-	put_spec(&w, &(struct frame_spec){ .b0 = FIN | WS_OP_CONT, .unmasked = true,
-					    .payload = "b", .len = 1 });
+	put_spec(&w, &(struct frame_spec){
+			     .b0 = FIN | WS_OP_CONT, .unmasked = true, .payload = "b", .len = 1 });
 	struct trace t = { 0 };
 	decode(&t, &w, 0, MAX_DEFAULT);
 	CHECK_INT(t.rc, WS_CLOSE_PROTOCOL);
@@ -547,8 +547,10 @@ control_too_long(void)
 		ws_buf_finish(&w);
 
 		/* the header alone is enough to fail */
-		put_spec(&w, &(struct frame_spec){ .b0 = FIN | ops[i], .form = LEN_64,
-						    .declare = true, .declared = 1ull << 40 });
+		put_spec(&w, &(struct frame_spec){ .b0 = FIN | ops[i],
+						   .form = LEN_64,
+						   .declare = true,
+						   .declared = 1ull << 40 });
 		expect_error(&w, MAX_DEFAULT, WS_CLOSE_PROTOCOL);
 		ws_buf_finish(&w);
 	}
@@ -700,8 +702,8 @@ close_codes(void)
 {
 	static const uint16_t good[] = { 1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010,
 					 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999 };
-	static const uint16_t bad[] = { 0, 1, 999, 1004, 1005, 1006, 1015, 1016, 1100,
-					2000, 2999, 5000, 65535 };
+	static const uint16_t bad[] = { 0,    1,    999,  1004, 1005, 1006, 1015,
+					1016, 1100, 2000, 2999, 5000, 65535 };
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		struct ws_buf w = { 0 };
 		put_close(&w, good[i], "");
@@ -772,7 +774,7 @@ static void
 text_invalid_utf8(void)
 {
 	static const char *const bad[] = {
-		"\xff", "a\x80", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+		"\xff",   "a\x80", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
 		"ok\xce", /* truncated at the end of the message */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -943,8 +945,10 @@ static void
 length_64bit_msb(void)
 {
 	struct ws_buf w = { 0 };
-	put_spec(&w, &(struct frame_spec){ .b0 = FIN | WS_OP_BINARY, .form = LEN_64,
-					    .declare = true, .declared = 1ull << 63 });
+	put_spec(&w, &(struct frame_spec){ .b0 = FIN | WS_OP_BINARY,
+					   .form = LEN_64,
+					   .declare = true,
+					   .declared = 1ull << 63 });
 	expect_error(&w, UINT64_MAX, WS_CLOSE_PROTOCOL);
 	ws_buf_finish(&w);
 }
@@ -954,10 +958,10 @@ static void
 length_wide_forms(void)
 {
 	struct ws_buf w = { 0 };
-	put_spec(&w, &(struct frame_spec){ .b0 = FIN | WS_OP_TEXT, .form = LEN_16,
-					    .payload = "hi", .len = 2 });
-	put_spec(&w, &(struct frame_spec){ .b0 = FIN | WS_OP_TEXT, .form = LEN_64,
-					    .payload = "yo", .len = 2 });
+	put_spec(&w, &(struct frame_spec){
+			     .b0 = FIN | WS_OP_TEXT, .form = LEN_16, .payload = "hi", .len = 2 });
+	put_spec(&w, &(struct frame_spec){
+			     .b0 = FIN | WS_OP_TEXT, .form = LEN_64, .payload = "yo", .len = 2 });
 	struct trace t = { 0 };
 	decode(&t, &w, 0, MAX_DEFAULT);
 	CHECK_INT(t.rc, 0);
@@ -1022,8 +1026,8 @@ max_message_declared(void)
 {
 	struct ws_rx rx = { 0 };
 	struct ws_buf w = { 0 };
-	put_spec(&w, &(struct frame_spec){ .b0 = FIN | WS_OP_BINARY, .declare = true,
-					    .declared = 64ull << 20 });
+	put_spec(&w, &(struct frame_spec){
+			     .b0 = FIN | WS_OP_BINARY, .declare = true, .declared = 64ull << 20 });
 	CHECK_UINT(w.len, 14);
 	struct trace t = { 0 };
 	int rc = ws_rx_feed(&rx, MAX_DEFAULT, ws_buf_begin(&w), w.len, &handler, &t, &t.err);
@@ -1035,8 +1039,8 @@ max_message_declared(void)
 	ws_buf_finish(&w);
 
 	/* the same, fed one byte at a time: it fails on the header's last byte */
-	put_spec(&w, &(struct frame_spec){ .b0 = FIN | WS_OP_TEXT, .declare = true,
-					    .declared = 64ull << 20 });
+	put_spec(&w, &(struct frame_spec){
+			     .b0 = FIN | WS_OP_TEXT, .declare = true, .declared = 64ull << 20 });
 	decode(&t, &w, 1, MAX_DEFAULT);
 	CHECK_INT(t.rc, WS_CLOSE_TOO_BIG);
 	CHECK_UINT(t.feeds, 14);
@@ -1047,14 +1051,14 @@ max_message_declared(void)
 	char p[100];
 	memset(p, 'x', sizeof(p));
 	put_frame(&w, WS_OP_TEXT, p, sizeof(p));
-	put_spec(&w, &(struct frame_spec){ .b0 = FIN | WS_OP_CONT, .declare = true,
-					    .declared = 64ull << 20 });
+	put_spec(&w, &(struct frame_spec){
+			     .b0 = FIN | WS_OP_CONT, .declare = true, .declared = 64ull << 20 });
 	expect_error(&w, MAX_DEFAULT, WS_CLOSE_TOO_BIG);
 	ws_buf_finish(&w);
 
 	/* a 16-bit length over a small cap */
-	put_spec(&w, &(struct frame_spec){ .b0 = FIN | WS_OP_BINARY, .declare = true,
-					    .declared = 60000 });
+	put_spec(&w, &(struct frame_spec){
+			     .b0 = FIN | WS_OP_BINARY, .declare = true, .declared = 60000 });
 	expect_error(&w, 1000, WS_CLOSE_TOO_BIG);
 	ws_buf_finish(&w);
 }
@@ -1073,8 +1077,8 @@ mixed_stream(struct ws_buf *w)
 	put_frame(w, FIN | WS_OP_PONG, "", 0);
 	put_str(w, FIN | WS_OP_CONT, "\x83\xce\xbc\xce\xb5");
 	put_frame(w, FIN | WS_OP_TEXT, "", 0);
-	put_spec(w, &(struct frame_spec){ .b0 = FIN | WS_OP_TEXT, .form = LEN_16,
-					   .payload = "wide", .len = 4 });
+	put_spec(w, &(struct frame_spec){
+			    .b0 = FIN | WS_OP_TEXT, .form = LEN_16, .payload = "wide", .len = 4 });
 	char p[200];
 	memset(p, 'z', sizeof(p));
 	put_frame(w, FIN | WS_OP_BINARY, p, sizeof(p));
@@ -1275,8 +1279,7 @@ busy_state(void)
 	CHECK(ws_rx_busy(&rx));
 	CHECK_UINT(t.n, 0);
 	/* the final fragment */
-	CHECK_INT(ws_rx_feed(&rx, MAX_DEFAULT, p + first, w.len - first, &handler, &t, &t.err),
-		  0);
+	CHECK_INT(ws_rx_feed(&rx, MAX_DEFAULT, p + first, w.len - first, &handler, &t, &t.err), 0);
 	CHECK(!ws_rx_busy(&rx));
 	if (CHECK_UINT(t.n, 1))
 		CHECK(is_text(&t.ev[0], "partial"));
@@ -1287,8 +1290,7 @@ busy_state(void)
 	ws_buf_finish(&w);
 	put_str(&w, WS_OP_BINARY, "again");
 	put_str(&w, FIN | WS_OP_CONT, "!");
-	CHECK_INT(ws_rx_feed(&rx, MAX_DEFAULT, ws_buf_begin(&w), w.len, &handler, &t, &t.err),
-		  0);
+	CHECK_INT(ws_rx_feed(&rx, MAX_DEFAULT, ws_buf_begin(&w), w.len, &handler, &t, &t.err), 0);
 	if (CHECK_UINT(t.n, 2))
 		CHECK(is_message(&t.ev[1], WS_OP_BINARY, "again!", 6));
 
@@ -1297,8 +1299,7 @@ busy_state(void)
 	put_str(&w, WS_OP_TEXT, "left open");
 	put_str(&w, FIN | WS_OP_PING, "");
 	w.len -= 3; /* a control frame cut inside its payload-less mask */
-	CHECK_INT(ws_rx_feed(&rx, MAX_DEFAULT, ws_buf_begin(&w), w.len, &handler, &t, &t.err),
-		  0);
+	CHECK_INT(ws_rx_feed(&rx, MAX_DEFAULT, ws_buf_begin(&w), w.len, &handler, &t, &t.err), 0);
 	CHECK(ws_rx_busy(&rx));
 	ws_rx_finish(&rx);
 	CHECK(!ws_rx_busy(&rx));
@@ -1307,8 +1308,7 @@ busy_state(void)
 
 	/* a control frame whose payload spans reads is freed by finish too */
 	put_str(&w, FIN | WS_OP_PING, "spanning");
-	CHECK_INT(ws_rx_feed(&rx, MAX_DEFAULT, ws_buf_begin(&w), w.len - 2, &handler, &t,
-			     &t.err),
+	CHECK_INT(ws_rx_feed(&rx, MAX_DEFAULT, ws_buf_begin(&w), w.len - 2, &handler, &t, &t.err),
 		  0);
 	CHECK(ws_rx_busy(&rx));
 	ws_rx_finish(&rx);

@@ -35,11 +35,10 @@ slice_is(struct ws_slice s, const char *want)
 	return s.p && s.n == strlen(want) && memcmp(s.p, want, s.n) == 0;
 }
 
-#define CHECK_SLICE(s, want)                                   \
-	do {                                                   \
-		if (!CHECK(slice_is((s), (want))))             \
-			fprintf(stderr, "  got \"%.*s\"\n", (int)(s).n, \
-				(s).p ? (s).p : "");           \
+#define CHECK_SLICE(s, want)                                                                 \
+	do {                                                                                 \
+		if (!CHECK(slice_is((s), (want))))                                           \
+			fprintf(stderr, "  got \"%.*s\"\n", (int)(s).n, (s).p ? (s).p : ""); \
 	} while (0)
 
 /* Parses a head given as a C string; the request points into it. */
@@ -96,12 +95,12 @@ head_end_garbage(void)
 		size_t n;
 	} junk[] = {
 		{ "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 11 }, /* a TLS ClientHello */
-		{ "\x81\x85\x37\xfa\x21\x3d", 6 },                       /* a WebSocket frame */
-		{ "get / HTTP/1.1\r\n\r\n", 18 },                        /* lower-case method */
-		{ " GET / HTTP/1.1\r\n\r\n", 19 },                       /* leading space */
+		{ "\x81\x85\x37\xfa\x21\x3d", 6 },                      /* a WebSocket frame */
+		{ "get / HTTP/1.1\r\n\r\n", 18 },                       /* lower-case method */
+		{ " GET / HTTP/1.1\r\n\r\n", 19 },                      /* leading space */
 		{ "\r\nGET / HTTP/1.1\r\n\r\n", 20 },
 		{ "GE\x00T", 4 },
-		{ "ABCDEFGHIJKLMNOP / HTTP/1.1\r\n\r\n", 31 },         /* 16-letter method */
+		{ "ABCDEFGHIJKLMNOP / HTTP/1.1\r\n\r\n", 31 }, /* 16-letter method */
 		{ "ABCDEFGHIJKLMNOPQRS", 19 },
 		{ "SSH-2.0-OpenSSH_9.2\r\n", 21 },
 	};
@@ -207,8 +206,7 @@ parse_variants(void)
 	CHECK_SLICE(r.host, "spaced");
 
 	/* absolute-form target */
-	CHECK(parse("GET http://example.com/abs?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n",
-		    &r));
+	CHECK(parse("GET http://example.com/abs?q=1 HTTP/1.1\r\nHost: example.com\r\n\r\n", &r));
 	CHECK_SLICE(r.path, "/abs");
 	CHECK_SLICE(r.query, "q=1");
 
@@ -307,7 +305,7 @@ parse_not_http(void)
 struct upgrade_case {
 	const char *head;
 	int status;
-	const char *extra;      /* expected extra header, NULL for none */
+	const char *extra; /* expected extra header, NULL for none */
 };
 
 #define KEY "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -343,17 +341,13 @@ static const struct upgrade_case upgrade_cases[] = {
 	/* key missing, not 16 bytes, not base64, or with stray bits: 400 */
 	{ "GET / HTTP/1.1\r\n" HOST UPG VER "\r\n", 400, NULL },
 	{ "GET / HTTP/1.1\r\n" HOST UPG VER "Sec-WebSocket-Key: AQIDBAUGBwg=\r\n\r\n", 400, NULL },
-	{ "GET / HTTP/1.1\r\n" HOST UPG VER
-	  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=\r\n\r\n",
+	{ "GET / HTTP/1.1\r\n" HOST UPG VER "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=\r\n\r\n",
 	  400, NULL },
-	{ "GET / HTTP/1.1\r\n" HOST UPG VER
-	  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZ*==\r\n\r\n",
+	{ "GET / HTTP/1.1\r\n" HOST UPG VER "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZ*==\r\n\r\n",
 	  400, NULL },
-	{ "GET / HTTP/1.1\r\n" HOST UPG VER
-	  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==\r\n\r\n",
+	{ "GET / HTTP/1.1\r\n" HOST UPG VER "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==\r\n\r\n",
 	  400, NULL },
-	{ "GET / HTTP/1.1\r\n" HOST UPG VER
-	  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==AA\r\n\r\n",
+	{ "GET / HTTP/1.1\r\n" HOST UPG VER "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==AA\r\n\r\n",
 	  400, NULL },
 	/* no Host: 400 */
 	{ "GET / HTTP/1.1\r\n" UPG KEY VER "\r\n", 400, NULL },
@@ -385,11 +379,13 @@ static void
 check_upgrade_keys(void)
 {
 	static const char *const good[] = { "AAAAAAAAAAAAAAAAAAAAAA==", "/////////////////////w==",
-					    "+++++++++++++++++++++g==", "x3JJHMbDL1EzLkh9GBhXDw==" };
+					    "+++++++++++++++++++++g==",
+					    "x3JJHMbDL1EzLkh9GBhXDw==" };
 	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
 		char head[256];
 		snprintf(head, sizeof(head),
-			 "GET / HTTP/1.1\r\n" HOST UPG VER "Sec-WebSocket-Key: %s\r\n\r\n", good[i]);
+			 "GET / HTTP/1.1\r\n" HOST UPG VER "Sec-WebSocket-Key: %s\r\n\r\n",
+			 good[i]);
 		struct ws_http_request r;
 		const char *why, *extra;
 		CHECK(parse(head, &r));
@@ -556,8 +552,8 @@ static void
 respond(void)
 {
 	struct ws_buf out = { 0 };
-	CHECK(ws_http_respond(&out, 426, "text/plain", "Sec-WebSocket-Version: 13\r\n",
-			      "upgrade\n", 8));
+	CHECK(ws_http_respond(&out, 426, "text/plain", "Sec-WebSocket-Version: 13\r\n", "upgrade\n",
+			      8));
 	const char want[] = "HTTP/1.1 426 Upgrade Required\r\n"
 			    "Content-Type: text/plain\r\n"
 			    "Content-Length: 8\r\n"
@@ -570,7 +566,8 @@ respond(void)
 	ws_buf_finish(&out);
 
 	CHECK(ws_http_respond(&out, 503, "text/plain", NULL, "", 0));
-	CHECK(out.len > 0 && memcmp(ws_buf_begin(&out), "HTTP/1.1 503 Service Unavailable\r\n", 34) == 0);
+	CHECK(out.len > 0 &&
+	      memcmp(ws_buf_begin(&out), "HTTP/1.1 503 Service Unavailable\r\n", 34) == 0);
 	ws_buf_finish(&out);
 
 	CHECK_STR(ws_http_status_text(431), "Request Header Fields Too Large");

@@ -10,8 +10,8 @@
 #include <jansson.h>
 #include <poll.h>
 #include <stdarg.h>
-#include <stdint.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,8 +26,8 @@ static char line[WS_LOG_LINE_MAX + 1];
 static size_t line_n;
 
 /* Formats one line at info level with a fixed timestamp and location. */
-static const char *
-fmt_line(enum ws_log_format format, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static const char *fmt_line(enum ws_log_format format, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
 static const char *
 fmt_line(enum ws_log_format format, const char *fmt, ...)
 {
@@ -169,9 +169,9 @@ text_val(size_t n, const char *key)
 	return NULL;
 }
 
-static size_t
-vformat_at(char *out, size_t cap, enum ws_log_format format, const char *ts, const char *src,
-	   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static size_t vformat_at(char *out, size_t cap, enum ws_log_format format, const char *ts,
+			 const char *src, const char *fmt, ...)
+	__attribute__((format(printf, 6, 7)));
 static size_t
 vformat_at(char *out, size_t cap, enum ws_log_format format, const char *ts, const char *src,
 	   const char *fmt, ...)
@@ -202,7 +202,8 @@ text_layout(void)
 	static const char text[] = "info  stop open=0\n";
 	CHECK_MEM(out, n, text, sizeof(text) - 1);
 	n = vformat_at(out, sizeof(out), WS_LOG_JSON, NULL, NULL, "stop open=%d", 0);
-	static const char json[] = "{\"ts\":\"\",\"level\":\"info\",\"event\":\"stop\",\"open\":\"0\"}\n";
+	static const char json[] =
+		"{\"ts\":\"\",\"level\":\"info\",\"event\":\"stop\",\"open\":\"0\"}\n";
 	CHECK_MEM(out, n, json, sizeof(json) - 1);
 }
 
@@ -210,13 +211,15 @@ static void
 json_layout(void)
 {
 	fmt_line(WS_LOG_JSON, open_fmt, 7ULL, "127.0.0.1", 4, "/a b", "?", "x=1");
-	CHECK_STR(line, "{\"ts\":\"" TS "\",\"level\":\"info\",\"src\":\"t.c:1\",\"event\":\"open\","
-			"\"id\":\"7\",\"addr\":\"127.0.0.1\",\"path\":\"/a b?x=1\"}\n");
+	CHECK_STR(line,
+		  "{\"ts\":\"" TS "\",\"level\":\"info\",\"src\":\"t.c:1\",\"event\":\"open\","
+		  "\"id\":\"7\",\"addr\":\"127.0.0.1\",\"path\":\"/a b?x=1\"}\n");
 	fmt_line(WS_LOG_JSON, "sandbox profile=none text=\"commands run without a seccomp "
 			      "filter\" and more");
-	CHECK_STR(line, "{\"ts\":\"" TS "\",\"level\":\"info\",\"src\":\"t.c:1\",\"event\":\"sandbox\","
-			"\"profile\":\"none\",\"text\":\"commands run without a seccomp filter\","
-			"\"text_2\":\"and more\"}\n");
+	CHECK_STR(line,
+		  "{\"ts\":\"" TS "\",\"level\":\"info\",\"src\":\"t.c:1\",\"event\":\"sandbox\","
+		  "\"profile\":\"none\",\"text\":\"commands run without a seccomp filter\","
+		  "\"text_2\":\"and more\"}\n");
 	json_t *o = parse_json();
 	json_decref(o);
 }
@@ -402,7 +405,7 @@ duplicate_keys(void)
 	json_decref(o);
 	fmt_line(WS_LOG_TEXT, DUP_FMT, 1, 2, "words");
 	CHECK_STR(line, TS " info  e a=1 a_2=2 level_2=x ts_2=1 event_2=y src_2=z truncated_2=no "
-			"text=t free \"words\" (t.c:1)\n");
+			   "text=t free \"words\" (t.c:1)\n");
 	/* a_2 written by the format and a_2 made from a repeat do not collide either */
 	fmt_line(WS_LOG_JSON, "e a=1 a=2 a_2=3");
 	o = parse_json();
@@ -426,15 +429,17 @@ high_bytes_json(void)
 {
 	char p[256];
 	all_bytes(p);
-	fmt_line(WS_LOG_JSON, "open path=\"%s\" utf8=%s", p, "caf\xc3\xa9 \xf0\x9f\x98\x80 \xed\xa0\x80");
+	fmt_line(WS_LOG_JSON, "open path=\"%s\" utf8=%s", p,
+		 "caf\xc3\xa9 \xf0\x9f\x98\x80 \xed\xa0\x80");
 	json_t *o = parse_json();
 	if (!o)
 		return;
 	const char *v = jstr(o, "path");
-	CHECK(v && strncmp(v, p, 0x7f) == 0); /* ASCII comes back as it was */
+	CHECK(v && strncmp(v, p, 0x7f) == 0);          /* ASCII comes back as it was */
 	CHECK(v && strstr(v, "\xef\xbf\xbd") != NULL); /* stray bytes as U+FFFD */
 	/* valid UTF-8 is kept (as \u escapes on the line), surrogates are not */
-	CHECK_STR(jstr(o, "utf8"), "caf\xc3\xa9 \xf0\x9f\x98\x80 \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+	CHECK_STR(jstr(o, "utf8"),
+		  "caf\xc3\xa9 \xf0\x9f\x98\x80 \xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
 	CHECK(strstr(line, "caf\\u00e9 \\ud83d\\ude00") != NULL);
 	json_decref(o);
 }
@@ -478,15 +483,17 @@ static void
 conversions(void)
 {
 	errno = ENOENT;
-	fmt_line(WS_LOG_TEXT, "c a=%d b=%i c=%u d=%ld e=%lld f=%llu g=%zu h=%zd i=%x j=%X k=%o "
-			      "l=%hhd m=%hd n=%jd o=%td p=%c q=%% r=%s s=%.3s t=%.*s u=%-4s| v=%4s "
-			      "w=%*d x=%-*d| y=%05d z=%m",
-		 -1, 2, 3u, -4L, -5LL, 6ULL, (size_t)7, (ssize_t)-8, 255u, 255u, 8u, (signed char)-9,
-		 (short)10, (intmax_t)-11, (ptrdiff_t)12, 'Z', null_string, "abcdef", 2, "xyz", "ab",
-		 "cd", 3, 4, 3, 5, 42);
-	CHECK_STR(line, TS " info  c a=-1 b=2 c=3 d=-4 e=-5 f=6 g=7 h=-8 i=ff j=FF k=10 l=-9 m=10 "
-			"n=-11 o=12 p=Z q=% r=(null) s=abc t=xy u=\"ab  |\" v=\"  cd\" w=\"  4\" "
-			"x=\"5  |\" y=00042 z=\"No such file or directory\" (t.c:1)\n");
+	fmt_line(WS_LOG_TEXT,
+		 "c a=%d b=%i c=%u d=%ld e=%lld f=%llu g=%zu h=%zd i=%x j=%X k=%o "
+		 "l=%hhd m=%hd n=%jd o=%td p=%c q=%% r=%s s=%.3s t=%.*s u=%-4s| v=%4s "
+		 "w=%*d x=%-*d| y=%05d z=%m",
+		 -1, 2, 3u, -4L, -5LL, 6ULL, (size_t)7, (ssize_t)-8, 255u, 255u, 8u,
+		 (signed char)-9, (short)10, (intmax_t)-11, (ptrdiff_t)12, 'Z', null_string,
+		 "abcdef", 2, "xyz", "ab", "cd", 3, 4, 3, 5, 42);
+	CHECK_STR(line,
+		  TS " info  c a=-1 b=2 c=3 d=-4 e=-5 f=6 g=7 h=-8 i=ff j=FF k=10 l=-9 m=10 "
+		     "n=-11 o=12 p=Z q=% r=(null) s=abc t=xy u=\"ab  |\" v=\"  cd\" w=\"  4\" "
+		     "x=\"5  |\" y=00042 z=\"No such file or directory\" (t.c:1)\n");
 	CHECK_INT(errno, ENOENT);
 	/* a backslash before a conversion does not hide it (printf would not) */
 	fmt_line(WS_LOG_TEXT, "b k=\"a\\%s\\\"\" n=%d", "v", 5);

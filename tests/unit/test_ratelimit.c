@@ -55,19 +55,19 @@ refill(void)
 	struct ws_rate r;
 	ws_rate_init(&r, &c, 1000);
 	CHECK_UINT(take_n(&r, &c, 1000, 2), 2);
-	CHECK_INT(ws_rate_take(&r, &c, 1099), WS_RATE_DROP);   /* 0.99 tokens */
-	CHECK_INT(ws_rate_take(&r, &c, 1100), WS_RATE_OK);     /* 1.00 */
+	CHECK_INT(ws_rate_take(&r, &c, 1099), WS_RATE_DROP); /* 0.99 tokens */
+	CHECK_INT(ws_rate_take(&r, &c, 1100), WS_RATE_OK);   /* 1.00 */
 	CHECK_INT(ws_rate_take(&r, &c, 1100), WS_RATE_DROP);
-	CHECK_UINT(take_n(&r, &c, 1300, 3), 2);                /* 2 tokens, capped */
+	CHECK_UINT(take_n(&r, &c, 1300, 3), 2); /* 2 tokens, capped */
 
 	/* 3/s: 333.33 ms per token, fractions carried between calls */
 	c = (struct ws_rate_config){ .rate = 3, .burst = 2 };
 	ws_rate_init(&r, &c, 0);
 	CHECK_UINT(take_n(&r, &c, 0, 2), 2);
-	CHECK_INT(ws_rate_take(&r, &c, 333), WS_RATE_DROP);    /* 0.999 */
-	CHECK_INT(ws_rate_take(&r, &c, 334), WS_RATE_OK);      /* 1.002, 0.002 left */
-	CHECK_INT(ws_rate_take(&r, &c, 666), WS_RATE_DROP);    /* 0.998 */
-	CHECK_INT(ws_rate_take(&r, &c, 667), WS_RATE_OK);      /* 1.001 */
+	CHECK_INT(ws_rate_take(&r, &c, 333), WS_RATE_DROP); /* 0.999 */
+	CHECK_INT(ws_rate_take(&r, &c, 334), WS_RATE_OK);   /* 1.002, 0.002 left */
+	CHECK_INT(ws_rate_take(&r, &c, 666), WS_RATE_DROP); /* 0.998 */
+	CHECK_INT(ws_rate_take(&r, &c, 667), WS_RATE_OK);   /* 1.001 */
 
 	/* many small steps add up like one big one */
 	c = (struct ws_rate_config){ .rate = 7, .burst = 100 };
@@ -82,8 +82,8 @@ refill(void)
 	c = (struct ws_rate_config){ .rate = 3, .burst = 1 };
 	ws_rate_init(&r, &c, 0);
 	CHECK_INT(ws_rate_take(&r, &c, 0), WS_RATE_OK);
-	CHECK_INT(ws_rate_take(&r, &c, 400), WS_RATE_OK);      /* 1.2, capped at 1 */
-	CHECK_INT(ws_rate_take(&r, &c, 733), WS_RATE_DROP);    /* 0.999 */
+	CHECK_INT(ws_rate_take(&r, &c, 400), WS_RATE_OK);   /* 1.2, capped at 1 */
+	CHECK_INT(ws_rate_take(&r, &c, 733), WS_RATE_DROP); /* 0.999 */
 	CHECK_INT(ws_rate_take(&r, &c, 734), WS_RATE_OK);
 
 	/* a high rate: 1000/s is one token per millisecond */

@@ -27,7 +27,10 @@ struct sample {
 	const char *what;
 };
 
-#define S(lit, what) { lit, sizeof(lit) - 1, what }
+#define S(lit, what)                       \
+	{                                  \
+		lit, sizeof(lit) - 1, what \
+	}
 
 static const struct sample valid[] = {
 	S("", "empty"),
@@ -77,18 +80,16 @@ static const struct sample invalid[] = {
 	S("\xe2\x82\x41", "3-byte sequence cut by ASCII"),
 	S("\xf0\x9f\x98\x41", "4-byte sequence cut by ASCII"),
 	S("\xc2\xc2\x80", "lead then lead"),
-	S("\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80" "edited",
+	S("\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed\xa0\x80"
+	  "edited",
 	  "Autobahn 6.3.1"),
 };
 
 /* Valid so far but cut inside a code point. */
 static const struct sample truncated[] = {
-	S("\xc2", "2-byte lead"),
-	S("\xe0\xa0", "3-byte, 2 of 3"),
-	S("\xe2", "3-byte lead"),
-	S("\xf0\x90\x80", "4-byte, 3 of 4"),
-	S("\xf4\x8f", "U+10FFFF, 2 of 4"),
-	S("ascii then \xce", "after ASCII"),
+	S("\xc2", "2-byte lead"),          S("\xe0\xa0", "3-byte, 2 of 3"),
+	S("\xe2", "3-byte lead"),          S("\xf0\x90\x80", "4-byte, 3 of 4"),
+	S("\xf4\x8f", "U+10FFFF, 2 of 4"), S("ascii then \xce", "after ASCII"),
 };
 
 static void
@@ -265,8 +266,9 @@ ref_check(const uint8_t *p, size_t n)
 static enum ref
 classify(uint32_t state)
 {
-	return state == WS_UTF8_ACCEPT ? REF_VALID
-	       : state == WS_UTF8_REJECT ? REF_INVALID : REF_PARTIAL;
+	return state == WS_UTF8_ACCEPT   ? REF_VALID
+	       : state == WS_UTF8_REJECT ? REF_INVALID
+					 : REF_PARTIAL;
 }
 
 /* Every 1-, 2- and 3-byte string, whole and split, agrees with the reference. */
@@ -318,7 +320,8 @@ exhaustive_four(void)
 	for (uint32_t ab = 0; ab < 65536 && bad < 5; ab++) {
 		for (size_t i = 0; i < sizeof(tail); i++) {
 			for (size_t j = 0; j < sizeof(tail); j++) {
-				uint8_t p[4] = { (uint8_t)(ab >> 8), (uint8_t)ab, tail[i], tail[j] };
+				uint8_t p[4] = { (uint8_t)(ab >> 8), (uint8_t)ab, tail[i],
+						 tail[j] };
 				enum ref want = ref_check(p, 4);
 				uint32_t st = ws_utf8_validate(WS_UTF8_ACCEPT, p, 4);
 				if (!CHECK_INT(classify(st), want)) {
@@ -367,14 +370,10 @@ every_code_point(void)
 }
 
 static const struct check_case cases[] = {
-	{ "valid-table", valid_table },
-	{ "invalid-table", invalid_table },
-	{ "truncated-table", truncated_table },
-	{ "split-sequences", split_sequences },
-	{ "ascii-fast-path", ascii_fast_path },
-	{ "reject-sticky", reject_sticky },
-	{ "exhaustive-short", exhaustive_short },
-	{ "exhaustive-four", exhaustive_four },
+	{ "valid-table", valid_table },           { "invalid-table", invalid_table },
+	{ "truncated-table", truncated_table },   { "split-sequences", split_sequences },
+	{ "ascii-fast-path", ascii_fast_path },   { "reject-sticky", reject_sticky },
+	{ "exhaustive-short", exhaustive_short }, { "exhaustive-four", exhaustive_four },
 	{ "every-code-point", every_code_point },
 };
 
