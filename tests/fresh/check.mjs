@@ -34,8 +34,12 @@ export DEBIAN_FRONTEND=noninteractive
 mkdir -p /work/sandbox-ws && cd /work/sandbox-ws && tar -xf /fresh.tar
 up=FAIL
 export WS_ECHO_PORT=${PORT_BASE} WS_BROADCAST_PORT=${PORT_BASE + 1} WS_RPC_PORT=${PORT_BASE + 2}
+# job control on: a background job of a script would otherwise ignore
+# SIGINT (what Ctrl-C sends), and dev's trap could not take it
+set -m
 ./dev up >/tmp/up.log 2>&1 &
 pid=$!
+set +m
 # dev up prints a server's URL line only after that server's readiness fd
 for _ in $(seq 1 1800); do
 	[[ $(grep -cE '^(echo|broadcast|rpc) +ws://' /tmp/up.log) -eq 3 ]] && break
