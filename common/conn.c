@@ -4,6 +4,8 @@
  * the closing handshake. Replies go into c->out and leave, together, when
  * the event that produced them ends (ws_conn_flush_all).
  */
+#include "conn.h"
+
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -603,10 +605,7 @@ adopt(struct ws_server *srv, struct ws_conn *c, struct lws *wsi)
 			memcpy(&c->addr.s6_addr[12], &((struct sockaddr_in *)&ss)->sin_addr, 4);
 		}
 	}
-	c->next = srv->conns;
-	if (srv->conns)
-		srv->conns->prev = c;
-	srv->conns = c;
+	ws_list_insert(&srv->conns, &c->link);
 	srv->sockets++;
 	uint32_t hs = (srv->cfg->handshake_timeout_ms + 999) / 1000;
 	lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, (int)hs);
@@ -642,7 +641,9 @@ app_close(struct ws_server *srv, struct ws_conn *c)
 void
 ws_conn_close_all_apps(struct ws_server *srv)
 {
-	for (struct ws_conn *c = srv->conns; c; c = c->next) {
+	ws_list_for_each(l, &srv->conns)
+	{
+		struct ws_conn *c = ws_list_entry(l, struct ws_conn, link);
 		if (c->flags & CONN_WS)
 			app_close(srv, c);
 	}
@@ -667,12 +668,7 @@ gone(struct ws_server *srv, struct ws_conn *c)
 		if (*p)
 			*p = c->dirty_next;
 	}
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		srv->conns = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	ws_list_remove(&c->link);
 	ws_buf_finish(&c->in);
 	c->out.len = 0;
 	account(c);
@@ -693,7 +689,8 @@ ws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 	switch (reason) {
 	case LWS_CALLBACK_RAW_ADOPT:
 		srv = lws_context_user(lws_get_context(wsi));
-		if (!c || srv->draining || srv->sockets >= srv->cfg->max_connections + 1024u) {
+		if (!c || srv->draining ||
+		    srv->sockets >= srv->cfg->max_connections + WS_SOCKET_SLACK) {
 			/* over every limit: not even an HTTP answer */
 			ws_metrics_reject(&srv->metrics, WS_REJECT_CAPACITY);
 			return -1;
@@ -730,7 +727,9 @@ ws_conn_sweep(struct ws_server *srv)
 {
 	uint32_t t = srv->now;
 	uint32_t ping = srv->cfg->ping_interval_ms, idle = srv->cfg->idle_timeout_ms;
-	for (struct ws_conn *c = srv->conns; c; c = c->next) {
+	ws_list_for_each(l, &srv->conns)
+	{
+		struct ws_conn *c = ws_list_entry(l, struct ws_conn, link);
 		if (c->state == CONN_OPEN && !(c->flags & CONN_DEAD)) {
 			if (ping) {
 				if (c->flags & CONN_PING_OUT) {
@@ -757,7 +756,9 @@ ws_conn_sweep(struct ws_server *srv)
 void
 ws_conn_drain_all(struct ws_server *srv)
 {
-	for (struct ws_conn *c = srv->conns; c; c = c->next) {
+	ws_list_for_each(l, &srv->conns)
+	{
+		struct ws_conn *c = ws_list_entry(l, struct ws_conn, link);
 		if (c->state == CONN_OPEN)
 			close_with(c, WS_CLOSE_GOING_AWAY, "going away");
 		else if (!(c->flags & CONN_WS))

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
+
 enum ws_http_head
 ws_http_head_end(const char *p, size_t n, size_t *head_len)
 {
@@ -197,22 +199,6 @@ ws_http_wants_upgrade(const struct ws_http_request *req)
 	       ws_http_has_token(req->connection, "upgrade");
 }
 
-static int
-b64val(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
-}
-
 /* A key must be base64 of exactly 16 bytes: 22 characters and "==". */
 static bool
 key_valid(struct ws_slice k)
@@ -220,11 +206,11 @@ key_valid(struct ws_slice k)
 	if (k.n != 24 || k.p[22] != '=' || k.p[23] != '=')
 		return false;
 	for (size_t i = 0; i < 22; i++) {
-		if (b64val(k.p[i]) < 0)
+		if (ws_base64_value(k.p[i]) < 0)
 			return false;
 	}
 	/* the last character carries 2 data bits; the other 4 must be zero */
-	return (b64val(k.p[21]) & 0x0f) == 0;
+	return (ws_base64_value(k.p[21]) & 0x0f) == 0;
 }
 
 int
@@ -270,8 +256,6 @@ void
 ws_http_accept_key(struct ws_slice key, char out[29])
 {
 	static const char guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
-	static const char b64[] =
-		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	uint8_t d[SHA1_DIGEST_LENGTH];
 	SHA1_CTX ctx;
 	SHA1Init(&ctx);
@@ -279,19 +263,7 @@ ws_http_accept_key(struct ws_slice key, char out[29])
 	SHA1Update(&ctx, (const uint8_t *)guid, sizeof(guid) - 1);
 	SHA1Final(d, &ctx);
 
-	size_t o = 0;
-	for (size_t i = 0; i < 18; i += 3) {
-		uint32_t v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8 | d[i + 2];
-		out[o++] = b64[v >> 18 & 63];
-		out[o++] = b64[v >> 12 & 63];
-		out[o++] = b64[v >> 6 & 63];
-		out[o++] = b64[v & 63];
-	}
-	uint32_t v = (uint32_t)d[18] << 16 | (uint32_t)d[19] << 8;
-	out[o++] = b64[v >> 18 & 63];
-	out[o++] = b64[v >> 12 & 63];
-	out[o++] = b64[v >> 6 & 63];
-	out[o++] = '=';
+	size_t o = ws_base64_encode(d, sizeof(d), out);
 	out[o] = '\0';
 }
 

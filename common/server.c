@@ -212,7 +212,7 @@ raise_nofile(uint32_t max_connections)
 	struct rlimit rl;
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
 		return;
-	rlim_t want = (rlim_t)max_connections + 1100;
+	rlim_t want = (rlim_t)max_connections + WS_SOCKET_SLACK + WS_FD_RESERVE;
 	if (rl.rlim_cur >= want)
 		return;
 	rl.rlim_cur = want < rl.rlim_max ? want : rl.rlim_max;
@@ -359,6 +359,7 @@ ws_server_run(const struct ws_app *app, void *app_state, const struct ws_config 
 								  : RX_PAUSE_MAX,
 	};
 
+	ws_list_init(&srv->conns);
 	signal(SIGPIPE, SIG_IGN);
 	if (app->start)
 		app->start(app_state, srv);

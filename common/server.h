@@ -3,7 +3,7 @@
  * calls. The library owns the loop (libwebsockets raw sockets on libuv), the
  * HTTP upgrade, the RFC 6455 codec, limits, keepalive, metrics, readiness
  * and drain; a server supplies a struct ws_app of callbacks and sends with
- * ws_conn_send(). All callbacks run on the one loop thread.
+ * ws_conn_send() (conn.h). All callbacks run on the one loop thread.
  */
 #ifndef WS_SERVER_H
 #define WS_SERVER_H
@@ -14,6 +14,7 @@
 
 #include "buf.h"
 #include "config.h"
+#include "conn.h"
 #include "frame.h"
 #include "http.h"
 #include "metrics.h"
@@ -83,42 +84,10 @@ struct ws_metrics *ws_server_metrics(struct ws_server *srv);
 uint64_t ws_server_uptime_s(const struct ws_server *srv);
 
 /*
- * Queues one message to a connection; it leaves at the end of the current
- * loop event, with everything else queued meanwhile, in one write. Returns
- * false when the connection is closing, or when the message would pass
- * --send-queue: then the connection is closed 1008 "slow consumer".
- */
-bool ws_conn_send(struct ws_conn *c, enum ws_opcode op, const void *data, size_t len);
-
-/*
- * Queues one frame built with ws_frame_append(): how a message fanned out to
- * many connections is framed once. Same bounds and result as ws_conn_send().
- */
-bool ws_conn_send_frame(struct ws_conn *c, const void *frame, size_t len);
-
-/*
  * Asks for ws_app.deferred to run once at the start of the next loop turn,
  * after every event of this turn: where a server batches work (one database
  * transaction per turn). Output it queues is flushed right after.
  */
 void ws_server_defer(struct ws_server *srv);
-
-/* Asks for one ws_app.drained call once this connection's queue is empty. */
-void ws_conn_notify_drained(struct ws_conn *c);
-
-/* Starts the closing handshake with code and reason (<= 123 bytes). */
-void ws_conn_close(struct ws_conn *c, uint16_t code, const char *reason);
-
-/* Answers a plain HTTP request (from ws_app.http) and closes the connection. */
-void ws_conn_respond(struct ws_conn *c, int status, const char *content_type,
-		     const char *extra_headers, const void *body, size_t len);
-
-void ws_conn_set_user(struct ws_conn *c, void *user);
-void *ws_conn_user(const struct ws_conn *c);
-uint64_t ws_conn_id(const struct ws_conn *c);
-/* Remote address as text ("127.0.0.1", "::1"). */
-const char *ws_conn_addr(const struct ws_conn *c);
-/* Bytes waiting to be sent to this connection. */
-size_t ws_conn_queued(const struct ws_conn *c);
 
 #endif

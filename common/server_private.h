@@ -10,9 +10,18 @@
 #include <netinet/in.h>
 
 #include "frame.h"
+#include "list.h"
 #include "listen.h"
 #include "ratelimit.h"
 #include "server.h"
+
+/*
+ * Sockets accepted past --max-connections (plain HTTP, handshakes under
+ * way, the 503s themselves) before new ones are dropped unanswered.
+ */
+#define WS_SOCKET_SLACK 1024u
+/* Descriptors besides sockets: listeners, pipes, signalfd, the database, logs. */
+#define WS_FD_RESERVE 76u
 
 enum conn_state {
 	CONN_HTTP,    /* reading the request head */
@@ -34,8 +43,8 @@ enum conn_flag {
 struct ws_conn {
 	struct lws *wsi;
 	struct ws_server *srv;
-	struct ws_conn *prev, *next; /* every connection, for sweeps and drain */
-	struct ws_conn *dirty_next;  /* flush list */
+	struct ws_list link;        /* in srv->conns: every connection, for sweeps and drain */
+	struct ws_conn *dirty_next; /* flush list */
 	void *user;
 	struct ws_buf in;  /* the request head while in CONN_HTTP */
 	struct ws_buf out; /* bytes the socket has not taken yet */
@@ -71,7 +80,7 @@ struct ws_server {
 	const struct lws_protocols *protocols;
 	struct ws_metrics metrics;
 	struct ws_rate_config rate;
-	struct ws_conn *conns;     /* head of the list of all connections */
+	struct ws_list conns;      /* every connection (ws_conn.link) */
 	struct ws_conn *dirty;     /* head of the flush list */
 	struct ip_slot **ip_table; /* per-address counts, when limited */
 	uint64_t next_id;

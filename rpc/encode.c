@@ -61,28 +61,6 @@ rpc_encode_utf8(const uint8_t *p, size_t n, bool final, char *out, size_t *consu
 }
 
 size_t
-rpc_encode_base64(const uint8_t *p, size_t n, char *out)
-{
-	static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-	size_t o = 0, i = 0;
-	for (; i + 3 <= n; i += 3) {
-		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		out[o++] = t[v >> 18 & 63];
-		out[o++] = t[v >> 12 & 63];
-		out[o++] = t[v >> 6 & 63];
-		out[o++] = t[v & 63];
-	}
-	if (i < n) {
-		uint32_t v = (uint32_t)p[i] << 16 | (i + 1 < n ? (uint32_t)p[i + 1] << 8 : 0);
-		out[o++] = t[v >> 18 & 63];
-		out[o++] = t[v >> 12 & 63];
-		out[o++] = i + 1 < n ? t[v >> 6 & 63] : '=';
-		out[o++] = '=';
-	}
-	return o;
-}
-
-size_t
 rpc_encode_json(const uint8_t *p, size_t n, bool final, char *out, size_t room, size_t *consumed,
 		bool *full)
 {

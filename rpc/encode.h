@@ -29,7 +29,5 @@ size_t rpc_encode_utf8(const uint8_t *p, size_t n, bool final, char *out, size_t
 size_t rpc_encode_json(const uint8_t *p, size_t n, bool final, char *out, size_t room,
 		       size_t *consumed, bool *full);
 
-/* Writes base64 of p[0..n) to out (room for 4 * ((n + 2) / 3) bytes); returns its length. */
-size_t rpc_encode_base64(const uint8_t *p, size_t n, char *out);
 
 #endif

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base64.h"
 #include "buf.h"
 #include "clock.h"
 #include "encode.h"
@@ -204,7 +205,7 @@ encode(const struct cmd *c, const uint8_t *p, size_t n)
 		return json_string("");
 	size_t len, used;
 	if (c->base64)
-		len = rpc_encode_base64(p, n, out);
+		len = ws_base64_encode(p, n, out);
 	else
 		len = rpc_encode_utf8(p, n, true, out, &used);
 	json_t *j = json_stringn(out, len);
@@ -271,7 +272,7 @@ collect(struct cmd *c, enum rpc_stream st, const uint8_t *p, size_t n, bool fina
 			used = (full ? fit : groups) * 3;
 			if (used > total)
 				used = total;
-			len = rpc_encode_base64(src, used, out);
+			len = ws_base64_encode(src, used, out);
 		} else {
 			len = rpc_encode_json(src, total, final, out, cap, &used, &full);
 		}

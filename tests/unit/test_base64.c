@@ -1,0 +1,53 @@
+/*
+ * base64: RFC 4648's test vectors, every tail length, and the alphabet's
+ * values (the handshake's key check reads them).
+ */
+#include "base64.h"
+
+#include <string.h>
+
+#include "check.h"
+
+static void
+rfc4648_vectors(void)
+{
+	static const char *const in[] = { "", "f", "fo", "foo", "foob", "fooba", "foobar" };
+	static const char *const want[] = { "",         "Zg==",     "Zm8=",    "Zm9v",
+					    "Zm9vYg==", "Zm9vYmE=", "Zm9vYmFy" };
+	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
+		char out[16];
+		size_t n = ws_base64_encode(in[i], strlen(in[i]), out);
+		CHECK_UINT(n, WS_BASE64_LEN(strlen(in[i])));
+		CHECK_MEM(out, n, want[i], strlen(want[i]));
+	}
+}
+
+static void
+binary_bytes(void)
+{
+	static const unsigned char in[] = { 0x00, 0xff, 0xfe, 0x80, 0x7f };
+	char out[8];
+	size_t n = ws_base64_encode(in, sizeof(in), out);
+	CHECK_MEM(out, n, "AP/+gH8=", 8);
+}
+
+static void
+values(void)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	for (int i = 0; i < 64; i++)
+		CHECK_INT(ws_base64_value(alphabet[i]), i);
+	for (int c = 0; c < 256; c++) {
+		if (!strchr(alphabet, c) || c == 0)
+			CHECK_INT(ws_base64_value((char)c), -1);
+	}
+}
+
+static const struct check_case cases[] = {
+	{ "rfc4648-vectors", rfc4648_vectors },
+	{ "binary-bytes", binary_bytes },
+	{ "values", values },
+};
+
+CHECK_MAIN(cases)
