@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include "buf.h"
 #include "clock.h"
+#include "list.h"
 #include "log.h"
 #include "sandbox.h"
 #include "timer.h"
@@ -25,6 +27,9 @@
 #define DRAIN_AFTER_EXIT_MS 2000
 /* The child's error channel sits at this descriptor while the sandbox is set up. */
 #define ERR_FD 3
+/* A child has this long from fork to execve; every START_POLL_MS it is checked for a stop. */
+#define START_TIMEOUT_MS 5000
+#define START_POLL_MS 10
 
 enum phase { RUNNING, TERM_SENT, KILL_SENT, EXITED };
 
@@ -35,7 +40,7 @@ struct stream_ref {
 
 struct rpc_exec {
 	struct rpc_engine *eng;
-	struct rpc_exec *prev, *next;
+	struct ws_list link; /* in eng->list */
 	const struct rpc_exec_ops *ops;
 	void *arg;
 	pid_t pid;
@@ -59,9 +64,22 @@ struct rpc_engine {
 	void *setup_ctx;
 	uint64_t grace_ms;
 	struct ws_watch *sigchld;
-	struct rpc_exec *list;
+	struct ws_list list; /* every command not yet finished (rpc_exec.link) */
 	unsigned running;
 };
+
+/* The command whose process is pid, or NULL. */
+static struct rpc_exec *
+find_pid(struct rpc_engine *e, pid_t pid)
+{
+	ws_list_for_each(l, &e->list)
+	{
+		struct rpc_exec *x = ws_list_entry(l, struct rpc_exec, link);
+		if (x->pid == pid)
+			return x;
+	}
+	return NULL;
+}
 
 /* Kills children of ours that no command owns: daemons that escaped their group. */
 static void
@@ -70,10 +88,8 @@ kill_orphans(struct rpc_engine *e)
 	pid_t kids[1024];
 	size_t n = ws_sandbox_children(kids, sizeof(kids) / sizeof(kids[0]));
 	for (size_t i = 0; i < n; i++) {
-		bool owned = false;
-		for (struct rpc_exec *x = e->list; x && !owned; x = x->next)
-			owned = x->pid == kids[i] && x->phase != EXITED;
-		if (!owned) {
+		struct rpc_exec *x = find_pid(e, kids[i]);
+		if (!x || x->phase == EXITED) {
 			kill(-kids[i], SIGKILL);
 			kill(kids[i], SIGKILL);
 		}
@@ -89,12 +105,7 @@ finish(struct rpc_exec *x)
 	ws_watch_close(x->in);
 	ws_timer_destroy(x->timer);
 	ws_buf_finish(&x->pending_in);
-	if (x->prev)
-		x->prev->next = x->next;
-	else
-		e->list = x->next;
-	if (x->next)
-		x->next->prev = x->prev;
+	ws_list_remove(&x->link);
 	e->running--;
 
 	struct rpc_exec_result r = {
@@ -171,9 +182,7 @@ on_sigchld(void *arg, struct ws_watch *w, int fd, enum ws_watch_event ev)
 	int status;
 	pid_t pid;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-		struct rpc_exec *x = e->list;
-		while (x && x->pid != pid)
-			x = x->next;
+		struct rpc_exec *x = find_pid(e, pid);
 		if (x && x->phase != EXITED)
 			exited(x, status);
 		else
@@ -195,6 +204,7 @@ rpc_engine_create(struct ws_server *srv, rpc_child_setup_fn setup, void *setup_c
 	*e = (struct rpc_engine){
 		.srv = srv, .setup = setup, .setup_ctx = setup_ctx, .grace_ms = grace_ms
 	};
+	ws_list_init(&e->list);
 	/* orphaned grandchildren come to us, not to PID 1, so we can reap and kill them */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
 		ws_log(WS_LOG_WARN, "subreaper failed=yes error=\"%s\"", strerror(errno));
@@ -216,8 +226,8 @@ rpc_engine_destroy(struct rpc_engine *e)
 {
 	if (!e)
 		return;
-	while (e->list) {
-		struct rpc_exec *x = e->list;
+	while (!ws_list_empty(&e->list)) {
+		struct rpc_exec *x = ws_list_entry(e->list.next, struct rpc_exec, link);
 		kill(-x->pid, SIGKILL);
 		if (x->phase != EXITED) {
 			int status;
@@ -445,6 +455,50 @@ fail:
 	_exit(125);
 }
 
+/*
+ * Waits for the child to exec (the status pipe closes: 0) or to report a
+ * set-up error (its length), without trusting it to get there: between its
+ * privilege drop and execve, another command of the same user may stop it
+ * (kill(-1, SIGSTOP)), and the loop must not wait on a stopped child. One
+ * found stopped, or not started within START_TIMEOUT_MS, is killed: -1,
+ * with *why saying so.
+ */
+static ssize_t
+await_exec(pid_t pid, int fd, char *msg, size_t cap, const char **why)
+{
+	uint64_t deadline = ws_clock_mono_ms() + START_TIMEOUT_MS;
+	for (;;) {
+		struct pollfd p = { .fd = fd, .events = POLLIN };
+		int r = poll(&p, 1, START_POLL_MS);
+		if (r > 0) {
+			ssize_t n;
+			do
+				n = read(fd, msg, cap - 1);
+			while (n < 0 && errno == EINTR);
+			if (n >= 0)
+				return n;
+			*why = "the command's status pipe failed";
+			break;
+		}
+		if (r < 0 && errno != EINTR) {
+			*why = "the command's status pipe failed";
+			break;
+		}
+		siginfo_t si = { 0 };
+		if (waitid(P_PID, pid, &si, WSTOPPED | WNOHANG | WNOWAIT) == 0 &&
+		    si.si_pid == pid) {
+			*why = "the command was stopped before it started";
+			break;
+		}
+		if (ws_clock_mono_ms() >= deadline) {
+			*why = "the command did not start in time";
+			break;
+		}
+	}
+	kill(pid, SIGKILL);
+	return -1;
+}
+
 struct rpc_exec *
 rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 	       const struct rpc_exec_ops *ops, void *arg, char *err, size_t errlen)
@@ -481,15 +535,14 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 
 	/* set-up errors come back on the status pipe; exec closes it (CLOEXEC) */
 	char msg[256];
-	ssize_t n;
-	do
-		n = read(st[0], msg, sizeof(msg) - 1);
-	while (n < 0 && errno == EINTR);
+	const char *why = NULL;
+	ssize_t n = await_exec(pid, st[0], msg, sizeof(msg), &why);
 	close(st[0]);
 	st[0] = -1;
-	if (n > 0) {
-		msg[n] = '\0';
-		snprintf(err, errlen, "%s", msg);
+	if (n != 0) {
+		if (n > 0)
+			msg[n] = '\0';
+		snprintf(err, errlen, "%s", n > 0 ? msg : why);
 		waitpid(pid, NULL, 0);
 		goto fail;
 	}
@@ -502,11 +555,8 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 		.timer = x->timer,
 		.max_output = spec->max_output,
 		.started_ms = ws_clock_mono_ms(),
-		.next = e->list,
 	};
-	if (e->list)
-		e->list->prev = x;
-	e->list = x;
+	ws_list_insert(&e->list, &x->link);
 	e->running++;
 
 	set_nonblock(out[0]);

@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "encode.h"
 #include "info.h"
+#include "list.h"
 #include "proto.h"
 #include "server.h"
 
@@ -45,7 +46,7 @@ struct batch {
 
 struct cmd {
 	struct rpc_session *s;
-	struct cmd *prev, *next;
+	struct ws_list link; /* in s->cmds */
 	struct rpc_exec *x;
 	json_t *id;  /* owned; NULL when the request had none */
 	char *label; /* the command, for list */
@@ -68,7 +69,7 @@ struct cmd {
 struct rpc_session {
 	struct rpc_hub *hub;
 	struct ws_conn *c;
-	struct cmd *cmds;
+	struct ws_list cmds; /* running commands (cmd.link) */
 	unsigned ncmds;
 	struct ws_rate rate;
 	uint64_t held;   /* output held for this connection's results */
@@ -188,7 +189,11 @@ error_for(const struct rpc_request *r, enum rpc_error e, const char *detail)
 static struct cmd *
 find_cmd(struct rpc_session *s, json_t *id)
 {
-	for (struct cmd *c = s->cmds; id && c; c = c->next) {
+	if (!id)
+		return NULL;
+	ws_list_for_each(l, &s->cmds)
+	{
+		struct cmd *c = ws_list_entry(l, struct cmd, link);
 		if (c->id && json_equal(c->id, id))
 			return c;
 	}
@@ -331,8 +336,8 @@ stream_chunk(struct cmd *c, enum rpc_stream st, const uint8_t *p, size_t n, bool
 	if (!s->paused && ws_conn_queued(s->c) > PAUSE_QUEUED) {
 		/* a slow client: stop reading its commands until it catches up */
 		s->paused = true;
-		for (struct cmd *k = s->cmds; k; k = k->next)
-			rpc_exec_pause(k->x, true);
+		ws_list_for_each(l, &s->cmds)
+			rpc_exec_pause(ws_list_entry(l, struct cmd, link)->x, true);
 		ws_conn_notify_drained(s->c);
 	}
 }
@@ -352,12 +357,7 @@ static void
 free_cmd(struct cmd *c)
 {
 	struct rpc_session *s = c->s;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		s->cmds = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	ws_list_remove(&c->link);
 	s->ncmds--;
 	json_decref(c->id);
 	free(c->label);
@@ -684,8 +684,7 @@ do_exec(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
 			   .dialect = r->dialect,
 			   .stream = a.stream,
 			   .base64 = a.base64,
-			   .reply = !r->notification,
-			   .next = s->cmds };
+			   .reply = !r->notification };
 	a.label = NULL;
 	char err[256];
 	c->x = rpc_exec_start(s->hub->engine, &a.spec, &exec_ops, c, err, sizeof(err));
@@ -696,9 +695,7 @@ do_exec(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
 		free(c);
 		return error_for(r, RPC_E_INTERNAL, err);
 	}
-	if (s->cmds)
-		s->cmds->prev = c;
-	s->cmds = c;
+	ws_list_insert(&s->cmds, &c->link);
 	s->ncmds++;
 	if (s->paused)
 		rpc_exec_pause(c->x, true);
@@ -793,7 +790,9 @@ do_list(struct rpc_session *s, const struct rpc_request *r)
 	if (r->notification)
 		return NULL;
 	json_t *list = json_array();
-	for (struct cmd *c = s->cmds; c; c = c->next) {
+	ws_list_for_each(l, &s->cmds)
+	{
+		struct cmd *c = ws_list_entry(l, struct cmd, link);
 		json_t *e = json_pack("{s:i, s:s, s:I, s:b}", "pid", (int)rpc_exec_pid(c->x),
 				      "command", c->label ? c->label : "", "durationMs",
 				      (json_int_t)rpc_exec_elapsed_ms(c->x), "stream", c->stream);
@@ -949,8 +948,7 @@ rpc_session_drained(struct rpc_session *s)
 	if (!s->paused)
 		return;
 	s->paused = false;
-	for (struct cmd *c = s->cmds; c; c = c->next)
-		rpc_exec_pause(c->x, false);
+	ws_list_for_each(l, &s->cmds) rpc_exec_pause(ws_list_entry(l, struct cmd, link)->x, false);
 }
 
 struct rpc_session *
@@ -960,6 +958,7 @@ rpc_session_create(struct rpc_hub *hub, struct ws_conn *c)
 	if (!s)
 		return NULL;
 	*s = (struct rpc_session){ .hub = hub, .c = c };
+	ws_list_init(&s->cmds);
 	ws_rate_init(&s->rate, &hub->limits->rate, ws_clock_mono_ms());
 	return s;
 }
@@ -969,8 +968,8 @@ rpc_session_destroy(struct rpc_session *s)
 {
 	if (!s)
 		return;
-	while (s->cmds) {
-		struct cmd *c = s->cmds;
+	while (!ws_list_empty(&s->cmds)) {
+		struct cmd *c = ws_list_entry(s->cmds.next, struct cmd, link);
 		rpc_exec_abandon(c->x, !s->hub->limits->keep_on_disconnect);
 		/* a batch waiting on it will never be answered: free it with its last member */
 		if (c->batch && --c->batch->pending == 0)
