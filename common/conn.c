@@ -641,8 +641,7 @@ app_close(struct ws_server *srv, struct ws_conn *c)
 void
 ws_conn_close_all_apps(struct ws_server *srv)
 {
-	ws_list_for_each(l, &srv->conns)
-	{
+	ws_list_for_each (l, &srv->conns) {
 		struct ws_conn *c = ws_list_entry(l, struct ws_conn, link);
 		if (c->flags & CONN_WS)
 			app_close(srv, c);
@@ -727,8 +726,7 @@ ws_conn_sweep(struct ws_server *srv)
 {
 	uint32_t t = srv->now;
 	uint32_t ping = srv->cfg->ping_interval_ms, idle = srv->cfg->idle_timeout_ms;
-	ws_list_for_each(l, &srv->conns)
-	{
+	ws_list_for_each (l, &srv->conns) {
 		struct ws_conn *c = ws_list_entry(l, struct ws_conn, link);
 		if (c->state == CONN_OPEN && !(c->flags & CONN_DEAD)) {
 			if (ping) {
@@ -756,8 +754,7 @@ ws_conn_sweep(struct ws_server *srv)
 void
 ws_conn_drain_all(struct ws_server *srv)
 {
-	ws_list_for_each(l, &srv->conns)
-	{
+	ws_list_for_each (l, &srv->conns) {
 		struct ws_conn *c = ws_list_entry(l, struct ws_conn, link);
 		if (c->state == CONN_OPEN)
 			close_with(c, WS_CLOSE_GOING_AWAY, "going away");

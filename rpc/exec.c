@@ -72,8 +72,7 @@ struct rpc_engine {
 static struct rpc_exec *
 find_pid(struct rpc_engine *e, pid_t pid)
 {
-	ws_list_for_each(l, &e->list)
-	{
+	ws_list_for_each (l, &e->list) {
 		struct rpc_exec *x = ws_list_entry(l, struct rpc_exec, link);
 		if (x->pid == pid)
 			return x;

@@ -191,8 +191,7 @@ find_cmd(struct rpc_session *s, json_t *id)
 {
 	if (!id)
 		return NULL;
-	ws_list_for_each(l, &s->cmds)
-	{
+	ws_list_for_each (l, &s->cmds) {
 		struct cmd *c = ws_list_entry(l, struct cmd, link);
 		if (c->id && json_equal(c->id, id))
 			return c;
@@ -336,7 +335,7 @@ stream_chunk(struct cmd *c, enum rpc_stream st, const uint8_t *p, size_t n, bool
 	if (!s->paused && ws_conn_queued(s->c) > PAUSE_QUEUED) {
 		/* a slow client: stop reading its commands until it catches up */
 		s->paused = true;
-		ws_list_for_each(l, &s->cmds)
+		ws_list_for_each (l, &s->cmds)
 			rpc_exec_pause(ws_list_entry(l, struct cmd, link)->x, true);
 		ws_conn_notify_drained(s->c);
 	}
@@ -790,8 +789,7 @@ do_list(struct rpc_session *s, const struct rpc_request *r)
 	if (r->notification)
 		return NULL;
 	json_t *list = json_array();
-	ws_list_for_each(l, &s->cmds)
-	{
+	ws_list_for_each (l, &s->cmds) {
 		struct cmd *c = ws_list_entry(l, struct cmd, link);
 		json_t *e = json_pack("{s:i, s:s, s:I, s:b}", "pid", (int)rpc_exec_pid(c->x),
 				      "command", c->label ? c->label : "", "durationMs",
@@ -948,7 +946,8 @@ rpc_session_drained(struct rpc_session *s)
 	if (!s->paused)
 		return;
 	s->paused = false;
-	ws_list_for_each(l, &s->cmds) rpc_exec_pause(ws_list_entry(l, struct cmd, link)->x, false);
+	ws_list_for_each (l, &s->cmds)
+		rpc_exec_pause(ws_list_entry(l, struct cmd, link)->x, false);
 }
 
 struct rpc_session *

@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "clock.h"
 #include "config.h"
+#include "list.h"
 #include "log.h"
 #include "sandbox.h"
 #include "server.h"
@@ -40,6 +41,7 @@ struct options {
 	const char *db;
 	uint32_t history_size;
 	uint32_t history_on_join;
+	uint32_t welcome_members;
 	uint32_t max_rooms;
 	uint32_t max_room_members;
 	uint64_t max_chat_message;
@@ -54,14 +56,14 @@ struct options {
 struct member {
 	struct ws_conn *c;
 	struct room *room;
-	struct member *prev, *next;
+	struct ws_list link; /* in room->members */
 	uint64_t membership;
 	char user[USER_MAX_LEN + 1];
 };
 
 struct room {
 	struct room *hnext;
-	struct member *members;
+	struct ws_list members; /* member.link, newest first */
 	uint64_t next_seq;
 	uint64_t committed_seq; /* next_seq at the last commit: where a failed turn goes back */
 	uint32_t count;
@@ -213,6 +215,28 @@ put_uint(struct ws_buf *b, uint64_t v)
 	return ws_buf_append(b, n, (size_t)k);
 }
 
+/*
+ * The room's member names as JSON strings, comma-separated, newest first,
+ * at most max of them (*cut says whether some were left out).
+ */
+static bool
+put_members(struct ws_buf *b, const struct room *room, uint32_t max, bool *cut)
+{
+	bool ok = true;
+	uint32_t n = 0;
+	*cut = false;
+	ws_list_for_each (l, &room->members) {
+		if (n == max) {
+			*cut = true;
+			break;
+		}
+		const struct member *m = ws_list_entry(l, struct member, link);
+		ok = ok && (n == 0 || put(b, ",")) && put_str(b, m->user, strlen(m->user));
+		n++;
+	}
+	return ok;
+}
+
 /* ---- the turn: commit, then deliver ---- */
 
 static const char *const store_error_text[] = {
@@ -259,7 +283,8 @@ deliver_pending(struct bc *bc)
 		if (p->failed)
 			continue;
 		const uint8_t *frame = bc->frames.data + p->off;
-		for (struct member *m = p->room->members; m; m = m->next) {
+		ws_list_for_each (l, &p->room->members) {
+			struct member *m = ws_list_entry(l, struct member, link);
 			if (m->c != p->except)
 				ws_conn_send_frame(m->c, frame, p->len);
 		}
@@ -421,7 +446,8 @@ unique_user(const struct room *room, const char *base, char *out, size_t cap)
 	size_t bl = strlen(base);
 	bool taken = false;
 	unsigned long top = 1;
-	for (const struct member *m = room->members; m; m = m->next) {
+	ws_list_for_each (l, &room->members) {
+		const struct member *m = ws_list_entry(l, struct member, link);
 		if (strncmp(m->user, base, bl) != 0)
 			continue;
 		if (m->user[bl] == '\0') {
@@ -517,9 +543,10 @@ send_welcome(struct bc *bc, struct member *m, const struct join_args *a)
 	bool ok = put(b, "{\"type\":\"welcome\",\"id\":") && put_str(b, m->user, strlen(m->user)) &&
 		  put(b, ",\"room\":") && put_str(b, room->name, strlen(room->name)) &&
 		  put(b, ",\"count\":") && put_uint(b, room->count) && put(b, ",\"members\":[");
-	for (struct member *o = room->members; ok && o; o = o->next)
-		ok = (o == room->members || put(b, ",")) && put_str(b, o->user, strlen(o->user));
-	ok = ok && put(b, "],");
+	/* a join must not cost the whole room: the list is capped (--welcome-members) */
+	bool cut;
+	ok = ok && put_members(b, room, bc->opt.welcome_members, &cut);
+	ok = ok && put(b, cut ? "],\"members_more\":true," : "],");
 	/* without since: the last --history-on-join messages, read the same way */
 	uint64_t last = room->next_seq - 1, since = a->since;
 	uint32_t limit = bc->opt.history_size;
@@ -561,6 +588,7 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 		if (found == BC_STORE_ABSENT)
 			stored(bc, bc_store_room_add(bc->store, a.room, t));
 		strcpy(room->name, a.room);
+		ws_list_init(&room->members);
 		room->next_seq = room->committed_seq = next;
 		*slot = room;
 		bc->active_rooms++;
@@ -572,12 +600,9 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 	}
 	*m = (struct member){ .c = c,
 			      .room = room,
-			      .next = room->members,
 			      .membership = bc_store_next_membership(bc->store) };
 	unique_user(room, a.user, m->user, sizeof(m->user));
-	if (room->members)
-		room->members->prev = m;
-	room->members = m;
+	ws_list_insert(&room->members, &m->link);
 	room->count++;
 	ws_conn_set_user(c, m);
 	stored(bc, bc_store_join(bc->store, m->membership, room->name, m->user, ws_conn_id(c),
@@ -603,12 +628,7 @@ bc_close(void *app, struct ws_conn *c, uint16_t code)
 			bc->pending[i].except = NULL;
 	}
 	struct room *room = m->room;
-	if (m->prev)
-		m->prev->next = m->next;
-	else
-		room->members = m->next;
-	if (m->next)
-		m->next->prev = m->prev;
+	ws_list_remove(&m->link);
 	room->count--;
 	char reason[32];
 	uint64_t t = ws_clock_wall_ms();
@@ -842,9 +862,8 @@ bc_http(void *app, struct ws_conn *c, const struct ws_http_request *req)
 		struct ws_buf *b = &bc->scratch;
 		bool ok = put(b, "{\"room\":") && put_str(b, name, n) && put(b, ",\"count\":") &&
 			  put_uint(b, r ? r->count : 0) && put(b, ",\"members\":[");
-		for (struct member *m = r ? r->members : NULL; ok && m; m = m->next)
-			ok = (m == r->members || put(b, ",")) &&
-			     put_str(b, m->user, strlen(m->user));
+		bool cut;
+		ok = ok && (!r || put_members(b, r, UINT32_MAX, &cut));
 		ok = ok && put(b, "],\"last_seq\":") && put_uint(b, next - 1) && put(b, "}");
 		respond_scratch(bc, c, ok);
 		return true;
@@ -939,6 +958,8 @@ static const struct ws_option bc_opts[] = {
 	  "messages kept per room, 0 = none", NULL },
 	{ "history-on-join", "WS_HISTORY_ON_JOIN", "N", WS_OPT_UINT, OPT(history_on_join), 0,
 	  1000000, "recent messages in the welcome (without ?since=)", NULL },
+	{ "welcome-members", "WS_WELCOME_MEMBERS", "N", WS_OPT_UINT, OPT(welcome_members), 0,
+	  1000000, "member names in a welcome, newest first; past it \"members_more\":true", NULL },
 	{ "max-rooms", "WS_MAX_ROOMS", "N", WS_OPT_UINT, OPT(max_rooms), 1, 10000000,
 	  "rooms with members at once; a new one over it gets 503", NULL },
 	{ "max-room-members", "WS_MAX_ROOM_MEMBERS", "N", WS_OPT_UINT, OPT(max_room_members), 1,
@@ -986,6 +1007,7 @@ main(int argc, char **argv)
 			.db = "ws-broadcast.db",
 			.history_size = 1000,
 			.history_on_join = 20,
+			.welcome_members = 100,
 			.max_rooms = 10000,
 			.max_room_members = 10000,
 			.max_chat_message = 64 * 1024,
