@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -200,13 +201,27 @@ ws_conn_flush_all(struct ws_server *srv)
 static struct ip_slot **
 ip_find(struct ws_server *srv, const struct in6_addr *a)
 {
-	uint32_t h = 2166136261u;
+	/* seeded per process, so no one can pick addresses that share a chain */
+	uint32_t h = 2166136261u ^ srv->ip_seed;
 	for (int i = 0; i < 16; i++)
 		h = (h ^ a->s6_addr[i]) * 16777619u;
 	struct ip_slot **s = &srv->ip_table[h % IP_BUCKETS];
 	while (*s && memcmp(&(*s)->addr, a, sizeof(*a)) != 0)
 		s = &(*s)->next;
 	return s;
+}
+
+/*
+ * The address a client is counted under: an IPv4 address as it is, an IPv6
+ * one by its /64 (one host, or one site, usually holds a whole /64).
+ */
+static struct in6_addr
+ip_key(const struct in6_addr *a)
+{
+	struct in6_addr k = *a;
+	if (!IN6_IS_ADDR_V4MAPPED(a))
+		memset(&k.s6_addr[8], 0, 8);
+	return k;
 }
 
 static bool
@@ -216,13 +231,16 @@ ip_acquire(struct ws_server *srv, struct ws_conn *c)
 		srv->ip_table = calloc(IP_BUCKETS, sizeof(*srv->ip_table));
 		if (!srv->ip_table)
 			return false;
+		if (getrandom(&srv->ip_seed, sizeof(srv->ip_seed), GRND_NONBLOCK) < 0)
+			srv->ip_seed = (uint32_t)ws_clock_mono_ms();
 	}
-	struct ip_slot **s = ip_find(srv, &c->addr);
+	struct in6_addr key = ip_key(&c->addr);
+	struct ip_slot **s = ip_find(srv, &key);
 	if (!*s) {
 		*s = calloc(1, sizeof(**s));
 		if (!*s)
 			return false;
-		(*s)->addr = c->addr;
+		(*s)->addr = key;
 	}
 	if ((*s)->count >= srv->cfg->max_connections_per_ip)
 		return false;
@@ -234,7 +252,8 @@ ip_acquire(struct ws_server *srv, struct ws_conn *c)
 static void
 ip_release(struct ws_server *srv, struct ws_conn *c)
 {
-	struct ip_slot **s = ip_find(srv, &c->addr);
+	struct in6_addr key = ip_key(&c->addr);
+	struct ip_slot **s = ip_find(srv, &key);
 	if (*s && --(*s)->count == 0) {
 		struct ip_slot *dead = *s;
 		*s = dead->next;
@@ -533,8 +552,8 @@ http_request(struct ws_conn *c, uint8_t *p, size_t n)
 		refuse(c, WS_REJECT_HANDSHAKE, 400, "malformed request", NULL);
 		return true;
 	}
-	if (!req.host.p) {
-		/* RFC 7230 5.4: a request without Host is a bad request */
+	if (!req.host.p && (req.http_major > 1 || (req.http_major == 1 && req.http_minor >= 1))) {
+		/* RFC 7230 5.4: an HTTP/1.1 request without Host is a bad request (1.0 had none) */
 		refuse(c, WS_REJECT_HANDSHAKE, 400, "missing Host", NULL);
 		return true;
 	}

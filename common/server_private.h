@@ -83,6 +83,7 @@ struct ws_server {
 	struct ws_list conns;      /* every connection (ws_conn.link) */
 	struct ws_conn *dirty;     /* head of the flush list */
 	struct ip_slot **ip_table; /* per-address counts, when limited */
+	uint32_t ip_seed;          /* the per-address table's hash seed */
 	uint64_t next_id;
 	uint64_t started_ms;
 	uint32_t now;         /* ms since start; refreshed per read and per sweep */
