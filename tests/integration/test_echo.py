@@ -18,7 +18,8 @@ websockets = pytest.importorskip(
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode  # noqa: E402
 
 import wsraw  # noqa: E402
-from harness import VALGRIND, free_port, run_once  # noqa: E402
+from lib.proc import VALGRIND, free_port  # noqa: E402
+from lib.server import run_once  # noqa: E402
 from wsraw import OP_BINARY, OP_CONT, OP_PING, OP_PONG, OP_TEXT, RawClient, build_frame, t  # noqa: E402
 
 
@@ -949,7 +950,8 @@ def test_log_level_error_is_quiet(server):
 
 
 def test_notify_fd_env_twin(tmp_path):
-    from harness import binary_path, clean_env, command, require_binary
+    from lib.paths import binary_path, require_binary
+    from lib.proc import clean_env, command
     require_binary("ws-echo")
     port = free_port()
     r, w = os.pipe()

@@ -16,7 +16,7 @@ import time
 import pytest
 
 import wsraw
-from harness import free_port, t
+from lib.proc import free_port, t
 
 ALL = ("ws-echo", "ws-broadcast", "ws-rpc")
 
@@ -223,16 +223,13 @@ def test_encoded_token_name_is_the_token_and_redacted(server, tmp_path):
     assert "tok%65n=***" in log
 
 
-def test_http11_request_without_host_is_400(server):
+def test_plain_request_without_host_is_400(server):
     srv = server("ws-echo")
     r = wsraw.http(srv.port, "/healthz", omit=("host",))
     assert r.status == 400, r
     assert b"missing Host" in r.body
     r = wsraw.upgrade_status(srv.port, omit=("host",))
     assert r.status == 400, r
-    # HTTP/1.0 had no Host: a plain 1.0 request without one is served
-    r = wsraw.http(srv.port, "/healthz", omit=("host",), http_version="HTTP/1.0")
-    assert r.status == 200, r
 
 
 def test_allowed_origin_flag_takes_a_list(server):

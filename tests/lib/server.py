@@ -1,128 +1,69 @@
-"""Process harness for sandbox-ws integration tests: find, start, stop and
-inspect server binaries (used by conftest.py's fixtures and by tests that
-run a binary to completion)."""
+"""One running server binary: started on a loopback port, ready when it
+writes the newline to --notify-fd (never a sleep), its stdout/stderr in a
+log file; at the end SIGTERM, an exit-status check and a scan of the log for
+sanitizer and valgrind reports.
 
+    s = Server("ws-echo", ["--max-message", "1k"], log_path=tmp_path / "echo.log").start()
+    ...
+    problems = s.finish()       # [] when it exited as expected, cleanly
+
+tests/conftest.py's `server` fixture does this for a test, and fails it on
+any problem.
+"""
 
 import os
+import re
 import select
 import signal
-import socket
 import subprocess
 import time
 
-import pytest
+from lib import paths
+from lib.proc import EXIT_SYSTEM, VALGRIND, clean_env, command, free_port, rss_kib, \
+    sanitizer_findings, t
+from lib.proc import run_once as _run_once
 
-import wsraw
-
-BIN_DIR = os.environ.get("WS_BIN_DIR", "/work/main/build")
-VALGRIND = wsraw.VALGRIND
-SCALE = wsraw.SCALE
 READY_TIMEOUT = 10.0 * (6 if VALGRIND else 1)
-STOP_TIMEOUT = 15.0 * (4 if VALGRIND else 1)
-TEST_TIMEOUT = 120.0 * (5 if VALGRIND else 1)
+STOP_TIMEOUT = 20.0 * (4 if VALGRIND else 1)
 
-SANITIZER_PATTERNS = (
-    "ERROR: AddressSanitizer",
-    "runtime error:",
-    "LeakSanitizer",
-    "ThreadSanitizer",
-    "MemorySanitizer",
-)
-
-READY_TIMES = []  # (name, seconds) for the terminal summary
-
-
-def binary_path(name):
-    short = name[3:] if name.startswith("ws-") else name
-    return os.path.join(BIN_DIR, "servers", short, name)
-
-
-def require_binary(name):
-    path = binary_path(name)
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        pytest.skip("%s is not built: %s is missing (build it, or point WS_BIN_DIR "
-                    "at the build directory)" % (name, path))
-    return path
-
-
-def free_port(host="127.0.0.1"):
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    if host not in ("127.0.0.1", "::1") and ":" not in host and not host[0].isdigit():
-        host = "127.0.0.1"  # a name: any free loopback port will do
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def clean_env(extra=None):
-    """The test runner's environment without any server variable (WS_*,
-    NOTIFY_SOCKET), plus `extra`."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("WS_") and k != "NOTIFY_SOCKET"}
-    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
-    if VALGRIND:
-        # valgrind cannot run seccomp(2) (syscall 317): the server's own
-        # seccomp filter must be off under it.
-        env["WS_NO_SELF_SANDBOX"] = "1"
-    if extra:
-        env.update(extra)
-    return env
-
-
-def command(path, args, valgrind_log=None):
-    cmd = [path] + list(args)
-    if VALGRIND:
-        vg = ["valgrind", "--error-exitcode=99", "--leak-check=full",
-              "--errors-for-leak-kinds=definite", "--trace-children=no"]
-        if valgrind_log:
-            vg.append("--log-file=%s" % valgrind_log)
-        cmd = vg + cmd
-    return cmd
-
-
-def sanitizer_findings(text):
-    found = [p for p in SANITIZER_PATTERNS if p in text]
-    if VALGRIND and "ERROR SUMMARY:" in text and "ERROR SUMMARY: 0 errors" not in text:
-        found.append("valgrind errors")
-    return found
-
-
-def run_once(name, args, env=None, timeout=10.0, tmp_path=None):
-    """Run a server binary to completion (for bad-flag / --help tests).
-    Returns (returncode, stdout, stderr, valgrind_log_text)."""
-    path = require_binary(name)
-    vlog = None
-    if VALGRIND and tmp_path is not None:
-        vlog = str(tmp_path / ("valgrind-%s-%d.log" % (name, time.monotonic_ns())))
-    p = subprocess.run(command(path, args, vlog), stdin=subprocess.DEVNULL,
-                       capture_output=True, env=clean_env(env),
-                       timeout=timeout * (6 if VALGRIND else 1))
-    vtext = ""
-    if vlog and os.path.exists(vlog):
-        with open(vlog, errors="replace") as f:
-            vtext = f.read()
-    return p.returncode, p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace"), vtext
+READY_TIMES = []  # (name, seconds from spawn to the readiness newline): for the summary
 
 
 class ServerError(AssertionError):
-    pass
+    """The server did not start, or stopped in a way it should not have."""
+
+
+ServerDied = ServerError
+
+
+def run_once(name, args, env=None, timeout=10.0, tmp_path=None):
+    """Run server `name` to completion (bad flags, --help...). Returns
+    (returncode, stdout, stderr, valgrind_log_text)."""
+    return _run_once(paths.require_binary(name), args, env=env, timeout=timeout,
+                     tmp_path=tmp_path)
 
 
 class Server:
-    """One running server process."""
+    """One server process.
 
-    def __init__(self, name, args, env, log_path, expect_exit=0, host="127.0.0.1",
-                 port=None, notify=True, preexec=None):
+    port: None picks a free port here (and another when the start fails with
+    exit 111, the port having been taken meanwhile); 0 lets the server pick
+    and reads the port back from its `listen` log line; a number is used as
+    it is. expect_exit: the exit status finish() wants (None: any).
+    """
+
+    def __init__(self, name, args=(), env=None, log_path=None, expect_exit=0,
+                 host="127.0.0.1", port=None, notify=True, preexec=None):
         self.name = name
-        self.preexec = preexec  # run in the child before exec (e.g. drop to a uid)
-        self.args = list(args)
+        self.args = [str(a) for a in args]
         self.env = dict(env or {})
         self.log_path = str(log_path)
         self.vlog_path = self.log_path + ".valgrind"
-        self.expect_exit = expect_exit  # None = any status
+        self.expect_exit = expect_exit
         self.host = host
         self.fixed_port = port
         self.notify = notify
+        self.preexec = preexec  # run in the child before exec (e.g. drop to a uid)
         self.proc = None
         self.port = None
         self.ready_seconds = None
@@ -130,10 +71,12 @@ class Server:
         self.returncode = None
         self.cmd = None
         self.hung = False
+        self.killed = False     # by kill9(), on purpose: finish() checks nothing
+        self.finished = False
 
     # -- lifecycle -------------------------------------------------------------
     def start(self):
-        path = require_binary(self.name)
+        path = paths.require_binary(self.name)
         last_error = None
         for _attempt in range(3):
             self.port = self.fixed_port if self.fixed_port is not None else free_port(self.host)
@@ -145,7 +88,7 @@ class Server:
                 self.expect_exit = None  # already reported by this error
                 # 111 = a start-up system call failed (probably the port was
                 # taken between free_port() and bind): try another port.
-                if self.fixed_port is not None or self.returncode != 111:
+                if self.fixed_port is not None or self.returncode != EXIT_SYSTEM:
                     raise
         raise last_error
 
@@ -155,15 +98,22 @@ class Server:
         if self.notify:
             r, w = os.pipe()
             args += ["--notify-fd", str(w)]
-        self.cmd = command(path, args, self.vlog_path)
+        self.cmd = command(path, args, self.vlog_path if VALGRIND else None)
         with open(self.log_path, "ab") as log:
+            log_start = log.tell()  # a reused log: the port is in this run's lines
             log.write(("### %s\n" % " ".join(self.cmd)).encode())
             log.flush()
             t0 = time.monotonic()
-            self.proc = subprocess.Popen(
-                self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                pass_fds=(w,) if w is not None else (), env=clean_env(self.env),
-                start_new_session=True, preexec_fn=self.preexec)
+            try:
+                self.proc = subprocess.Popen(
+                    self.cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                    pass_fds=(w,) if w is not None else (), env=clean_env(self.env),
+                    start_new_session=True, preexec_fn=self.preexec)
+            except BaseException:
+                if w is not None:
+                    os.close(r)
+                    os.close(w)
+                raise
         self.returncode = None
         if w is None:
             return
@@ -184,7 +134,7 @@ class Server:
             if data == b"":
                 # The server closed the notify fd without "\n" (or exited).
                 try:
-                    self.returncode = self.proc.wait(timeout=5 * SCALE)
+                    self.returncode = self.proc.wait(timeout=t(5))
                 except subprocess.TimeoutExpired:
                     self._kill()
                 os.close(r)
@@ -198,6 +148,17 @@ class Server:
         self.ready_seconds = time.monotonic() - t0
         READY_TIMES.append((self.name, self.ready_seconds))
         assert got == b"\n", "notify fd got %r, expected exactly a newline" % got
+        if self.port == 0:
+            self.port = self._listen_port(log_start)
+
+    def _listen_port(self, log_start):
+        with open(self.log_path, "rb") as f:
+            f.seek(log_start)
+            mine = f.read().decode(errors="replace")
+        m = re.search(r"listen server=%s host=\S+ port=(\d+)" % re.escape(self.name), mine)
+        if not m:
+            raise ServerError("%s: no listen line in the log\n%s" % (self.name, self.log_tail()))
+        return int(m.group(1))
 
     def notify_fd_closed(self, timeout=2.0):
         """True when the readiness fd reached EOF (the server closed it)."""
@@ -233,9 +194,17 @@ class Server:
         if self.proc:
             self.returncode = self.proc.returncode
 
+    def kill9(self):
+        """SIGKILL on purpose (a crash to recover from): finish() then checks
+        neither the exit status nor the log."""
+        self.killed = True
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=t(10))
+        self.returncode = self.proc.returncode
+
     def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
         """Signal the server and wait for it; returns the exit status.
-        Kills it (and reports a failure later) if it does not exit in time."""
+        Kills it (and finish() reports it) if it does not exit in time."""
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -248,16 +217,22 @@ class Server:
         self.returncode = self.proc.returncode
         return self.returncode
 
+    def close_clients(self):
+        """Teardown, before the clients still open are dropped: a subclass
+        that keeps its clients closes them here as it sees fit."""
+
     def finish(self):
-        """Teardown: stop if running; return a list of problems."""
+        """Stop if running (SIGTERM); a list of problems, [] when the server
+        exited as expected and its log holds no sanitizer or valgrind report.
+        Checks once: later calls return []."""
+        if self.proc is None or self.finished or self.killed:
+            self.finished = self.proc is not None
+            self._close_notify_fd()
+            return []
+        self.finished = True
         problems = []
-        self.hung = False
-        if self.proc is None:
-            return problems
         rc = self.stop()
-        if self.notify_fd_r is not None:
-            os.close(self.notify_fd_r)
-            self.notify_fd_r = None
+        self._close_notify_fd()
         if self.hung:
             problems.append("%s (pid %d) did not exit within %.0fs of SIGTERM; killed"
                             % (self.name, self.proc.pid, STOP_TIMEOUT))
@@ -272,8 +247,14 @@ class Server:
             problems.append(self.log_tail())
         return problems
 
-    # -- logs -------------------------------------------------------------------
+    def _close_notify_fd(self):
+        if self.notify_fd_r is not None:
+            os.close(self.notify_fd_r)
+            self.notify_fd_r = None
+
+    # -- logs and state -----------------------------------------------------------
     def log_text(self):
+        """The server's log and valgrind's."""
         text = ""
         for p in (self.log_path, self.vlog_path):
             if os.path.exists(p):
@@ -293,18 +274,8 @@ class Server:
         return "---- %s log (%s) ----\n%s---- end of log ----" % (self.name, self.log_path, text)
 
     def rss_kib(self):
-        with open("/proc/%d/status" % self.proc.pid) as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        return None
+        return rss_kib(self.proc.pid)
 
     def url(self, path="/"):
         host = "[%s]" % self.host if ":" in self.host else self.host
         return "ws://%s:%d%s" % (host, self.port, path)
-
-
-def t(seconds):
-    return wsraw.t(seconds)
-
-
