@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from bchelp import AsyncWS, raise_nofile, t
+from bchelp import AsyncWS
+from lib.proc import raise_nofile, t
 
 
 def metric(s, name):
@@ -69,7 +70,7 @@ def test_max_fanout_zero_is_off(bc):
 
 
 @pytest.mark.heavy
-@pytest.mark.bc_timeout(120)
+@pytest.mark.ws_timeout(120)
 def test_big_frames_into_a_big_room_do_not_hold_the_loop(bc):
     """Defaults: 200 members that read, one sender throwing twenty 256 KiB
     binaries (50 MB of copying each without a cap): each is refused at once,

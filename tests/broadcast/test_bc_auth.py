@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from bchelp import HandshakeRefused, http_exchange
+from lib.http import http_exchange
+from lib.wsclient import HandshakeRefused
 
 TOKEN = "s3cret-token-for-tests"
 

@@ -21,8 +21,9 @@ import time
 
 import pytest
 
-from bchelp import (OP_TEXT, accept_for, client_frame, parse_frame, raise_nofile, t,
-                    upgrade_request)
+from lib.http import accept_for, upgrade_request
+from lib.proc import raise_nofile, t
+from lib.wsclient import OP_TEXT, client_frame, parse_frame
 
 N_RECEIVERS = int(os.environ.get("BC_FANOUT_RECEIVERS", "1000"))
 N_MESSAGES = int(os.environ.get("BC_FANOUT_MESSAGES", "10000"))
@@ -119,7 +120,7 @@ def parse_stream(data):
 
 
 @pytest.mark.heavy
-@pytest.mark.bc_timeout(150)
+@pytest.mark.ws_timeout(150)
 def test_fanout_1000_clients_10000_messages(bc):
     nofile = raise_nofile()
     assert nofile > N_RECEIVERS + 100, "fd limit %d too small" % nofile

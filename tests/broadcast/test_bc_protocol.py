@@ -8,8 +8,10 @@ import time
 
 import pytest
 
-from bchelp import (OP_TEXT, STOP_TIMEOUT, Closed, HandshakeRefused, client_frame, http_exchange,
-                    t, upgrade_request, wait_until)
+from lib.http import http_exchange, upgrade_request
+from lib.proc import t, wait_until
+from lib.server import STOP_TIMEOUT
+from lib.wsclient import OP_TEXT, Closed, HandshakeRefused, client_frame
 
 WELCOME_KEYS = {"type", "id", "room", "count", "members", "history"}
 JOIN_KEYS = {"type", "id", "room", "count"}
@@ -398,7 +400,7 @@ def test_history_size_0_stores_nothing_seq_still_continues(bc, tmp_path):
         assert c.execute("SELECT count(*) FROM messages").fetchone()[0] == 0
     finally:
         c.close()
-    assert s.stop() == []
+    assert s.finish() == []
     s2 = bc("--rate-limit", "0", "--history-size", "0", db=db)
     a = s2.ws("/?id=ephemeral")
     a.join()
@@ -422,7 +424,7 @@ def test_sigterm_closes_every_membership(bc, tmp_path):
         assert m.kind == "close" and m.code == 1001, m
         c.close()                               # close reply, then the socket
     s.proc.wait(timeout=STOP_TIMEOUT)            # (a second SIGTERM would exit at once)
-    assert s.stop() == []                        # exit 0, nothing reported
+    assert s.finish() == []                        # exit 0, nothing reported
     c = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
     try:
         assert c.execute("SELECT count(*) FROM memberships WHERE left_ms IS NULL"

@@ -12,7 +12,9 @@ import time
 
 import pytest
 
-from bchelp import Closed, WS, t
+from bchelp import WS
+from lib.proc import t
+from lib.wsclient import Closed
 
 ITERATIONS = int(os.environ.get("BC_KILL_ITERATIONS", "20"))
 ROOM = "durable"
@@ -144,7 +146,7 @@ class Traffic:
 
 
 @pytest.mark.heavy
-@pytest.mark.bc_timeout(240)
+@pytest.mark.ws_timeout(240)
 def test_kill9_restart_loop(bc, tmp_path):
     db = tmp_path / "durable.db"
     s = bc(*FLAGS, db=db)

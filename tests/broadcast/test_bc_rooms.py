@@ -6,7 +6,8 @@ import sqlite3
 
 import pytest
 
-from bchelp import AsyncWS, t, wait_until
+from bchelp import AsyncWS
+from lib.proc import t, wait_until
 
 
 def test_two_rooms_isolated(bc):
@@ -63,7 +64,7 @@ N_CLIENTS = 200
 
 
 @pytest.mark.heavy
-@pytest.mark.bc_timeout(90)
+@pytest.mark.ws_timeout(90)
 def test_counts_exact_under_200_concurrent_joins_and_leaves(bc):
     """200 clients join one room concurrently, half leave concurrently while
     the rest are still joining; an observer present throughout sees every

@@ -8,7 +8,10 @@ import time
 
 import pytest
 
-from bchelp import BINARY, OP_CLOSE, OP_TEXT, accept_for, parse_frame, t, upgrade_request
+from bchelp import BINARY
+from lib.http import accept_for, upgrade_request
+from lib.proc import t
+from lib.wsclient import OP_CLOSE, OP_TEXT, parse_frame
 
 N_MESSAGES = 4000
 TEXT_SIZE = 8000           # ~32 MB of chat in all, far past any socket buffer
@@ -53,7 +56,7 @@ def connect_slow(port, path):
 
 
 @pytest.mark.heavy
-@pytest.mark.bc_timeout(90)
+@pytest.mark.ws_timeout(90)
 @pytest.mark.parametrize("n_slow", [1, 20])
 def test_slow_reader_cut_off_others_get_everything(bc, n_slow):
     s = bc("--rate-limit", "0", "--send-queue", "64k", "--max-message", "16k",

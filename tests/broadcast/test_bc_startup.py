@@ -8,8 +8,10 @@ import subprocess
 
 import pytest
 
-from bchelp import (EXIT_SYSTEM, EXIT_USAGE, READY_TIMEOUT, clean_env, command, free_port,
-                    port_is_listening, run_once, sanitizer_findings)
+from bchelp import command, run_once
+from lib.proc import (EXIT_SYSTEM, EXIT_USAGE, clean_env, free_port, port_is_listening,
+                      sanitizer_findings)
+from lib.server import READY_TIMEOUT
 
 
 def start_expecting_failure(args, tmp_path, env=None):
@@ -127,7 +129,7 @@ def test_db_created_and_reused(bc, tmp_path):
         assert {"rooms", "memberships", "messages"} <= names
     finally:
         c.close()
-    assert s.stop() == []
+    assert s.finish() == []
     s2 = bc(db=path)
     ws = s2.ws("/?id=r")
     w, _ = ws.join()
@@ -137,14 +139,8 @@ def test_db_created_and_reused(bc, tmp_path):
 
 def test_env_twins_of_the_storage_flags_apply(bc, tmp_path):
     """WS_MAX_DB_SIZE and WS_MAX_WELCOME reach the server like their flags."""
-    import bchelp
     env = {"WS_MAX_DB_SIZE": "128k", "WS_MAX_WELCOME": "2k"}
-    old = bchelp.clean_env
-    bchelp.clean_env = lambda extra=None: old(dict(env, **(extra or {})))
-    try:
-        s = bc("--rate-limit", "0", "--history-size", "100000", "--max-message", "64k")
-    finally:
-        bchelp.clean_env = old
+    s = bc("--rate-limit", "0", "--history-size", "100000", "--max-message", "64k", env=env)
     assert "welcome_max=2048" in s.log_text()
     ws = s.ws("/?id=env")
     ws.join()

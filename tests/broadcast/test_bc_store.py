@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from bchelp import OP_TEXT, client_frame, t, wait_until
+from lib.proc import t, wait_until
+from lib.wsclient import OP_TEXT, client_frame
 
 BUSY = {"type": "error", "error": "Message not stored: database busy"}
 FULL = {"type": "error", "error": "Message not stored: storage full"}
@@ -86,7 +87,7 @@ def test_locked_database_fails_fast_delivers_nothing_reuses_no_seq(bc, tmp_path)
     for ws in (a, b, c):
         ws.close()
     # and across a restart the seq goes on from what was committed
-    assert s.stop() == []
+    assert s.finish() == []
     s2 = bc("--rate-limit", "0", db=s.db)
     d = s2.ws("/?id=lk")
     d.join()
@@ -194,7 +195,7 @@ def test_max_db_size_full_error_nothing_lost_then_more_space(bc, tmp_path):
     a.close()
     b.close()
     assert os.path.getsize(db) <= 256 * 1024
-    assert s.stop() == []
+    assert s.finish() == []
     # more space: the seq goes on after the last delivered one
     s2 = bc(*(flags[:-4] + ("--max-db-size", "4m")), db=db)
     c = s2.ws("/?id=cap")
@@ -224,7 +225,7 @@ def test_full_disk_refuses_messages_nothing_lost(bc, tmp_path):
         check_no_gap(delivered, history(s, "disk"))
         a.close()
         b.close()
-        assert s.stop() == []
+        assert s.finish() == []
         c = sqlite3.connect(str(db))
         try:
             assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
@@ -314,7 +315,7 @@ def test_max_stored_rooms_503_until_one_expires(bc):
         ws.join()
         ws.close()
     wait_until(lambda: s.get_json("/rooms/r3")["count"] == 0, what="r3 empty")
-    from bchelp import HandshakeRefused
+    from lib.wsclient import HandshakeRefused
     with pytest.raises(HandshakeRefused) as e:
         s.ws("/?id=r4")
     assert e.value.status == 503 and b"too many rooms stored" in e.value.body

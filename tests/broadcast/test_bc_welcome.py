@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-from bchelp import OP_TEXT, AsyncWS, client_frame, t  # noqa: F401
+from bchelp import AsyncWS  # noqa: F401
+from lib.proc import t  # noqa: F401
+from lib.wsclient import OP_TEXT, client_frame  # noqa: F401
 from test_bc_protocol import page_rest
 
 
@@ -166,7 +168,7 @@ def test_welcome_bound_is_at_most_half_the_send_queue(bc):
 
 
 @pytest.mark.heavy
-@pytest.mark.bc_timeout(120)
+@pytest.mark.ws_timeout(120)
 def test_since_zero_joiners_cannot_stall_the_loop_or_balloon_memory(bc):
     """The issue's attack, at the largest text the escaped bound lets through
     (10,922 bytes of \\x01 = 65,532 escaped): 300 of them are ~19 MB of
