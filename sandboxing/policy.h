@@ -104,8 +104,8 @@ enum ws_policy_set {
 	WS_POLICY_SET_SQLITE,
 	/*
 	 * What AddressSanitizer's leak check does at exit (a CLONE_VM tracer,
-	 * ptrace, /proc reads). sandbox.c adds it to the servers' allowlists in
-	 * sanitizer builds only; fork and execve still kill.
+	 * ptrace, /proc reads). sandbox_self.c adds it to the servers' allowlists
+	 * in sanitizer builds only; fork and execve still kill.
 	 */
 	WS_POLICY_SET_SANITIZER,
 };

@@ -1,9 +1,12 @@
 /*
- * The sandbox interface: configuration, preparation in the parent, the
- * child-side steps between fork and exec, and servers' self-confinement.
- * The filter itself is a backend's (sandbox_seccomp.c, sandbox_null.c).
+ * The parent's side of the command sandbox: its settings and their flags,
+ * preparation (everything that allocates or reads a file, done once before
+ * the first fork), what a prepared sandbox will do, and reading a child's
+ * failure. The child's steps are sandbox_child.c's, servers'
+ * self-confinement sandbox_self.c's, the filter a backend's
+ * (sandbox_seccomp.c, sandbox_null.c).
  */
-#define _GNU_SOURCE /* unshare, setresuid, getgrouplist, close_range, NSIG */
+#define _GNU_SOURCE /* getgrouplist */
 
 #include "sandbox.h"
 
@@ -11,58 +14,16 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
-#include <linux/magic.h>
-#include <net/if.h>
 #include <pwd.h>
-#include <sched.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
-#include <sys/mount.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
-#include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include "log.h"
 #include "pids.h"
 #include "sandbox_backend.h"
-
-/* AddressSanitizer builds (gcc defines the macro, clang has the feature) */
-#if defined(__SANITIZE_ADDRESS__)
-#define SANITIZED true
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define SANITIZED true
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED false
-#endif
-
-struct ws_sandbox {
-	const struct ws_sandbox_backend *backend;
-	void *state;              /* the backend's */
-	struct ws_policy *policy; /* NULL with the null backend */
-	struct ws_sandbox_limits limits;
-	unsigned isolate;
-	bool root; /* euid 0 when prepared */
-	bool run_as;
-	uid_t uid;
-	gid_t gid;
-	size_t ngroups;
-	gid_t *groups;
-	char *user;  /* the name of the user switched to */
-	int pids_fd; /* the pids cgroup's directory, or -1 */
-	char pids_path[4096];
-	char pids_why[256]; /* why there is none */
-};
+#include "sandbox_private.h"
 
 void
 ws_sandbox_config_defaults(struct ws_sandbox_config *cfg)
@@ -129,6 +90,119 @@ ws_sandbox_isolate_parse(const char *list, unsigned *out)
 	}
 	*out = bits;
 	return true;
+}
+
+/* --- the settings as flags ----------------------------------------------- */
+
+static bool
+check_profile(const char *v)
+{
+	enum ws_sandbox_profile p;
+	return ws_sandbox_profile_parse(v, &p);
+}
+
+static bool
+check_isolate(const char *v)
+{
+	unsigned bits;
+	return ws_sandbox_isolate_parse(v, &bits);
+}
+
+static bool
+check_user(const char *v)
+{
+	return *v != '\0';
+}
+
+#define OPT(field) offsetof(struct ws_sandbox_options, field)
+
+/*
+ * The bounds are ws-rpc's, the program these settings are deployed with:
+ * ws-sandbox-run, where an operator tries them first, must refuse what
+ * ws-rpc would refuse. --limit-nofile 1 or 2 is refused by ws_sandbox_create.
+ */
+static const struct ws_option options[] = {
+	{ "seccomp-profile", "WS_SECCOMP_PROFILE", "PROFILE", WS_OPT_STRING, OPT(profile), 0, 0,
+	  "the commands' seccomp profile: default, nonet or none", check_profile },
+	{ "seccomp-policy", "WS_SECCOMP_POLICY", "FILE", WS_OPT_STRING, OPT(policy), 0, 0,
+	  "a policy file layered over the profile (docs/security.md)", NULL },
+	{ "limit-cpu", "WS_LIMIT_CPU", "SECONDS", WS_OPT_UINT, OPT(limits.cpu_s), 0, 86400,
+	  "CPU seconds per command, then SIGXCPU (0: inherited)", NULL },
+	{ "limit-as", "WS_LIMIT_AS", "BYTES", WS_OPT_SIZE, OPT(limits.as_bytes), 0, 1ull << 48,
+	  "address space per command (0: inherited)", NULL },
+	{ "limit-nproc", "WS_LIMIT_NPROC", "N", WS_OPT_UINT, OPT(limits.nproc), 0, 1u << 22,
+	  "processes per command: a pids cgroup as root, and RLIMIT_NPROC (0: inherited)", NULL },
+	{ "limit-fsize", "WS_LIMIT_FSIZE", "BYTES", WS_OPT_SIZE, OPT(limits.fsize_bytes), 0,
+	  1ull << 48, "largest file a command writes, then SIGXFSZ (0: inherited)", NULL },
+	{ "limit-nofile", "WS_LIMIT_NOFILE", "N", WS_OPT_UINT, OPT(limits.nofile), 0, 1u << 20,
+	  "open descriptors per command, at least 3 (0: inherited)", NULL },
+	{ "run-as", "WS_RUN_AS", "USER", WS_OPT_STRING, OPT(run_as), 0, 0,
+	  "run commands as USER and its groups (as root the default is " WS_SANDBOX_DEFAULT_USER
+	  ", which must exist; without root, the caller's own user)",
+	  check_user },
+	{ "run-as-self", "WS_RUN_AS_SELF", NULL, WS_OPT_FLAG, OPT(run_as_self), 0, 0,
+	  "run commands as the caller's own user, root included (unsafe: they can reach it)",
+	  NULL },
+	{ "isolate", "WS_ISOLATE", "LIST", WS_OPT_STRING, OPT(isolate), 0, 0,
+	  "namespaces for each command, comma-separated: net,pid,mount,user", check_isolate },
+};
+
+_Static_assert(sizeof(options) / sizeof(options[0]) == WS_SANDBOX_OPTIONS,
+	       "WS_SANDBOX_OPTIONS counts the rows");
+
+void
+ws_sandbox_options_defaults(struct ws_sandbox_options *o)
+{
+	struct ws_sandbox_config cfg;
+	ws_sandbox_config_defaults(&cfg);
+	*o = (struct ws_sandbox_options){
+		.profile = ws_sandbox_profile_name(cfg.profile),
+		.limits = cfg.limits,
+	};
+}
+
+size_t
+ws_sandbox_options_rows(struct ws_option *out, size_t max, size_t base)
+{
+	if (max < WS_SANDBOX_OPTIONS)
+		return 0;
+	for (size_t i = 0; i < WS_SANDBOX_OPTIONS; i++) {
+		out[i] = options[i];
+		out[i].offset += base;
+	}
+	return WS_SANDBOX_OPTIONS;
+}
+
+int
+ws_sandbox_options_config(const struct ws_sandbox_options *o, struct ws_sandbox_config *cfg,
+			  char *err, size_t errlen)
+{
+	ws_sandbox_config_defaults(cfg);
+	cfg->limits = o->limits;
+	cfg->policy_file = o->policy;
+	cfg->run_as = o->run_as;
+	cfg->run_as_self = o->run_as_self;
+	if (o->profile && !ws_sandbox_profile_parse(o->profile, &cfg->profile)) {
+		snprintf(err, errlen, "--seccomp-profile: unknown profile '%s'", o->profile);
+		return -EINVAL;
+	}
+	if (o->isolate && !ws_sandbox_isolate_parse(o->isolate, &cfg->isolate)) {
+		snprintf(err, errlen, "--isolate: bad list '%s'", o->isolate);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int
+ws_sandbox_exit_status(int rc)
+{
+	/*
+	 * A bad policy file, path or user is the operator's to fix, a missing
+	 * default user the machine's set-up: no retry helps (s6: 100).
+	 */
+	if (rc == -EINVAL || rc == -ENOENT || rc == -EPERM || rc == -ESRCH)
+		return WS_EXIT_USAGE;
+	return WS_EXIT_SYSTEM;
 }
 
 /* --- preparation (parent) ----------------------------------------------- */
@@ -212,6 +286,16 @@ ws_sandbox_create(struct ws_sandbox **out, const struct ws_sandbox_config *cfg, 
 	sb->isolate = cfg->isolate;
 	sb->root = geteuid() == 0;
 	sb->pids_fd = -1;
+
+	/* 0 keeps the inherited limit; below 3 not even stdio fits */
+	if (cfg->limits.nofile && cfg->limits.nofile < 3) {
+		snprintf(err, errlen,
+			 "--limit-nofile %u: below 3, not even the standard descriptors fit "
+			 "(0 keeps the inherited limit)",
+			 (unsigned)cfg->limits.nofile);
+		rc = -EINVAL;
+		goto fail;
+	}
 
 	if ((unsigned)cfg->profile > WS_SANDBOX_NONE) {
 		snprintf(err, errlen, "unknown profile %d", (int)cfg->profile);
@@ -358,8 +442,6 @@ ws_sandbox_backend_name(const struct ws_sandbox *sb)
 	return sb->backend->name;
 }
 
-/* --- the child's steps ---------------------------------------------------- */
-
 static const char *const step_names[] = {
 	[WS_SANDBOX_STEP_SIGNALS] = "signals",
 	[WS_SANDBOX_STEP_CGROUP] = "cgroup",
@@ -385,472 +467,6 @@ ws_sandbox_failure_format(const struct ws_sandbox_failure *f, char *buf, size_t 
 {
 	snprintf(buf, len, "%s: %s", ws_sandbox_step_name((enum ws_sandbox_step)f->step),
 		 strerror(f->err));
-}
-
-static int
-failed(struct ws_sandbox_failure *why, enum ws_sandbox_step step, int err)
-{
-	why->step = (int32_t)step;
-	why->err = err ? err : EIO;
-	return -why->err;
-}
-
-static void
-reset_signals(void)
-{
-	struct sigaction sa = { .sa_handler = SIG_DFL };
-	sigemptyset(&sa.sa_mask);
-	/* glibc's own real-time signals refuse with EINVAL: nothing to reset */
-	for (int s = 1; s < NSIG; s++)
-		if (s != SIGKILL && s != SIGSTOP)
-			sigaction(s, &sa, NULL);
-}
-
-static int
-close_fds(int keep_fd)
-{
-	unsigned first = 3;
-	if (keep_fd > 2) {
-		if (fcntl(keep_fd, F_SETFD, FD_CLOEXEC) != 0)
-			return -1;
-		if (keep_fd > 3 && syscall(SYS_close_range, 3u, (unsigned)keep_fd - 1, 0u) != 0)
-			goto fallback;
-		first = (unsigned)keep_fd + 1;
-	}
-	if (syscall(SYS_close_range, first, ~0u, 0u) == 0)
-		return 0;
-fallback:
-	if (errno != ENOSYS)
-		return -1;
-	/* kernels before 5.9: close one by one up to the descriptor limit */
-	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-		return -1;
-	int max = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 20 ? 1 << 20
-									: (int)rl.rlim_cur;
-	for (int fd = 3; fd < max; fd++)
-		if (fd != keep_fd)
-			close(fd);
-	return 0;
-}
-
-/* PR_SET_PDEATHSIG, then makes sure the parent did not already go. */
-static int
-arm_pdeathsig(pid_t parent)
-{
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
-		return -1;
-	if (getppid() != parent) {
-		errno = ESRCH;
-		return -1;
-	}
-	return 0;
-}
-
-static int
-set_limit(int resource, uint64_t value, uint64_t hard_extra)
-{
-	struct rlimit rl;
-	if (getrlimit(resource, &rl) != 0)
-		return -1;
-	/* only ever lower: a limit above the inherited hard one would fail */
-	rlim_t want = (rlim_t)value;
-	rlim_t hard = want + (rlim_t)hard_extra;
-	if (rl.rlim_max != RLIM_INFINITY && hard > rl.rlim_max)
-		hard = rl.rlim_max;
-	if (want > hard)
-		want = hard;
-	rl.rlim_cur = want;
-	rl.rlim_max = hard;
-	return setrlimit(resource, &rl);
-}
-
-static int
-apply_limits(const struct ws_sandbox_limits *l)
-{
-	struct rlimit core = { 0, 0 };
-	if (setrlimit(RLIMIT_CORE, &core) != 0)
-		return -1;
-	/* the hard CPU limit a second later turns an ignored SIGXCPU into SIGKILL */
-	if (l->cpu_s && set_limit(RLIMIT_CPU, l->cpu_s, 1) != 0)
-		return -1;
-	if (l->as_bytes && set_limit(RLIMIT_AS, l->as_bytes, 0) != 0)
-		return -1;
-	if (l->nproc && set_limit(RLIMIT_NPROC, l->nproc, 0) != 0)
-		return -1;
-	if (l->fsize_bytes && set_limit(RLIMIT_FSIZE, l->fsize_bytes, 0) != 0)
-		return -1;
-	if (l->nofile && set_limit(RLIMIT_NOFILE, l->nofile, 0) != 0)
-		return -1;
-	return 0;
-}
-
-static int
-write_file(const char *path, const char *data, size_t n)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t w = write(fd, data, n);
-	int saved = errno;
-	close(fd);
-	errno = saved;
-	return w == (ssize_t)n ? 0 : -1;
-}
-
-/* Writes "ID ID 1\n" to a /proc/self map file: no stdio after fork. */
-static int
-write_map(const char *path, unsigned id)
-{
-	char digits[12], line[32];
-	size_t nd = 0, n = 0;
-	do {
-		digits[nd++] = (char)('0' + id % 10);
-		id /= 10;
-	} while (id);
-	for (int twice = 0; twice < 2; twice++) {
-		for (size_t i = nd; i-- > 0;)
-			line[n++] = digits[i];
-		line[n++] = ' ';
-	}
-	line[n++] = '1';
-	line[n++] = '\n';
-	return write_file(path, line, n);
-}
-
-static int
-loopback_up(void)
-{
-	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (s < 0)
-		return -1;
-	struct ifreq ifr;
-	memset(&ifr, 0, sizeof(ifr));
-	memcpy(ifr.ifr_name, "lo", 3);
-	int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
-	if (rc == 0) {
-		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-		rc = ioctl(s, SIOCSIFFLAGS, &ifr);
-	}
-	int saved = errno;
-	close(s);
-	errno = saved;
-	return rc;
-}
-
-/* The pid of the command, for the forwarder outside its pid namespace. */
-static volatile pid_t forward_to;
-
-static void
-forward_signal(int sig)
-{
-	int saved = errno;
-	kill(forward_to, sig);
-	errno = saved;
-}
-
-/*
- * Outside the new pid namespace: pass signals on to the command, wait for
- * it, and end the same way it did. Never returns.
- */
-static void
-forwarder(pid_t command)
-{
-	forward_to = command;
-	struct sigaction sa = { .sa_handler = forward_signal };
-	sigfillset(&sa.sa_mask);
-	for (int s = 1; s < NSIG; s++)
-		if (s != SIGKILL && s != SIGSTOP && s != SIGCHLD)
-			sigaction(s, &sa, NULL);
-	int status;
-	while (waitpid(command, &status, 0) < 0)
-		if (errno != EINTR)
-			_exit(111);
-	if (WIFEXITED(status))
-		_exit(WEXITSTATUS(status));
-	int sig = WTERMSIG(status);
-	struct sigaction dfl = { .sa_handler = SIG_DFL };
-	sigemptyset(&dfl.sa_mask);
-	sigaction(sig, &dfl, NULL);
-	sigset_t set;
-	sigemptyset(&set);
-	sigaddset(&set, sig);
-	sigprocmask(SIG_UNBLOCK, &set, NULL);
-	kill(getpid(), sig);
-	_exit(128 + sig);
-}
-
-/*
- * Enters the namespaces in `which`. With PID it forks: the parent becomes
- * the forwarder and *parent is updated in the child, PID 1 of the new
- * namespace.
- */
-static int
-isolate(unsigned which, int keep_fd, pid_t *parent)
-{
-	if (!which)
-		return 0;
-	int flags = 0;
-	if (which & WS_SANDBOX_ISOLATE_USER)
-		flags |= CLONE_NEWUSER;
-	if (which & WS_SANDBOX_ISOLATE_NET)
-		flags |= CLONE_NEWNET;
-	if (which & WS_SANDBOX_ISOLATE_PID)
-		flags |= CLONE_NEWPID;
-	if (which & WS_SANDBOX_ISOLATE_MOUNT)
-		flags |= CLONE_NEWNS;
-	/* after a privilege drop /proc/self is root's until dumpable again */
-	if ((which & WS_SANDBOX_ISOLATE_USER) && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
-		return -1;
-	/* read before unshare: inside, until mapped, they read as the overflow id */
-	uid_t uid = geteuid();
-	gid_t gid = getegid();
-	if (unshare(flags) != 0)
-		return -1;
-	if (which & WS_SANDBOX_ISOLATE_USER) {
-		/* map only the ids we have: the command gains no one else's */
-		if (write_file("/proc/self/setgroups", "deny", 4) != 0 ||
-		    write_map("/proc/self/uid_map", (unsigned)uid) != 0 ||
-		    write_map("/proc/self/gid_map", (unsigned)gid) != 0)
-			return -1;
-	}
-	if ((which & WS_SANDBOX_ISOLATE_NET) && loopback_up() != 0)
-		return -1;
-	if ((which & WS_SANDBOX_ISOLATE_MOUNT) &&
-	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-		return -1;
-	if (which & WS_SANDBOX_ISOLATE_PID) {
-		pid_t pid = fork();
-		if (pid < 0)
-			return -1;
-		if (pid > 0) {
-			if (keep_fd > 2)
-				close(keep_fd);
-			forwarder(pid);
-		}
-		/*
-		 * The forwarder is outside this namespace, so getppid() reads 0
-		 * here, whether it lives or not: arm_pdeathsig() can only check
-		 * for 0. The forwarder dies only by SIGKILL, which the command's
-		 * process group (this process included) gets as well.
-		 */
-		*parent = 0;
-		if (arm_pdeathsig(0) != 0)
-			return -1;
-		if ((which & WS_SANDBOX_ISOLATE_MOUNT) &&
-		    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
-			return -1;
-	}
-	return 0;
-}
-
-/*
- * The command's standard descriptors are usually pipes or sockets its
- * caller made, owned by the caller with mode 0600: reopening them by path
- * (`echo x > /dev/stderr`, /proc/self/fd/1) would fail for the new user.
- * Hand those (never a file, a named FIFO or a terminal) to the user.
- */
-static void
-hand_over_stdio(const struct ws_sandbox *sb)
-{
-	for (int fd = 0; fd <= 2; fd++) {
-		struct statfs fs;
-		if (fstatfs(fd, &fs) == 0 &&
-		    (fs.f_type == PIPEFS_MAGIC || fs.f_type == SOCKFS_MAGIC))
-			if (fchown(fd, sb->uid, sb->gid) != 0)
-				continue; /* best effort: the command still has the descriptor */
-	}
-}
-
-static int
-drop_privileges(const struct ws_sandbox *sb)
-{
-	hand_over_stdio(sb);
-	if (setgroups(sb->ngroups, sb->groups) != 0 || setresgid(sb->gid, sb->gid, sb->gid) != 0 ||
-	    setresuid(sb->uid, sb->uid, sb->uid) != 0)
-		return -1;
-	/* fail closed if root can be had back */
-	if (setuid(0) == 0 || seteuid(0) == 0 || (sb->gid != 0 && setgid(0) == 0)) {
-		errno = EPERM;
-		return -1;
-	}
-	return 0;
-}
-
-int
-ws_sandbox_child_apply(const struct ws_sandbox *sb, pid_t parent, int keep_fd,
-		       struct ws_sandbox_failure *why)
-{
-	reset_signals();
-	sigset_t none;
-	sigemptyset(&none);
-	if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
-		return failed(why, WS_SANDBOX_STEP_SIGNALS, errno);
-	/* first, so that everything the command starts is counted */
-	int rc;
-	if (sb->pids_fd >= 0 && (rc = ws_pids_join(sb->pids_fd, sb->limits.nproc)) != 0)
-		return failed(why, WS_SANDBOX_STEP_CGROUP, -rc);
-	if (setsid() < 0)
-		return failed(why, WS_SANDBOX_STEP_SETSID, errno);
-	if (close_fds(keep_fd) != 0)
-		return failed(why, WS_SANDBOX_STEP_FDS, errno);
-	if (arm_pdeathsig(parent) != 0)
-		return failed(why, WS_SANDBOX_STEP_PDEATHSIG, errno);
-	if (apply_limits(&sb->limits) != 0)
-		return failed(why, WS_SANDBOX_STEP_RLIMITS, errno);
-
-	/*
-	 * Root enters net, pid and mount namespaces before dropping privileges
-	 * (it needs them to); the user namespace comes after, so that it maps
-	 * the dropped ids. Without root, all of them come together, the user
-	 * namespace first, which is what makes the others possible.
-	 */
-	unsigned user = sb->isolate & WS_SANDBOX_ISOLATE_USER;
-	unsigned early = sb->root ? sb->isolate & ~user : 0;
-	unsigned late = sb->root ? user : sb->isolate;
-	if (isolate(early, keep_fd, &parent) != 0)
-		return failed(why, WS_SANDBOX_STEP_ISOLATE, errno);
-	if (sb->run_as && drop_privileges(sb) != 0)
-		return failed(why, WS_SANDBOX_STEP_RUN_AS, errno);
-	if (isolate(late, keep_fd, &parent) != 0)
-		return failed(why, WS_SANDBOX_STEP_ISOLATE, errno);
-	/* a change of credentials clears the death signal: arm it again */
-	if ((sb->run_as || sb->isolate) && arm_pdeathsig(parent) != 0)
-		return failed(why, WS_SANDBOX_STEP_PDEATHSIG, errno);
-
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
-		return failed(why, WS_SANDBOX_STEP_NO_NEW_PRIVS, errno);
-	rc = sb->backend->install(sb->state, 0);
-	if (rc != 0)
-		return failed(why, WS_SANDBOX_STEP_FILTER, -rc);
-	return 0;
-}
-
-/* --- servers ------------------------------------------------------------- */
-
-static const char *const self_names[] = { "echo", "broadcast", "rpc" };
-
-/*
- * A call the operator's policy file allows for commands is let through
- * this filter too: stacked filters take the stricter answer, so the
- * command would otherwise still get this filter's EPERM.
- */
-static void
-allow_policy_file(struct ws_policy *p, const struct ws_policy *children)
-{
-	for (size_t i = 0; i < children->n; i++) {
-		const struct ws_policy_rule *r = &children->rules[i];
-		if (r->origin != 0 && r->action == WS_POLICY_ALLOW)
-			ws_policy_drop_nr(p, r->nr);
-	}
-}
-
-/*
- * Lets through what a child's isolation step calls before its own filter:
- * unshare of exactly those namespaces (each other CLONE_NEW* flag still
- * EPERM), and mount for private mounts and /proc.
- */
-static int
-allow_isolation(struct ws_policy *p, unsigned isolate)
-{
-	static const struct {
-		unsigned isolate;
-		uint64_t flag;
-	} ns[] = {
-		{ WS_SANDBOX_ISOLATE_USER, CLONE_NEWUSER },
-		{ WS_SANDBOX_ISOLATE_NET, CLONE_NEWNET },
-		{ WS_SANDBOX_ISOLATE_PID, CLONE_NEWPID },
-		{ WS_SANDBOX_ISOLATE_MOUNT, CLONE_NEWNS },
-		{ 0, CLONE_NEWUTS },
-		{ 0, CLONE_NEWIPC },
-		{ 0, CLONE_NEWCGROUP },
-		{ 0, CLONE_NEWTIME },
-	};
-	int rc = ws_policy_drop_call(p, "unshare");
-	for (size_t i = 0; rc == 0 && i < sizeof(ns) / sizeof(ns[0]); i++) {
-		if (isolate & ns[i].isolate)
-			continue;
-		struct ws_policy_rule r = {
-			.action = WS_POLICY_ERRNO,
-			.err = EPERM,
-			.cmp = WS_POLICY_MASKED_EQ,
-			.arg = 0,
-			.mask = ns[i].flag,
-			.value = ns[i].flag,
-		};
-		rc = ws_policy_add_rule(p, "unshare", &r);
-	}
-	if (rc == 0 && (isolate & WS_SANDBOX_ISOLATE_MOUNT))
-		rc = ws_policy_drop_call(p, "mount");
-	return rc;
-}
-
-int
-ws_sandbox_confine_self(enum ws_sandbox_self kind, const struct ws_sandbox *children, char *err,
-			size_t errlen)
-{
-	int rc;
-	void *state = NULL;
-	struct ws_policy *p = malloc(sizeof(*p));
-	if (!p) {
-		snprintf(err, errlen, "out of memory");
-		return -ENOMEM;
-	}
-	switch (kind) {
-	case WS_SANDBOX_SELF_ECHO:
-	case WS_SANDBOX_SELF_BROADCAST:
-		ws_policy_init(p, WS_POLICY_KILL, 0);
-		rc = ws_policy_add_set(p, WS_POLICY_SET_SERVER, err, errlen);
-		if (rc == 0 && kind == WS_SANDBOX_SELF_BROADCAST)
-			rc = ws_policy_add_set(p, WS_POLICY_SET_SQLITE, err, errlen);
-		if (rc == 0 && SANITIZED)
-			rc = ws_policy_add_set(p, WS_POLICY_SET_SANITIZER, err, errlen);
-		break;
-	case WS_SANDBOX_SELF_RPC:
-		/*
-		 * Commands inherit this filter under their own, so it cannot be
-		 * an allowlist: it denies what the `default` profile denies,
-		 * except what the children's isolation needs before their own
-		 * filter goes on.
-		 */
-		ws_policy_init(p, WS_POLICY_ALLOW, 0);
-		rc = ws_policy_add_set(p, WS_POLICY_SET_DANGEROUS, err, errlen);
-		if (rc == 0 && children && children->isolate)
-			rc = allow_isolation(p, children->isolate);
-		if (rc == 0 && children && children->policy)
-			allow_policy_file(p, children->policy);
-		/* the leak check ptraces the threads; commands keep their own filter */
-		if (rc == 0 && SANITIZED)
-			rc = ws_policy_drop_call(p, "ptrace");
-		if (rc != 0)
-			snprintf(err, errlen, "building the rpc policy: %s", strerror(-rc));
-		break;
-	default:
-		snprintf(err, errlen, "unknown server kind %d", (int)kind);
-		rc = -EINVAL;
-		break;
-	}
-	if (rc != 0)
-		goto out;
-	rc = ws_sandbox_seccomp_backend.prepare(p, &state, err, errlen);
-	if (rc != 0)
-		goto out;
-
-	ws_log(WS_LOG_INFO, "sandbox self=%s backend=seccomp rules=%zu default=%s sanitizer=%s",
-	       self_names[kind], p->n, p->default_action == WS_POLICY_KILL ? "kill" : "allow",
-	       SANITIZED ? "yes" : "no");
-	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-		rc = -errno;
-		snprintf(err, errlen, "PR_SET_NO_NEW_PRIVS: %s", strerror(errno));
-		goto out;
-	}
-	rc = ws_sandbox_seccomp_backend.install(state, WS_SANDBOX_BACKEND_ALL_THREADS);
-	if (rc != 0)
-		snprintf(err, errlen, "loading the seccomp filter: %s", strerror(-rc));
-out:
-	ws_sandbox_seccomp_backend.finish(state);
-	free(p);
-	return rc;
 }
 
 /* The slow way: every /proc/PID/stat, looking for our pid as the parent. */
@@ -885,22 +501,6 @@ children_by_scan(pid_t *out, size_t max)
 	}
 	closedir(d);
 	return n;
-}
-
-int
-ws_sandbox_confine_server(enum ws_sandbox_self kind, const struct ws_sandbox *children,
-			  bool disabled)
-{
-	static const char *const names[] = { "echo", "broadcast", "rpc" };
-	if (disabled) {
-		ws_log(WS_LOG_WARN, "sandbox self=off hint=\"--no-self-sandbox was given\"");
-		return 0;
-	}
-	char err[256];
-	int rc = ws_sandbox_confine_self(kind, children, err, sizeof(err));
-	if (rc != 0)
-		ws_log(WS_LOG_ERROR, "sandbox self=%s failed=yes error=\"%s\"", names[kind], err);
-	return rc;
 }
 
 size_t

@@ -1,6 +1,19 @@
 /*
  * sandbox: the one interface to confining processes, shaped like OpenSSH's
  * (one API, a seccomp backend and a null backend for the `none` profile).
+ * Its three jobs are three files, each with the header that says what it
+ * may do:
+ *
+ *   sandbox.h        (sandbox.c) the parent's set-up: the settings and their
+ *                    flags, ws_sandbox_create()/ws_sandbox_destroy(), what a
+ *                    prepared sandbox will do, reading a child's failure.
+ *                    It may allocate and read files; it reports through
+ *                    err and return values, not the log.
+ *   sandbox_child.h  (sandbox_child.c) the child between fork and exec:
+ *                    system calls on memory the parent prepared, nothing
+ *                    else (no allocation, no stdio, no locks).
+ *   sandbox_self.h   (sandbox_self.c) a server confining itself with the
+ *                    rules its main.c passes.
  *
  * Commands (ws-rpc's exec, ws-sandbox-run):
  *
@@ -9,11 +22,7 @@
  *   child:   ws_sandbox_child_apply() then, only if it returned 0, exec
  *   parent:  ws_sandbox_destroy()     when no more commands will start
  *
- * Servers: ws_sandbox_confine_self() once listening (the ws_app.confine hook).
- *
- * Everything that allocates or reads files happens in ws_sandbox_create();
- * the child side makes system calls only, so it is safe after fork() in a
- * single-threaded program. docs/security.md describes every layer.
+ * docs/security.md describes every layer.
  */
 #ifndef WS_SANDBOX_H
 #define WS_SANDBOX_H
@@ -23,6 +32,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "config.h"
 #include "policy.h"
 
 enum ws_sandbox_profile {
@@ -89,6 +99,55 @@ const char *ws_sandbox_profile_name(enum ws_sandbox_profile p);
 /* "net,pid,mount,user" (any subset, any order, "" for none); false on an unknown word. */
 bool ws_sandbox_isolate_parse(const char *list, unsigned *out);
 
+/*
+ * The command sandbox's settings as flags: one table for every program that
+ * runs commands (ws-rpc, ws-sandbox-run), so that both take the same names,
+ * bounds and defaults. A program embeds struct ws_sandbox_options in the
+ * struct its option table writes into, fills it with
+ * ws_sandbox_options_defaults(), adds ws_sandbox_options_rows() to its table
+ * and, once parsed, turns it into a configuration with
+ * ws_sandbox_options_config().
+ */
+struct ws_sandbox_options {
+	const char *profile;             /* --seccomp-profile, checked while parsing */
+	const char *policy;              /* --seccomp-policy; NULL: none */
+	const char *run_as;              /* --run-as; NULL: see ws_sandbox_config.run_as */
+	bool run_as_self;                /* --run-as-self */
+	const char *isolate;             /* --isolate, checked while parsing; NULL: none */
+	struct ws_sandbox_limits limits; /* --limit-* */
+};
+
+/* How many rows ws_sandbox_options_rows() writes. */
+#define WS_SANDBOX_OPTIONS 10
+
+/* Profile "default", the default limits and user, no policy file or isolation. */
+void ws_sandbox_options_defaults(struct ws_sandbox_options *o);
+
+/*
+ * Writes the WS_SANDBOX_OPTIONS rows (--seccomp-profile, --seccomp-policy,
+ * --limit-cpu, --limit-as, --limit-nproc, --limit-fsize, --limit-nofile,
+ * --run-as, --run-as-self, --isolate, each with its WS_ environment twin)
+ * into out, their offsets moved by `base`: where the caller's option struct
+ * holds its struct ws_sandbox_options. Returns how many it wrote, 0 when
+ * max is too small.
+ */
+size_t ws_sandbox_options_rows(struct ws_option *out, size_t max, size_t base);
+
+/*
+ * Fills cfg from parsed options. Returns 0, or -EINVAL with one line in err
+ * for a profile or isolation list the table's checks would have refused.
+ * cfg points into o's strings.
+ */
+int ws_sandbox_options_config(const struct ws_sandbox_options *o, struct ws_sandbox_config *cfg,
+			      char *err, size_t errlen);
+
+/*
+ * The exit status for a failed ws_sandbox_create(): WS_EXIT_USAGE (100) for
+ * what the operator or the machine's set-up must fix (-EINVAL, -ENOENT,
+ * -EPERM, -ESRCH: no retry helps), else WS_EXIT_SYSTEM (111).
+ */
+int ws_sandbox_exit_status(int rc);
+
 struct ws_sandbox;
 
 /*
@@ -96,7 +155,8 @@ struct ws_sandbox;
  * resolves the user and its groups, and as root makes the sandbox's pids
  * cgroup when a pids hierarchy is writable (each command gets its own
  * under it, pids.max = limits.nproc). Returns 0 and *out, or -errno with
- * one line in err: -EINVAL for a bad policy file or user, -ENOENT for a
+ * one line in err: -EINVAL for a bad policy file or user, or limits.nofile
+ * 1 or 2 (not even the standard descriptors fit), -ENOENT for a
  * missing policy file (an operator's mistake), -ESRCH when the default
  * user does not exist (the machine is not set up: err says how to create
  * it), another -errno for a failed system call.
@@ -153,30 +213,9 @@ struct ws_sandbox_failure {
 const char *ws_sandbox_step_name(enum ws_sandbox_step step);
 
 /*
- * Applies the sandbox to the calling process, which must be a child just
- * forked from `parent` (the caller's getpid() before fork) by a
- * single-threaded program. In order:
- *
- *   reset signal dispositions and mask; join a pids cgroup of its own
- *   (when the sandbox has one); setsid(); close every descriptor
- *   but 0, 1, 2 and keep_fd (-1: none; it gets FD_CLOEXEC, so exec closes
- *   it: a pipe to report a failure on); PR_SET_PDEATHSIG(SIGKILL); the
- *   rlimits; the isolation namespaces; the privilege drop (setgroups,
- *   setresgid, setresuid, then setuid(0) must fail); PR_SET_NO_NEW_PRIVS;
- *   the seccomp filter.
- *
- * With WS_SANDBOX_ISOLATE_PID the call forks once more: the process that
- * called it stays outside the new namespace, forwards signals and exits
- * with the command's status (never returning), and the call returns in
- * the child, PID 1 of the namespace.
- *
- * Returns 0: exec now. Or -errno with *why filled: the caller must not exec
- * and should report *why, then _exit().
+ * Writes "STEP: strerror(err)" into buf: for the parent, or a child that
+ * has given up and only reports before _exit() (it uses snprintf).
  */
-int ws_sandbox_child_apply(const struct ws_sandbox *sb, pid_t parent, int keep_fd,
-			   struct ws_sandbox_failure *why);
-
-/* Writes "STEP: strerror(err)" into buf. */
 void ws_sandbox_failure_format(const struct ws_sandbox_failure *f, char *buf, size_t len);
 
 /*
@@ -184,34 +223,5 @@ void ws_sandbox_failure_format(const struct ws_sandbox_failure *f, char *buf, si
  * adopted are among them. Writes at most max pids; returns how many.
  */
 size_t ws_sandbox_children(pid_t *out, size_t max);
-
-/* What a server is, for its own filter. */
-enum ws_sandbox_self {
-	WS_SANDBOX_SELF_ECHO,      /* allowlist, default kill */
-	WS_SANDBOX_SELF_BROADCAST, /* the same, plus SQLite's file calls */
-	WS_SANDBOX_SELF_RPC,       /* allow, except the dangerous set (EPERM) */
-};
-
-/*
- * Installs the server's own filter on every thread of the calling process,
- * after PR_SET_NO_NEW_PRIVS, and logs one line first. For ECHO and
- * BROADCAST anything outside the allowlist kills the process (SIGSYS):
- * execve, fork, ptrace, socket, bind, connect. RPC keeps fork and exec;
- * `children`, the sandbox its commands will apply, says which calls they
- * still need before their own filter (unshare and mount for --isolate),
- * and which calls its policy file allows (commands inherit this filter,
- * so it must not deny what their policy lets through).
- * Returns 0, or -errno with one line in err: then the server must not
- * start.
- */
-int ws_sandbox_confine_self(enum ws_sandbox_self kind, const struct ws_sandbox *children, char *err,
-			    size_t errlen);
-
-/*
- * A server's ws_app.confine: its own filter (logging why it failed), or
- * with --no-self-sandbox a warning and nothing. Returns 0 or -errno.
- */
-int ws_sandbox_confine_server(enum ws_sandbox_self kind, const struct ws_sandbox *children,
-			      bool disabled);
 
 #endif

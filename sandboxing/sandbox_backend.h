@@ -1,7 +1,8 @@
 /*
- * sandbox_backend: what sandbox.c asks of a filter backend (private to the
+ * sandbox_backend: what the sandbox asks of a filter backend (private to the
  * library). Like OpenSSH's sandbox-*.c files, each backend implements the
- * same few operations; sandbox.c picks one per sandbox.
+ * same few operations: sandbox.c picks one per command sandbox and prepares
+ * it, sandbox_child.c installs it; sandbox_self.c uses the seccomp one.
  */
 #ifndef WS_SANDBOX_BACKEND_H
 #define WS_SANDBOX_BACKEND_H

@@ -21,7 +21,7 @@
 #include "config.h"
 #include "list.h"
 #include "log.h"
-#include "sandbox.h"
+#include "sandbox_self.h"
 #include "server.h"
 #include "store.h"
 #include "timer.h"
@@ -996,7 +996,14 @@ bc_confine(void *app, const struct ws_config *cfg)
 	if (!bc->sweep)
 		return -1;
 	ws_timer_arm(bc->sweep, bc->sweep_ms);
-	return ws_sandbox_confine_server(WS_SANDBOX_SELF_BROADCAST, NULL, cfg->no_self_sandbox);
+	static const enum ws_policy_set sets[] = { WS_POLICY_SET_SERVER, WS_POLICY_SET_SQLITE };
+	static const struct ws_sandbox_self self = {
+		.name = "broadcast",
+		.default_action = WS_POLICY_KILL,
+		.sets = sets,
+		.nsets = sizeof(sets) / sizeof(sets[0]),
+	};
+	return ws_sandbox_confine_server(&self, NULL, cfg->no_self_sandbox);
 }
 
 int

@@ -5,7 +5,7 @@
  */
 #include "config.h"
 #include "log.h"
-#include "sandbox.h"
+#include "sandbox_self.h"
 #include "server.h"
 
 static void
@@ -18,7 +18,14 @@ echo_message(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data, siz
 static int
 echo_confine(void *app, const struct ws_config *cfg)
 {
-	return ws_sandbox_confine_server(WS_SANDBOX_SELF_ECHO, NULL, cfg->no_self_sandbox);
+	static const enum ws_policy_set sets[] = { WS_POLICY_SET_SERVER };
+	static const struct ws_sandbox_self self = {
+		.name = "echo",
+		.default_action = WS_POLICY_KILL,
+		.sets = sets,
+		.nsets = sizeof(sets) / sizeof(sets[0]),
+	};
+	return ws_sandbox_confine_server(&self, NULL, cfg->no_self_sandbox);
 }
 
 static const struct ws_app echo_app = {

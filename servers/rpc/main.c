@@ -4,7 +4,6 @@
  * are rpc/'s; this file is configuration and wiring. It refuses to start
  * without a token unless told --no-auth: it runs commands.
  */
-#include <errno.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +13,8 @@
 #include "config.h"
 #include "log.h"
 #include "sandbox.h"
+#include "sandbox_child.h"
+#include "sandbox_self.h"
 #include "server.h"
 #include "session.h"
 
@@ -35,13 +36,7 @@ struct options {
 	uint64_t max_buffered_per_conn;
 	uint32_t max_batch;
 	uint32_t max_id_length;
-	/* the commands' sandbox (docs/security.md) */
-	const char *seccomp_profile;
-	const char *seccomp_policy;
-	const char *run_as;
-	bool run_as_self;
-	const char *isolate;
-	struct ws_sandbox_limits limits;
+	struct ws_sandbox_options sandbox; /* the commands' (docs/security.md) */
 };
 
 struct rpc_server {
@@ -80,7 +75,19 @@ rpc_confine(void *app, const struct ws_config *cfg)
 	r->hub.engine = rpc_engine_create(r->hub.srv, rpc_child_setup, r, r->opt.kill_grace_ms);
 	if (!r->hub.engine)
 		return -1;
-	return ws_sandbox_confine_server(WS_SANDBOX_SELF_RPC, r->sandbox, cfg->no_self_sandbox);
+	/*
+	 * Commands inherit this filter under their own, so it cannot be an
+	 * allowlist: it denies what the `default` profile denies, less what
+	 * the commands' sandbox needs (sandbox_self.h).
+	 */
+	static const enum ws_policy_set sets[] = { WS_POLICY_SET_DANGEROUS };
+	static const struct ws_sandbox_self self = {
+		.name = "rpc",
+		.default_action = WS_POLICY_ALLOW,
+		.sets = sets,
+		.nsets = sizeof(sets) / sizeof(sets[0]),
+	};
+	return ws_sandbox_confine_server(&self, r->sandbox, cfg->no_self_sandbox);
 }
 
 static void
@@ -152,20 +159,6 @@ static const char *const subprotocols[] = { "jsonrpc", "json", NULL };
 
 #define OPT(field) offsetof(struct options, field)
 
-static bool
-check_profile(const char *v)
-{
-	enum ws_sandbox_profile p;
-	return ws_sandbox_profile_parse(v, &p);
-}
-
-static bool
-check_isolate(const char *v)
-{
-	unsigned bits;
-	return ws_sandbox_isolate_parse(v, &bits);
-}
-
 /* Where argv[0] is looked up under a command policy: absolute directories only. */
 static bool
 check_command_path(const char *v)
@@ -229,31 +222,10 @@ static const struct ws_option rpc_opts[] = {
 	  "requests in one JSON-RPC batch", NULL },
 	{ "max-id-length", "WS_MAX_ID_LENGTH", "BYTES", WS_OPT_UINT, OPT(max_id_length), 1,
 	  1u << 20, "longest string id a request may have", NULL },
-	{ "seccomp-profile", "WS_SECCOMP_PROFILE", "PROFILE", WS_OPT_STRING, OPT(seccomp_profile),
-	  0, 0, "the commands' seccomp profile: default, nonet or none", check_profile },
-	{ "seccomp-policy", "WS_SECCOMP_POLICY", "FILE", WS_OPT_STRING, OPT(seccomp_policy), 0, 0,
-	  "a policy file layered over the profile (docs/security.md)", NULL },
-	{ "limit-cpu", "WS_LIMIT_CPU", "SECONDS", WS_OPT_UINT, OPT(limits.cpu_s), 0, 86400,
-	  "CPU seconds per command (0: inherited)", NULL },
-	{ "limit-as", "WS_LIMIT_AS", "BYTES", WS_OPT_SIZE, OPT(limits.as_bytes), 0, 1ull << 48,
-	  "address space per command (0: inherited)", NULL },
-	{ "limit-nproc", "WS_LIMIT_NPROC", "N", WS_OPT_UINT, OPT(limits.nproc), 0, 1u << 22,
-	  "processes per command: a pids cgroup as root, and RLIMIT_NPROC (0: inherited)", NULL },
-	{ "limit-fsize", "WS_LIMIT_FSIZE", "BYTES", WS_OPT_SIZE, OPT(limits.fsize_bytes), 0,
-	  1ull << 48, "largest file a command writes (0: inherited)", NULL },
-	{ "limit-nofile", "WS_LIMIT_NOFILE", "N", WS_OPT_UINT, OPT(limits.nofile), 0, 1u << 20,
-	  "open descriptors per command (0: inherited)", NULL },
-	{ "run-as", "WS_RUN_AS", "USER", WS_OPT_STRING, OPT(run_as), 0, 0,
-	  "run commands as USER and its groups (as root the default is " WS_SANDBOX_DEFAULT_USER
-	  ", which must exist)",
-	  NULL },
-	{ "run-as-self", "WS_RUN_AS_SELF", NULL, WS_OPT_FLAG, OPT(run_as_self), 0, 0,
-	  "run commands as this server's own user, root included (unsafe: they can reach "
-	  "the server)",
-	  NULL },
-	{ "isolate", "WS_ISOLATE", "LIST", WS_OPT_STRING, OPT(isolate), 0, 0,
-	  "namespaces for each command: net,pid,mount,user", check_isolate },
+	/* the commands' sandbox: ws_sandbox_options_rows() in main() */
 };
+
+#define NOPTS (sizeof(rpc_opts) / sizeof(rpc_opts[0]))
 
 /*
  * Says who the commands run as, warns when that is this server's own user
@@ -325,14 +297,16 @@ main(int argc, char **argv)
 			.max_id_length = 256,
 		},
 	};
-	struct ws_sandbox_config sandbox;
-	ws_sandbox_config_defaults(&sandbox);
-	r.opt.limits = sandbox.limits;
+	ws_sandbox_options_defaults(&r.opt.sandbox);
+	/* the sandbox's rows, the same in ws-sandbox-run, after ws-rpc's own */
+	static struct ws_option opts[NOPTS + WS_SANDBOX_OPTIONS];
+	memcpy(opts, rpc_opts, sizeof(rpc_opts));
+	ws_sandbox_options_rows(opts + NOPTS, WS_SANDBOX_OPTIONS, OPT(sandbox));
 	struct ws_config cfg;
 	ws_config_defaults(&cfg, 8082);
 	cfg.rate_limit = 10;
 	cfg.rate_burst = 20;
-	struct ws_option_table extra = { rpc_opts, sizeof(rpc_opts) / sizeof(rpc_opts[0]), &r.opt };
+	struct ws_option_table extra = { opts, sizeof(opts) / sizeof(opts[0]), &r.opt };
 	enum ws_config_result parsed =
 		ws_config_parse(&cfg, &extra, "ws-rpc",
 				"Runs ping, info and exec requests (Sandbox `type` messages and "
@@ -353,22 +327,14 @@ main(int argc, char **argv)
 	    (r.opt.deny_command && !compile("deny-command", r.opt.deny_command, &r.deny)))
 		return WS_EXIT_USAGE;
 	ws_log_init(cfg.level, cfg.format);
-	sandbox.limits = r.opt.limits;
-	sandbox.policy_file = r.opt.seccomp_policy;
-	sandbox.run_as = r.opt.run_as;
-	sandbox.run_as_self = r.opt.run_as_self;
-	/* both were checked while parsing */
-	if (r.opt.seccomp_profile)
-		ws_sandbox_profile_parse(r.opt.seccomp_profile, &sandbox.profile);
-	if (r.opt.isolate)
-		ws_sandbox_isolate_parse(r.opt.isolate, &sandbox.isolate);
+	struct ws_sandbox_config sandbox;
 	char err[512];
-	int rc = ws_sandbox_create(&r.sandbox, &sandbox, err, sizeof(err));
+	int rc = ws_sandbox_options_config(&r.opt.sandbox, &sandbox, err, sizeof(err));
+	if (rc == 0)
+		rc = ws_sandbox_create(&r.sandbox, &sandbox, err, sizeof(err));
 	if (rc != 0) {
 		fprintf(stderr, "error: %s\n", err);
-		return rc == -EINVAL || rc == -ENOENT || rc == -EPERM || rc == -ESRCH
-			       ? WS_EXIT_USAGE
-			       : WS_EXIT_SYSTEM;
+		return ws_sandbox_exit_status(rc);
 	}
 	r.pid = getpid();
 	if ((rc = check_commands_user(r.sandbox, &cfg)) != 0) {
@@ -427,7 +393,7 @@ main(int argc, char **argv)
 				      "seccomp_policy", sandbox.policy_file, "run_as",
 				      ws_sandbox_user(r.sandbox) ? ws_sandbox_user(r.sandbox)
 								 : "self",
-				      "isolate", r.opt.isolate, "rlimits", "cpu_s",
+				      "isolate", r.opt.sandbox.isolate, "rlimits", "cpu_s",
 				      (json_int_t)sandbox.limits.cpu_s, "as_bytes",
 				      (json_int_t)sandbox.limits.as_bytes, "nproc",
 				      (json_int_t)sandbox.limits.nproc, "fsize_bytes",

@@ -24,45 +24,106 @@
 #include "clock.h"
 #include "config.h"
 #include "sandbox.h"
+#include "sandbox_child.h"
 
 #define PROG "ws-sandbox-run"
 #define EXIT_TIMEOUT 124
 #define EXIT_CANNOT_EXEC 126
 #define EXIT_NOT_FOUND 127
 
+struct options {
+	struct ws_sandbox_options sandbox;
+	uint32_t timeout_ms;
+	uint32_t grace_ms;
+	bool check;
+};
+
+/*
+ * This tool's names from before the sandbox's flags were one table with
+ * ws-rpc's: docs/security.md and tests/sandbox use them.
+ */
+static const struct {
+	const char *alias, *name;
+} aliases[] = {
+	{ "profile", "seccomp-profile" }, { "policy", "seccomp-policy" },
+	{ "cpu", "limit-cpu" },           { "as", "limit-as" },
+	{ "nproc", "limit-nproc" },       { "fsize", "limit-fsize" },
+	{ "nofile", "limit-nofile" },
+};
+
+#define NALIASES (sizeof(aliases) / sizeof(aliases[0]))
+
+/* The sandbox's rows (ws-rpc's too), pointing into struct options. */
+static void
+sandbox_rows(struct ws_option rows[WS_SANDBOX_OPTIONS])
+{
+	ws_sandbox_options_rows(rows, WS_SANDBOX_OPTIONS, offsetof(struct options, sandbox));
+}
+
+/* A row's default for --help ("" when it has none to show). */
+static const char *
+default_text(const struct ws_option *row, const struct options *dflt, char *buf, size_t len)
+{
+	const void *v = (const char *)dflt + row->offset;
+	uint64_t n;
+	switch (row->type) {
+	case WS_OPT_STRING:
+		return *(const char *const *)v ? *(const char *const *)v : "";
+	case WS_OPT_UINT:
+		snprintf(buf, len, "%u", (unsigned)*(const uint32_t *)v);
+		return buf;
+	case WS_OPT_SIZE:
+		n = *(const uint64_t *)v;
+		if (n && n % (1ull << 30) == 0)
+			snprintf(buf, len, "%llug", (unsigned long long)(n >> 30));
+		else if (n && n % (1ull << 20) == 0)
+			snprintf(buf, len, "%llum", (unsigned long long)(n >> 20));
+		else
+			snprintf(buf, len, "%llu", (unsigned long long)n);
+		return buf;
+	default:
+		return "";
+	}
+}
+
 static void
 usage(FILE *out)
 {
-	fprintf(out,
-		"usage: " PROG " [OPTION...] [--] COMMAND [ARG...]\n"
-		"Runs COMMAND under the sandbox ws-rpc applies to every command: a new\n"
-		"session, no inherited descriptors, rlimits, optional namespaces, an\n"
-		"optional unprivileged user, no_new_privs and a seccomp filter.\n"
-		"\n"
-		"  --profile P      seccomp profile: default, nonet or none (default)\n"
-		"  --policy FILE    policy file layered over the profile (docs/security.md)\n"
-		"  --cpu S          CPU seconds, then SIGXCPU (%d; 0 keeps the inherited limit)\n"
-		"  --as BYTES       address space, k/m/g suffixes (4g; 0 keeps)\n"
-		"  --nproc N        processes of the command (%d; 0 keeps): its own pids\n"
-		"                   cgroup when one is writable, and RLIMIT_NPROC\n"
-		"  --fsize BYTES    largest file written, then SIGXFSZ (1g; 0 keeps)\n"
-		"  --nofile N       open descriptors (%d; 0 keeps)\n"
-		"  --run-as USER    run as USER and its groups (as root the default is\n"
-		"                   " WS_SANDBOX_DEFAULT_USER
-		", which must exist; without root: yourself)\n"
-		"  --run-as-self    as root, keep root (commands can then reach the caller)\n"
-		"  --isolate LIST   namespaces, comma-separated: net,pid,mount,user\n"
-		"  --timeout S      then SIGTERM to the command's process group (0: none;\n"
-		"                   at least 0.001)\n"
-		"  --grace S        after the timeout's SIGTERM, SIGKILL (default 2)\n"
-		"  --check          print the filter's rules and exit\n"
-		"  -h, --help       this text\n"
-		"      --version    the version\n"
-		"\n"
-		"Exit status: the command's; 128+N when signal N ended it; 124 after\n"
-		"--timeout; 126 or 127 when COMMAND cannot be run or is not found; 100 for\n"
-		"a usage error; 111 when the sandbox could not be set up (nothing ran).\n",
-		WS_SANDBOX_DEFAULT_CPU_S, WS_SANDBOX_DEFAULT_NPROC, WS_SANDBOX_DEFAULT_NOFILE);
+	struct ws_option rows[WS_SANDBOX_OPTIONS];
+	sandbox_rows(rows);
+	struct options dflt;
+	ws_sandbox_options_defaults(&dflt.sandbox);
+	fprintf(out, "usage: " PROG " [OPTION...] [--] COMMAND [ARG...]\n"
+		     "Runs COMMAND under the sandbox ws-rpc applies to every command: a new\n"
+		     "session, no inherited descriptors, rlimits, optional namespaces, an\n"
+		     "optional unprivileged user, no_new_privs and a seccomp filter. The\n"
+		     "sandbox's flags are ws-rpc's (shorter names in brackets).\n"
+		     "\n");
+	for (size_t i = 0; i < WS_SANDBOX_OPTIONS; i++) {
+		const struct ws_option *row = &rows[i];
+		const char *arg = row->arg ? row->arg : "";
+		fprintf(out, "  --%s%s%s", row->name, *arg ? " " : "", arg);
+		for (size_t a = 0; a < NALIASES; a++)
+			if (strcmp(aliases[a].name, row->name) == 0)
+				fprintf(out, " (--%s%s%s)", aliases[a].alias, *arg ? " " : "", arg);
+		char buf[32];
+		const char *d = default_text(row, &dflt, buf, sizeof(buf));
+		fprintf(out, "\n      %s%s%s%s\n", row->help, *d ? " [" : "", d, *d ? "]" : "");
+	}
+	fprintf(out, "  --timeout S\n"
+		     "      then SIGTERM to the command's process group (0: none; at least 0.001)\n"
+		     "  --grace S\n"
+		     "      after the timeout's SIGTERM, SIGKILL [2]\n"
+		     "  --check\n"
+		     "      print the filter's rules and exit\n"
+		     "  -h, --help\n"
+		     "      this text\n"
+		     "  --version\n"
+		     "      the version\n"
+		     "\n"
+		     "Exit status: the command's; 128+N when signal N ended it; 124 after\n"
+		     "--timeout; 126 or 127 when COMMAND cannot be run or is not found; 100 for\n"
+		     "a usage error; 111 when the sandbox could not be set up (nothing ran).\n");
 }
 
 __attribute__((format(printf, 1, 2))) static void
@@ -76,55 +137,72 @@ complain(const char *fmt, ...)
 	va_end(ap);
 }
 
-struct options {
-	struct ws_sandbox_config sandbox;
-	uint32_t timeout_ms;
-	uint32_t grace_ms;
-	bool check;
-};
+/* Stores one value of a sandbox row; false when it is malformed or out of bounds. */
+static bool
+set(const struct ws_option *row, struct options *o, const char *v)
+{
+	void *dst = (char *)o + row->offset;
+	uint64_t n;
+	switch (row->type) {
+	case WS_OPT_STRING:
+		if (row->check && !row->check(v))
+			return false;
+		*(const char **)dst = v;
+		return true;
+	case WS_OPT_FLAG:
+		*(bool *)dst = true;
+		return true;
+	case WS_OPT_UINT:
+		if (!ws_config_parse_uint(v, &n) || n < row->min || n > row->max)
+			return false;
+		*(uint32_t *)dst = (uint32_t)n;
+		return true;
+	case WS_OPT_SIZE:
+		if (!ws_config_parse_size(v, &n) || n < row->min || n > row->max)
+			return false;
+		*(uint64_t *)dst = n;
+		return true;
+	default:
+		/* the sandbox's table has no other kind */
+		return false;
+	}
+}
 
 enum {
-	OPT_PROFILE = 256,
-	OPT_POLICY,
-	OPT_CPU,
-	OPT_AS,
-	OPT_NPROC,
-	OPT_FSIZE,
-	OPT_NOFILE,
-	OPT_RUN_AS,
-	OPT_RUN_AS_SELF,
-	OPT_ISOLATE,
-	OPT_TIMEOUT,
+	OPT_TIMEOUT = 256,
 	OPT_GRACE,
 	OPT_CHECK,
 	OPT_VERSION,
+	OPT_ROW = 1000, /* + the sandbox row's index */
 };
 
 /* Returns the index of COMMAND in argv, or -1 after printing why (usage). */
 static int
 parse(struct options *o, int argc, char **argv, bool *exit_ok)
 {
-	static const struct option longopts[] = {
-		{ "profile", required_argument, NULL, OPT_PROFILE },
-		{ "seccomp-profile", required_argument, NULL, OPT_PROFILE },
-		{ "policy", required_argument, NULL, OPT_POLICY },
-		{ "seccomp-policy", required_argument, NULL, OPT_POLICY },
-		{ "cpu", required_argument, NULL, OPT_CPU },
-		{ "as", required_argument, NULL, OPT_AS },
-		{ "nproc", required_argument, NULL, OPT_NPROC },
-		{ "fsize", required_argument, NULL, OPT_FSIZE },
-		{ "nofile", required_argument, NULL, OPT_NOFILE },
-		{ "run-as", required_argument, NULL, OPT_RUN_AS },
-		{ "run-as-self", no_argument, NULL, OPT_RUN_AS_SELF },
-		{ "isolate", required_argument, NULL, OPT_ISOLATE },
-		{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-		{ "grace", required_argument, NULL, OPT_GRACE },
-		{ "check", no_argument, NULL, OPT_CHECK },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, OPT_VERSION },
-		{ NULL, 0, NULL, 0 },
-	};
-	ws_sandbox_config_defaults(&o->sandbox);
+	struct ws_option rows[WS_SANDBOX_OPTIONS];
+	sandbox_rows(rows);
+	struct option longopts[WS_SANDBOX_OPTIONS + NALIASES + 6];
+	size_t k = 0;
+	for (size_t i = 0; i < WS_SANDBOX_OPTIONS; i++)
+		longopts[k++] = (struct option){ rows[i].name,
+						 rows[i].type == WS_OPT_FLAG ? no_argument
+									     : required_argument,
+						 NULL, OPT_ROW + (int)i };
+	for (size_t a = 0; a < NALIASES; a++)
+		for (size_t i = 0; i < WS_SANDBOX_OPTIONS; i++)
+			if (strcmp(aliases[a].name, rows[i].name) == 0)
+				longopts[k++] = (struct option){ aliases[a].alias,
+								 required_argument, NULL,
+								 OPT_ROW + (int)i };
+	longopts[k++] = (struct option){ "timeout", required_argument, NULL, OPT_TIMEOUT };
+	longopts[k++] = (struct option){ "grace", required_argument, NULL, OPT_GRACE };
+	longopts[k++] = (struct option){ "check", no_argument, NULL, OPT_CHECK };
+	longopts[k++] = (struct option){ "help", no_argument, NULL, 'h' };
+	longopts[k++] = (struct option){ "version", no_argument, NULL, OPT_VERSION };
+	longopts[k] = (struct option){ NULL, 0, NULL, 0 };
+
+	ws_sandbox_options_defaults(&o->sandbox);
 	o->timeout_ms = 0;
 	o->grace_ms = 2000;
 	o->check = false;
@@ -134,71 +212,39 @@ parse(struct options *o, int argc, char **argv, bool *exit_ok)
 	opterr = 0;
 	/* '+': stop at COMMAND, so its own options stay its own */
 	while ((c = getopt_long(argc, argv, "+h", longopts, &idx)) != -1) {
-		uint64_t v;
 		bool ok = true;
-		switch (c) {
-		case OPT_PROFILE:
-			ok = ws_sandbox_profile_parse(optarg, &o->sandbox.profile);
-			break;
-		case OPT_POLICY:
-			o->sandbox.policy_file = optarg;
-			break;
-		case OPT_CPU:
-			ok = ws_config_parse_uint(optarg, &v) && v <= 86400 * 365;
-			o->sandbox.limits.cpu_s = (uint32_t)v;
-			break;
-		case OPT_AS:
-			ok = ws_config_parse_size(optarg, &o->sandbox.limits.as_bytes);
-			break;
-		case OPT_NPROC:
-			ok = ws_config_parse_uint(optarg, &v) && v <= 1u << 22;
-			o->sandbox.limits.nproc = (uint32_t)v;
-			break;
-		case OPT_FSIZE:
-			ok = ws_config_parse_size(optarg, &o->sandbox.limits.fsize_bytes);
-			break;
-		case OPT_NOFILE:
-			/* 0 keeps the inherited limit; below 3 not even stdio fits */
-			ok = ws_config_parse_uint(optarg, &v) && v <= 1u << 20 &&
-			     (v == 0 || v >= 3);
-			o->sandbox.limits.nofile = (uint32_t)v;
-			break;
-		case OPT_RUN_AS:
-			o->sandbox.run_as = optarg;
-			ok = *optarg != '\0';
-			break;
-		case OPT_RUN_AS_SELF:
-			o->sandbox.run_as_self = true;
-			break;
-		case OPT_ISOLATE:
-			ok = ws_sandbox_isolate_parse(optarg, &o->sandbox.isolate);
-			break;
-		case OPT_TIMEOUT:
-			/* a positive time that rounds to 0 ms must not mean "none" */
-			ok = ws_config_parse_seconds(optarg, &o->timeout_ms) &&
-			     (o->timeout_ms > 0 || strtod(optarg, NULL) == 0);
-			break;
-		case OPT_GRACE:
-			ok = ws_config_parse_seconds(optarg, &o->grace_ms);
-			break;
-		case OPT_CHECK:
-			o->check = true;
-			break;
-		case 'h':
-			usage(stdout);
-			*exit_ok = true;
-			return -1;
-		case OPT_VERSION:
-			printf(PROG " %s\n", WS_VERSION);
-			*exit_ok = true;
-			return -1;
-		default:
-			if (optopt && optopt < 256)
-				complain("unknown option '-%c' (try --help)", optopt);
-			else
-				complain("unknown option or missing value '%s' (try --help)",
-					 argv[optind - 1]);
-			return -1;
+		if (c >= OPT_ROW && c < OPT_ROW + WS_SANDBOX_OPTIONS) {
+			ok = set(&rows[c - OPT_ROW], o, optarg);
+		} else {
+			switch (c) {
+			case OPT_TIMEOUT:
+				/* a positive time that rounds to 0 ms must not mean "none" */
+				ok = ws_config_parse_seconds(optarg, &o->timeout_ms) &&
+				     (o->timeout_ms > 0 || strtod(optarg, NULL) == 0);
+				break;
+			case OPT_GRACE:
+				ok = ws_config_parse_seconds(optarg, &o->grace_ms);
+				break;
+			case OPT_CHECK:
+				o->check = true;
+				break;
+			case 'h':
+				usage(stdout);
+				*exit_ok = true;
+				return -1;
+			case OPT_VERSION:
+				printf(PROG " %s\n", WS_VERSION);
+				*exit_ok = true;
+				return -1;
+			default:
+				if (optopt && optopt < 256)
+					complain("unknown option '-%c' (try --help)", optopt);
+				else
+					complain(
+						"unknown option or missing value '%s' (try --help)",
+						argv[optind - 1]);
+				return -1;
+			}
 		}
 		if (!ok) {
 			complain("bad value '%s' for --%s (try --help)", optarg,
@@ -214,13 +260,13 @@ parse(struct options *o, int argc, char **argv, bool *exit_ok)
 }
 
 static void
-print_policy(const struct ws_sandbox *sb, const struct options *o)
+print_policy(const struct ws_sandbox *sb, const struct ws_sandbox_config *cfg)
 {
 	const struct ws_policy *p = ws_sandbox_policy(sb);
 	const char *why = NULL;
 	const char *cg = ws_sandbox_pids_cgroup(sb, &why);
 	const char *user = ws_sandbox_user(sb);
-	printf("# profile %s, backend %s\n", ws_sandbox_profile_name(o->sandbox.profile),
+	printf("# profile %s, backend %s\n", ws_sandbox_profile_name(cfg->profile),
 	       ws_sandbox_backend_name(sb));
 	if (!user)
 		user = ws_sandbox_runs_as_root(sb) ? "root (the caller's)" : "the caller's";
@@ -339,19 +385,19 @@ main(int argc, char **argv)
 	char **cmd = argv + first;
 
 	char err[512] = "";
+	struct ws_sandbox_config cfg;
 	struct ws_sandbox *sb = NULL;
-	int rc = ws_sandbox_create(&sb, &o.sandbox, err, sizeof(err));
+	int rc = ws_sandbox_options_config(&o.sandbox, &cfg, err, sizeof(err));
+	if (rc == 0)
+		rc = ws_sandbox_create(&sb, &cfg, err, sizeof(err));
 	if (rc != 0) {
 		complain("%s", err);
-		/* a bad policy file, path or user is the operator's to fix */
-		/* a missing user is the machine's set-up: no retry will fix it (s6: 100) */
-		bool usage_error = rc == -EINVAL || rc == -ENOENT || rc == -EPERM || rc == -ESRCH;
-		return usage_error ? WS_EXIT_USAGE : WS_EXIT_SYSTEM;
+		return ws_sandbox_exit_status(rc);
 	}
 	int status = WS_EXIT_SYSTEM;
 	int sigfd = -1, report[2] = { -1, -1 };
 	if (o.check) {
-		print_policy(sb, &o);
+		print_policy(sb, &cfg);
 		status = WS_EXIT_OK;
 		goto out;
 	}

@@ -1,8 +1,8 @@
 /*
  * sandbox-stack: what ws-rpc does with the sandbox library, in a few lines,
  * so that tests/sandbox can check the RPC self-confinement and the command
- * sandbox stacked under it. It confines itself (WS_SANDBOX_SELF_RPC, told
- * about the children's sandbox), prints what its own ptrace and unshare
+ * sandbox stacked under it. It confines itself with ws-rpc's rules (the
+ * dangerous set denied, told about the children's sandbox), prints what its own ptrace and unshare
  * now return, then runs COMMAND under the command sandbox and exits with
  * its status (128+N after signal N; 111 when the sandbox failed).
  *
@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "sandbox.h"
+#include "sandbox_child.h"
+#include "sandbox_self.h"
 
 static const char *
 outcome(long r)
@@ -65,7 +67,14 @@ main(int argc, char **argv)
 		fprintf(stderr, "sandbox-stack: %s\n", err);
 		return 111;
 	}
-	if (ws_sandbox_confine_self(WS_SANDBOX_SELF_RPC, sb, err, sizeof(err)) != 0) {
+	static const enum ws_policy_set sets[] = { WS_POLICY_SET_DANGEROUS };
+	static const struct ws_sandbox_self self = {
+		.name = "rpc",
+		.default_action = WS_POLICY_ALLOW,
+		.sets = sets,
+		.nsets = 1,
+	};
+	if (ws_sandbox_confine_self(&self, sb, err, sizeof(err)) != 0) {
 		fprintf(stderr, "sandbox-stack: confine: %s\n", err);
 		return 111;
 	}

@@ -1,0 +1,369 @@
+/*
+ * The child's side of the command sandbox, between fork and exec. Every
+ * step here is a system call on memory ws_sandbox_create() filled in the
+ * parent (sandbox_child.h says why): no malloc, no stdio, no getpw*, and
+ * errno is the only report until the caller writes *why to its pipe.
+ */
+#define _GNU_SOURCE /* unshare, setresuid, close_range, NSIG */
+
+#include "sandbox_child.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "pids.h"
+#include "sandbox_private.h"
+
+static int
+failed(struct ws_sandbox_failure *why, enum ws_sandbox_step step, int err)
+{
+	why->step = (int32_t)step;
+	why->err = err ? err : EIO;
+	return -why->err;
+}
+
+static void
+reset_signals(void)
+{
+	struct sigaction sa = { .sa_handler = SIG_DFL };
+	sigemptyset(&sa.sa_mask);
+	/* glibc's own real-time signals refuse with EINVAL: nothing to reset */
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			sigaction(s, &sa, NULL);
+}
+
+static int
+close_fds(int keep_fd)
+{
+	unsigned first = 3;
+	if (keep_fd > 2) {
+		if (fcntl(keep_fd, F_SETFD, FD_CLOEXEC) != 0)
+			return -1;
+		if (keep_fd > 3 && syscall(SYS_close_range, 3u, (unsigned)keep_fd - 1, 0u) != 0)
+			goto fallback;
+		first = (unsigned)keep_fd + 1;
+	}
+	if (syscall(SYS_close_range, first, ~0u, 0u) == 0)
+		return 0;
+fallback:
+	if (errno != ENOSYS)
+		return -1;
+	/* kernels before 5.9: close one by one up to the descriptor limit */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return -1;
+	int max = rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > 1 << 20 ? 1 << 20
+									: (int)rl.rlim_cur;
+	for (int fd = 3; fd < max; fd++)
+		if (fd != keep_fd)
+			close(fd);
+	return 0;
+}
+
+/* PR_SET_PDEATHSIG, then makes sure the parent did not already go. */
+static int
+arm_pdeathsig(pid_t parent)
+{
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0)
+		return -1;
+	if (getppid() != parent) {
+		errno = ESRCH;
+		return -1;
+	}
+	return 0;
+}
+
+static int
+set_limit(int resource, uint64_t value, uint64_t hard_extra)
+{
+	struct rlimit rl;
+	if (getrlimit(resource, &rl) != 0)
+		return -1;
+	/* only ever lower: a limit above the inherited hard one would fail */
+	rlim_t want = (rlim_t)value;
+	rlim_t hard = want + (rlim_t)hard_extra;
+	if (rl.rlim_max != RLIM_INFINITY && hard > rl.rlim_max)
+		hard = rl.rlim_max;
+	if (want > hard)
+		want = hard;
+	rl.rlim_cur = want;
+	rl.rlim_max = hard;
+	return setrlimit(resource, &rl);
+}
+
+static int
+apply_limits(const struct ws_sandbox_limits *l)
+{
+	struct rlimit core = { 0, 0 };
+	if (setrlimit(RLIMIT_CORE, &core) != 0)
+		return -1;
+	/* the hard CPU limit a second later turns an ignored SIGXCPU into SIGKILL */
+	if (l->cpu_s && set_limit(RLIMIT_CPU, l->cpu_s, 1) != 0)
+		return -1;
+	if (l->as_bytes && set_limit(RLIMIT_AS, l->as_bytes, 0) != 0)
+		return -1;
+	if (l->nproc && set_limit(RLIMIT_NPROC, l->nproc, 0) != 0)
+		return -1;
+	if (l->fsize_bytes && set_limit(RLIMIT_FSIZE, l->fsize_bytes, 0) != 0)
+		return -1;
+	if (l->nofile && set_limit(RLIMIT_NOFILE, l->nofile, 0) != 0)
+		return -1;
+	return 0;
+}
+
+static int
+write_file(const char *path, const char *data, size_t n)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t w = write(fd, data, n);
+	int saved = errno;
+	close(fd);
+	errno = saved;
+	return w == (ssize_t)n ? 0 : -1;
+}
+
+/* Writes "ID ID 1\n" to a /proc/self map file: no stdio after fork. */
+static int
+write_map(const char *path, unsigned id)
+{
+	char digits[12], line[32];
+	size_t nd = 0, n = 0;
+	do {
+		digits[nd++] = (char)('0' + id % 10);
+		id /= 10;
+	} while (id);
+	for (int twice = 0; twice < 2; twice++) {
+		for (size_t i = nd; i-- > 0;)
+			line[n++] = digits[i];
+		line[n++] = ' ';
+	}
+	line[n++] = '1';
+	line[n++] = '\n';
+	return write_file(path, line, n);
+}
+
+static int
+loopback_up(void)
+{
+	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (s < 0)
+		return -1;
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof(ifr));
+	memcpy(ifr.ifr_name, "lo", 3);
+	int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+	if (rc == 0) {
+		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+		rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+	}
+	int saved = errno;
+	close(s);
+	errno = saved;
+	return rc;
+}
+
+/* The pid of the command, for the forwarder outside its pid namespace. */
+static volatile pid_t forward_to;
+
+static void
+forward_signal(int sig)
+{
+	int saved = errno;
+	kill(forward_to, sig);
+	errno = saved;
+}
+
+/*
+ * Outside the new pid namespace: pass signals on to the command, wait for
+ * it, and end the same way it did. Never returns.
+ */
+static void
+forwarder(pid_t command)
+{
+	forward_to = command;
+	struct sigaction sa = { .sa_handler = forward_signal };
+	sigfillset(&sa.sa_mask);
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP && s != SIGCHLD)
+			sigaction(s, &sa, NULL);
+	int status;
+	while (waitpid(command, &status, 0) < 0)
+		if (errno != EINTR)
+			_exit(111);
+	if (WIFEXITED(status))
+		_exit(WEXITSTATUS(status));
+	int sig = WTERMSIG(status);
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	sigemptyset(&dfl.sa_mask);
+	sigaction(sig, &dfl, NULL);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, sig);
+	sigprocmask(SIG_UNBLOCK, &set, NULL);
+	kill(getpid(), sig);
+	_exit(128 + sig);
+}
+
+/*
+ * Enters the namespaces in `which`. With PID it forks: the parent becomes
+ * the forwarder and *parent is updated in the child, PID 1 of the new
+ * namespace.
+ */
+static int
+isolate(unsigned which, int keep_fd, pid_t *parent)
+{
+	if (!which)
+		return 0;
+	int flags = 0;
+	if (which & WS_SANDBOX_ISOLATE_USER)
+		flags |= CLONE_NEWUSER;
+	if (which & WS_SANDBOX_ISOLATE_NET)
+		flags |= CLONE_NEWNET;
+	if (which & WS_SANDBOX_ISOLATE_PID)
+		flags |= CLONE_NEWPID;
+	if (which & WS_SANDBOX_ISOLATE_MOUNT)
+		flags |= CLONE_NEWNS;
+	/* after a privilege drop /proc/self is root's until dumpable again */
+	if ((which & WS_SANDBOX_ISOLATE_USER) && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
+		return -1;
+	/* read before unshare: inside, until mapped, they read as the overflow id */
+	uid_t uid = geteuid();
+	gid_t gid = getegid();
+	if (unshare(flags) != 0)
+		return -1;
+	if (which & WS_SANDBOX_ISOLATE_USER) {
+		/* map only the ids we have: the command gains no one else's */
+		if (write_file("/proc/self/setgroups", "deny", 4) != 0 ||
+		    write_map("/proc/self/uid_map", (unsigned)uid) != 0 ||
+		    write_map("/proc/self/gid_map", (unsigned)gid) != 0)
+			return -1;
+	}
+	if ((which & WS_SANDBOX_ISOLATE_NET) && loopback_up() != 0)
+		return -1;
+	if ((which & WS_SANDBOX_ISOLATE_MOUNT) &&
+	    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+		return -1;
+	if (which & WS_SANDBOX_ISOLATE_PID) {
+		pid_t pid = fork();
+		if (pid < 0)
+			return -1;
+		if (pid > 0) {
+			if (keep_fd > 2)
+				close(keep_fd);
+			forwarder(pid);
+		}
+		/*
+		 * The forwarder is outside this namespace, so getppid() reads 0
+		 * here, whether it lives or not: arm_pdeathsig() can only check
+		 * for 0. The forwarder dies only by SIGKILL, which the command's
+		 * process group (this process included) gets as well.
+		 */
+		*parent = 0;
+		if (arm_pdeathsig(0) != 0)
+			return -1;
+		if ((which & WS_SANDBOX_ISOLATE_MOUNT) &&
+		    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0)
+			return -1;
+	}
+	return 0;
+}
+
+/*
+ * The command's standard descriptors are usually pipes or sockets its
+ * caller made, owned by the caller with mode 0600: reopening them by path
+ * (`echo x > /dev/stderr`, /proc/self/fd/1) would fail for the new user.
+ * Hand those (never a file, a named FIFO or a terminal) to the user.
+ */
+static void
+hand_over_stdio(const struct ws_sandbox *sb)
+{
+	for (int fd = 0; fd <= 2; fd++) {
+		struct statfs fs;
+		if (fstatfs(fd, &fs) == 0 &&
+		    (fs.f_type == PIPEFS_MAGIC || fs.f_type == SOCKFS_MAGIC))
+			if (fchown(fd, sb->uid, sb->gid) != 0)
+				continue; /* best effort: the command still has the descriptor */
+	}
+}
+
+static int
+drop_privileges(const struct ws_sandbox *sb)
+{
+	hand_over_stdio(sb);
+	if (setgroups(sb->ngroups, sb->groups) != 0 || setresgid(sb->gid, sb->gid, sb->gid) != 0 ||
+	    setresuid(sb->uid, sb->uid, sb->uid) != 0)
+		return -1;
+	/* fail closed if root can be had back */
+	if (setuid(0) == 0 || seteuid(0) == 0 || (sb->gid != 0 && setgid(0) == 0)) {
+		errno = EPERM;
+		return -1;
+	}
+	return 0;
+}
+
+int
+ws_sandbox_child_apply(const struct ws_sandbox *sb, pid_t parent, int keep_fd,
+		       struct ws_sandbox_failure *why)
+{
+	reset_signals();
+	sigset_t none;
+	sigemptyset(&none);
+	if (sigprocmask(SIG_SETMASK, &none, NULL) != 0)
+		return failed(why, WS_SANDBOX_STEP_SIGNALS, errno);
+	/* first, so that everything the command starts is counted */
+	int rc;
+	if (sb->pids_fd >= 0 && (rc = ws_pids_join(sb->pids_fd, sb->limits.nproc)) != 0)
+		return failed(why, WS_SANDBOX_STEP_CGROUP, -rc);
+	if (setsid() < 0)
+		return failed(why, WS_SANDBOX_STEP_SETSID, errno);
+	if (close_fds(keep_fd) != 0)
+		return failed(why, WS_SANDBOX_STEP_FDS, errno);
+	if (arm_pdeathsig(parent) != 0)
+		return failed(why, WS_SANDBOX_STEP_PDEATHSIG, errno);
+	if (apply_limits(&sb->limits) != 0)
+		return failed(why, WS_SANDBOX_STEP_RLIMITS, errno);
+
+	/*
+	 * Root enters net, pid and mount namespaces before dropping privileges
+	 * (it needs them to); the user namespace comes after, so that it maps
+	 * the dropped ids. Without root, all of them come together, the user
+	 * namespace first, which is what makes the others possible.
+	 */
+	unsigned user = sb->isolate & WS_SANDBOX_ISOLATE_USER;
+	unsigned early = sb->root ? sb->isolate & ~user : 0;
+	unsigned late = sb->root ? user : sb->isolate;
+	if (isolate(early, keep_fd, &parent) != 0)
+		return failed(why, WS_SANDBOX_STEP_ISOLATE, errno);
+	if (sb->run_as && drop_privileges(sb) != 0)
+		return failed(why, WS_SANDBOX_STEP_RUN_AS, errno);
+	if (isolate(late, keep_fd, &parent) != 0)
+		return failed(why, WS_SANDBOX_STEP_ISOLATE, errno);
+	/* a change of credentials clears the death signal: arm it again */
+	if ((sb->run_as || sb->isolate) && arm_pdeathsig(parent) != 0)
+		return failed(why, WS_SANDBOX_STEP_PDEATHSIG, errno);
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
+		return failed(why, WS_SANDBOX_STEP_NO_NEW_PRIVS, errno);
+	rc = sb->backend->install(sb->state, 0);
+	if (rc != 0)
+		return failed(why, WS_SANDBOX_STEP_FILTER, -rc);
+	return 0;
+}

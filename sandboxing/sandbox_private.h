@@ -1,0 +1,39 @@
+/*
+ * sandbox_private: the command sandbox as sandbox.c prepares it, read by
+ * sandbox_child.c between fork and exec and by sandbox_self.c when a server
+ * that starts commands confines itself (private to the library).
+ */
+#ifndef WS_SANDBOX_PRIVATE_H
+#define WS_SANDBOX_PRIVATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "policy.h"
+#include "sandbox.h"
+#include "sandbox_backend.h"
+
+/*
+ * Written by ws_sandbox_create() only; afterwards read-only, so that the
+ * child side needs nothing but what is already in memory.
+ */
+struct ws_sandbox {
+	const struct ws_sandbox_backend *backend;
+	void *state;              /* the backend's */
+	struct ws_policy *policy; /* NULL with the null backend */
+	struct ws_sandbox_limits limits;
+	unsigned isolate;
+	bool root; /* euid 0 when prepared */
+	bool run_as;
+	uid_t uid;
+	gid_t gid;
+	size_t ngroups;
+	gid_t *groups;
+	char *user;  /* the name of the user switched to */
+	int pids_fd; /* the pids cgroup's directory, or -1 */
+	char pids_path[4096];
+	char pids_why[256]; /* why there is none */
+};
+
+#endif
