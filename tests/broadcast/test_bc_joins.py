@@ -3,7 +3,7 @@
 room has more, so thousands of clients joining one room cannot make each
 welcome (and the loop) grow with the room."""
 
-from bchelp import raise_nofile
+from lib.proc import raise_nofile
 
 
 def join_many(s, n, room="big"):
