@@ -5,13 +5,14 @@
 // receive the server's exec.start / exec.output notifications).
 //
 // Run:  cd tests && node --test rpc/
-// Environment: WS_BIN_DIR (default /work/main/build), WS_VALGRIND=1.
+// Environment: WS_BIN_DIR (default: build/ in this repository), WS_VALGRIND=1.
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import WebSocket from 'ws';
 import {
   JSONRPCClient,
@@ -22,7 +23,7 @@ import {
   createJSONRPCNotification,
 } from 'json-rpc-2.0';
 
-const BIN_DIR = process.env.WS_BIN_DIR || '/work/main/build';
+const BIN_DIR = process.env.WS_BIN_DIR || fileURLToPath(new URL('../../build', import.meta.url));
 const BINARY = join(BIN_DIR, 'servers', 'rpc', 'ws-rpc');
 const VALGRIND = process.env.WS_VALGRIND === '1';
 const SCALE = VALGRIND ? 10 : 1;

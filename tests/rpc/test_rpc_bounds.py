@@ -13,6 +13,7 @@ import time
 import pytest
 
 import rpchelp
+from lib.proc import status_kib
 from rpchelp import t
 
 MEM = rpchelp.MEM_SCALE
@@ -112,17 +113,9 @@ def test_default_reply_bound_with_10_mib_of_control_bytes(rpc):
     size, r = raw_reply(w, timeout=60)
     assert r["truncated"] is True and r["exitCode"] == 0
     assert size <= (16 << 20) + 512, size
-    hwm = _vm_hwm(s.pid)
+    hwm = status_kib(s.pid, "VmHWM")
     # the encoded output, its reply text and the send queue at most: not ~115 MiB of JSON
     assert hwm - base < 72 * 1024 * MEM, (base, hwm)
-
-
-def _vm_hwm(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1])
-    return 0
 
 
 # ---- output held for clients that do not read
@@ -186,7 +179,7 @@ def test_three_clients_that_do_not_read_keep_memory_bounded(rpc):
     probe = s.ws()
     rpchelp.wait_until(lambda: probe.request({"type": "info"})["server"]["running"] == 0, 60,
                        "the three commands to finish")
-    grown = _vm_hwm(s.pid) - base
+    grown = status_kib(s.pid, "VmHWM") - base
     # was 344 MiB; now at most --max-buffered-per-conn (32 MiB) is held per client,
     # 16 MiB per result
     assert grown < 120 * 1024 * MEM, grown

@@ -570,7 +570,7 @@ def test_server_stop_kills_running_commands(rpc, stream):
     w.send({"type": "exec", "id": 2, "command": "sleep 60 & sleep 60; wait", "stream": stream})
     rpchelp.wait_until(lambda: len(s.children()) >= 2, 5, "both commands to start")
     kids = [k[0] for k in s.children()]
-    assert s.stop(close_clients=False) == []
+    assert s.finish(close_clients=False) == []
     assert s.returncode == 0
     for p in kids + [pid]:
         rpchelp.wait_until(lambda: not rpchelp.pid_alive(p), 5, "command %d to die" % p)
@@ -696,7 +696,7 @@ def test_commands_log_no_warnings(srv):
 
 
 @pytest.mark.heavy
-@pytest.mark.rpc_timeout(180)
+@pytest.mark.ws_timeout(180)
 def test_200_sequential_execs_leave_no_descriptor_or_zombie(srv):
     w = srv.ws()
     fds_before = rpchelp.fd_targets(srv.pid)

@@ -40,7 +40,8 @@ async def healthz_ms(port, timeout=3.0):
 def test_stopping_every_command_cannot_freeze_the_server(tmp_path):
     if not os.access(rpchelp.BINARY, os.X_OK):
         pytest.skip("ws-rpc is not built")
-    s = rpchelp.Server(["--no-auth", "--rate-limit", "0"], tmp_path / "rpc.log").start()
+    s = rpchelp.RpcServer(args=["--no-auth", "--rate-limit", "0"],
+                          log_path=tmp_path / "rpc.log").start()
     url = "ws://127.0.0.1:%d/" % s.port
     seconds = 3.0
     replies = []
@@ -81,5 +82,5 @@ def test_stopping_every_command_cannot_freeze_the_server(tmp_path):
         assert replies, "no exec was answered during the attack"
         print("during the attack: %d replies; healthz after: %.1f ms" % (len(replies), ms))
     finally:
-        problems = s.stop()
+        problems = s.finish()
     assert not problems, problems

@@ -22,26 +22,18 @@ OLD_DEFAULTS = ["--run-as-self", "--seccomp-profile", "none"]
 
 
 @pytest.fixture
-def rpc(tmp_path):
+def rpc(server):
     """Factory: a started ws-rpc (--no-auth unless a token is given)."""
     if not os.access(rpchelp.BINARY, os.X_OK):
         pytest.skip("ws-rpc is not built")
-    started = []
 
     def start(*flags, env=None):
         flags = [str(f) for f in flags]
         if "--token-file" not in flags:
             flags.append("--no-auth")
-        s = rpchelp.Server(flags + ["--rate-limit", "0"],
-                           tmp_path / ("rpc-%d.log" % len(started)), env=env)
-        started.append(s)
-        return s.start()
+        return server(rpchelp.NAME, *flags, "--rate-limit", "0", cls=rpchelp.RpcServer, env=env)
 
-    yield start
-    problems = []
-    for s in started:
-        problems += s.stop()
-    assert not problems, problems
+    return start
 
 
 def run(ws, argv, env=None):
