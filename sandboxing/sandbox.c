@@ -6,7 +6,7 @@
  * self-confinement sandbox_self.c's, the filter a backend's
  * (sandbox_seccomp.c, sandbox_null.c).
  */
-#define _GNU_SOURCE /* getgrouplist */
+#define _GNU_SOURCE /* getgrouplist, unshare */
 
 #include "sandbox.h"
 
@@ -15,13 +15,15 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "pids.h"
+#include "cgroup.h"
 #include "sandbox_backend.h"
 #include "sandbox_private.h"
 
@@ -36,7 +38,9 @@ ws_sandbox_config_defaults(struct ws_sandbox_config *cfg)
 			.nproc = WS_SANDBOX_DEFAULT_NPROC,
 			.fsize_bytes = WS_SANDBOX_DEFAULT_FSIZE,
 			.nofile = WS_SANDBOX_DEFAULT_NOFILE,
+			.mem_bytes = WS_SANDBOX_DEFAULT_MEM,
 		},
+		.shm_bytes = WS_SANDBOX_DEFAULT_SHM,
 	};
 }
 
@@ -136,6 +140,12 @@ static const struct ws_option options[] = {
 	  1ull << 48, "largest file a command writes, then SIGXFSZ (0: inherited)", NULL },
 	{ "limit-nofile", "WS_LIMIT_NOFILE", "N", WS_OPT_UINT, OPT(limits.nofile), 0, 1u << 20,
 	  "open descriptors per command, at least 3 (0: inherited)", NULL },
+	{ "limit-mem", "WS_LIMIT_MEM", "BYTES", WS_OPT_SIZE, OPT(limits.mem_bytes), 0, 1ull << 48,
+	  "memory per command, its whole process tree with the files it writes to tmpfs: a "
+	  "memory cgroup as root, then the OOM killer (0: none)",
+	  NULL },
+	{ "shm-size", "WS_SHM_SIZE", "BYTES", WS_OPT_SIZE, OPT(shm_bytes), 0, 1ull << 48,
+	  "as root, the size of a private /dev/shm all commands share (0: the host's)", NULL },
 	{ "run-as", "WS_RUN_AS", "USER", WS_OPT_STRING, OPT(run_as), 0, 0,
 	  "run commands as USER and its groups (as root the default is " WS_SANDBOX_DEFAULT_USER
 	  ", which must exist; without root, the caller's own user)",
@@ -158,6 +168,7 @@ ws_sandbox_options_defaults(struct ws_sandbox_options *o)
 	*o = (struct ws_sandbox_options){
 		.profile = ws_sandbox_profile_name(cfg.profile),
 		.limits = cfg.limits,
+		.shm_bytes = cfg.shm_bytes,
 	};
 }
 
@@ -182,6 +193,7 @@ ws_sandbox_options_config(const struct ws_sandbox_options *o, struct ws_sandbox_
 	cfg->policy_file = o->policy;
 	cfg->run_as = o->run_as;
 	cfg->run_as_self = o->run_as_self;
+	cfg->shm_bytes = o->shm_bytes;
 	if (o->profile && !ws_sandbox_profile_parse(o->profile, &cfg->profile)) {
 		snprintf(err, errlen, "--seccomp-profile: unknown profile '%s'", o->profile);
 		return -EINVAL;
@@ -272,6 +284,43 @@ resolve_user(struct ws_sandbox *sb, const char *who, bool dflt, char *err, size_
 	}
 }
 
+/*
+ * A mount namespace of the caller's own with a bounded tmpfs on /dev/shm.
+ * Returns 0, or -errno with the reason in sb->shm_why (the caller keeps
+ * the host's /dev/shm; a failure after unshare leaves it in a namespace
+ * that is a copy of the host's, which changes nothing it sees).
+ */
+static int
+private_shm(struct ws_sandbox *sb, uint64_t size)
+{
+	struct stat st;
+	char opts[64];
+	if (!sb->root) {
+		snprintf(sb->shm_why, sizeof(sb->shm_why), "not root");
+		return -EPERM;
+	}
+	if (stat("/dev/shm", &st) != 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(sb->shm_why, sizeof(sb->shm_why), "no /dev/shm directory");
+		return -ENOENT;
+	}
+	snprintf(opts, sizeof(opts), "mode=1777,size=%llu", (unsigned long long)size);
+	const char *step = NULL;
+	if (unshare(CLONE_NEWNS) != 0)
+		step = "unshare";
+	/* slave: the host's later mounts still reach us, ours never reach it */
+	else if (mount(NULL, "/", NULL, MS_REC | MS_SLAVE, NULL) != 0)
+		step = "mount --make-rslave /";
+	else if (mount("ws-shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, opts) != 0)
+		step = "mount tmpfs /dev/shm";
+	if (step) {
+		int rc = -errno;
+		snprintf(sb->shm_why, sizeof(sb->shm_why), "%s: %s", step, strerror(errno));
+		return rc;
+	}
+	sb->shm_bytes = size;
+	return 0;
+}
+
 int
 ws_sandbox_create(struct ws_sandbox **out, const struct ws_sandbox_config *cfg, char *err,
 		  size_t errlen)
@@ -285,7 +334,8 @@ ws_sandbox_create(struct ws_sandbox **out, const struct ws_sandbox_config *cfg, 
 	sb->limits = cfg->limits;
 	sb->isolate = cfg->isolate;
 	sb->root = geteuid() == 0;
-	sb->pids_fd = -1;
+	ws_cgroup_init(&sb->pids);
+	ws_cgroup_init(&sb->mem);
 
 	/* 0 keeps the inherited limit; below 3 not even stdio fits */
 	if (cfg->limits.nofile && cfg->limits.nofile < 3) {
@@ -344,13 +394,30 @@ ws_sandbox_create(struct ws_sandbox **out, const struct ws_sandbox_config *cfg, 
 		rc = -EPERM;
 		goto fail;
 	}
-	if (!sb->root)
-		snprintf(sb->pids_why, sizeof(sb->pids_why), "not root");
-	else if (!sb->limits.nproc)
-		snprintf(sb->pids_why, sizeof(sb->pids_why), "no process limit asked for");
+	if (!sb->limits.nproc)
+		snprintf(sb->pids.why, sizeof(sb->pids.why), "no process limit asked for");
+	else if (ws_cgroup_open(&sb->pids, "pids") == 0)
+		ws_cgroup_set(&sb->pids, "pids.max", sb->limits.nproc, false);
+	if (!sb->limits.mem_bytes) {
+		snprintf(sb->mem.why, sizeof(sb->mem.why), "no memory limit asked for");
+	} else if (ws_cgroup_open(&sb->mem, "memory") == 0) {
+		uint64_t m = sb->limits.mem_bytes;
+		/* no swap: the limit is memory, not memory plus whatever swap there is */
+		if (sb->mem.v2) {
+			ws_cgroup_set(&sb->mem, "memory.max", m, false);
+			ws_cgroup_set(&sb->mem, "memory.swap.max", 0, true);
+			/* an OOM kill ends the whole command, not one process of it */
+			ws_cgroup_set(&sb->mem, "memory.oom.group", 1, true);
+		} else {
+			ws_cgroup_set(&sb->mem, "memory.limit_in_bytes", m, false);
+			/* present only with swap accounting; must be >= the limit, so after it */
+			ws_cgroup_set(&sb->mem, "memory.memsw.limit_in_bytes", m, true);
+		}
+	}
+	if (!cfg->shm_bytes)
+		snprintf(sb->shm_why, sizeof(sb->shm_why), "--shm-size 0");
 	else
-		sb->pids_fd = ws_pids_open(sb->pids_path, sizeof(sb->pids_path), sb->pids_why,
-					   sizeof(sb->pids_why));
+		private_shm(sb, cfg->shm_bytes);
 	*out = sb;
 	return 0;
 fail:
@@ -365,7 +432,8 @@ ws_sandbox_destroy(struct ws_sandbox *sb)
 		return;
 	if (sb->backend)
 		sb->backend->finish(sb->state);
-	ws_pids_close(sb->pids_fd, sb->pids_path);
+	ws_cgroup_close(&sb->pids);
+	ws_cgroup_close(&sb->mem);
 	free(sb->policy);
 	free(sb->groups);
 	free(sb->user);
@@ -423,11 +491,29 @@ ws_sandbox_user_may_read(const struct ws_sandbox *sb, const char *path)
 const char *
 ws_sandbox_pids_cgroup(const struct ws_sandbox *sb, const char **why)
 {
-	if (sb->pids_fd >= 0)
-		return sb->pids_path;
+	if (sb->pids.fd >= 0)
+		return sb->pids.path;
 	if (why)
-		*why = sb->pids_why;
+		*why = sb->pids.why;
 	return NULL;
+}
+
+const char *
+ws_sandbox_mem_cgroup(const struct ws_sandbox *sb, const char **why)
+{
+	if (sb->mem.fd >= 0)
+		return sb->mem.path;
+	if (why)
+		*why = sb->mem.why;
+	return NULL;
+}
+
+uint64_t
+ws_sandbox_shm(const struct ws_sandbox *sb, const char **why)
+{
+	if (!sb->shm_bytes && why)
+		*why = sb->shm_why;
+	return sb->shm_bytes;
 }
 
 const struct ws_policy *

@@ -61,6 +61,7 @@ struct ws_sandbox_limits {
 	uint32_t nproc;       /* RLIMIT_NPROC: per real user; not enforced for root */
 	uint64_t fsize_bytes; /* RLIMIT_FSIZE: SIGXFSZ / EFBIG */
 	uint32_t nofile;      /* RLIMIT_NOFILE */
+	uint64_t mem_bytes;   /* the command's memory cgroup, whole tree: OOM kill */
 };
 
 #define WS_SANDBOX_DEFAULT_CPU_S 60
@@ -68,6 +69,9 @@ struct ws_sandbox_limits {
 #define WS_SANDBOX_DEFAULT_NPROC 256
 #define WS_SANDBOX_DEFAULT_FSIZE (1ULL << 30)
 #define WS_SANDBOX_DEFAULT_NOFILE 1024
+#define WS_SANDBOX_DEFAULT_MEM (1ULL << 30)
+/* the private /dev/shm every command of one sandbox shares */
+#define WS_SANDBOX_DEFAULT_SHM (64ULL << 20)
 
 /*
  * The user commands run as when the caller is root and names none: a
@@ -87,6 +91,11 @@ struct ws_sandbox_config {
 	const char *run_as;
 	bool run_as_self; /* keep the caller's user, root included */
 	unsigned isolate; /* WS_SANDBOX_ISOLATE_* */
+	/*
+	 * Size of the private tmpfs on /dev/shm; 0 keeps the caller's
+	 * /dev/shm (see ws_sandbox_create).
+	 */
+	uint64_t shm_bytes;
 };
 
 /* profile `default`, the default limits and user, no policy file or isolation. */
@@ -115,10 +124,11 @@ struct ws_sandbox_options {
 	bool run_as_self;                /* --run-as-self */
 	const char *isolate;             /* --isolate, checked while parsing; NULL: none */
 	struct ws_sandbox_limits limits; /* --limit-* */
+	uint64_t shm_bytes;              /* --shm-size */
 };
 
 /* How many rows ws_sandbox_options_rows() writes. */
-#define WS_SANDBOX_OPTIONS 10
+#define WS_SANDBOX_OPTIONS 12
 
 /* Profile "default", the default limits and user, no policy file or isolation. */
 void ws_sandbox_options_defaults(struct ws_sandbox_options *o);
@@ -126,7 +136,8 @@ void ws_sandbox_options_defaults(struct ws_sandbox_options *o);
 /*
  * Writes the WS_SANDBOX_OPTIONS rows (--seccomp-profile, --seccomp-policy,
  * --limit-cpu, --limit-as, --limit-nproc, --limit-fsize, --limit-nofile,
- * --run-as, --run-as-self, --isolate, each with its WS_ environment twin)
+ * --limit-mem, --shm-size, --run-as, --run-as-self, --isolate, each with
+ * its WS_ environment twin)
  * into out, their offsets moved by `base`: where the caller's option struct
  * holds its struct ws_sandbox_options. Returns how many it wrote, 0 when
  * max is too small.
@@ -153,8 +164,17 @@ struct ws_sandbox;
 /*
  * Prepares a command sandbox: loads the policy file, compiles the filter,
  * resolves the user and its groups, and as root makes the sandbox's pids
- * cgroup when a pids hierarchy is writable (each command gets its own
- * under it, pids.max = limits.nproc). Returns 0 and *out, or -errno with
+ * and memory cgroups where those hierarchies are writable (each command
+ * gets its own under them: pids.max = limits.nproc, the memory limit =
+ * limits.mem_bytes, swap off).
+ *
+ * With cfg->shm_bytes and root it also changes the caller: the calling
+ * process (which must be single-threaded) moves into a mount namespace of
+ * its own (mounts still propagate in from the host's) with a tmpfs of that
+ * size on /dev/shm (mode 1777, nosuid, nodev), which it and every command
+ * it starts then share; the host's /dev/shm is untouched. Where that
+ * cannot be done, the sandbox keeps the caller's /dev/shm and
+ * ws_sandbox_shm() says why. Returns 0 and *out, or -errno with
  * one line in err: -EINVAL for a bad policy file or user, or limits.nofile
  * 1 or 2 (not even the standard descriptors fit), -ENOENT for a
  * missing policy file (an operator's mistake), -ESRCH when the default
@@ -163,7 +183,7 @@ struct ws_sandbox;
  */
 int ws_sandbox_create(struct ws_sandbox **out, const struct ws_sandbox_config *cfg, char *err,
 		      size_t errlen);
-/* Also removes the pids cgroups of commands that are gone. NULL is a no-op. */
+/* Also removes the cgroups of commands that are gone. NULL is a no-op. */
 void ws_sandbox_destroy(struct ws_sandbox *sb);
 
 /* The user commands switch to; NULL when they keep the caller's. */
@@ -184,6 +204,15 @@ bool ws_sandbox_user_may_read(const struct ws_sandbox *sb, const char *path);
  */
 const char *ws_sandbox_pids_cgroup(const struct ws_sandbox *sb, const char **why);
 
+/* The sandbox's memory cgroup directory, or NULL with the reason in *why. */
+const char *ws_sandbox_mem_cgroup(const struct ws_sandbox *sb, const char **why);
+
+/*
+ * The size of the private /dev/shm commands share, or 0 (they see the
+ * caller's) with the reason in *why.
+ */
+uint64_t ws_sandbox_shm(const struct ws_sandbox *sb, const char **why);
+
 /* The policy the filter was compiled from; NULL for the null backend. */
 const struct ws_policy *ws_sandbox_policy(const struct ws_sandbox *sb);
 /* "seccomp" or "null". */
@@ -192,7 +221,7 @@ const char *ws_sandbox_backend_name(const struct ws_sandbox *sb);
 /* The steps of ws_sandbox_child_apply, in order; EXEC is the caller's own. */
 enum ws_sandbox_step {
 	WS_SANDBOX_STEP_SIGNALS, /* default dispositions, nothing blocked */
-	WS_SANDBOX_STEP_CGROUP,  /* its own pids cgroup */
+	WS_SANDBOX_STEP_CGROUP,  /* its own pids and memory cgroups */
 	WS_SANDBOX_STEP_SETSID,
 	WS_SANDBOX_STEP_FDS, /* close every descriptor but 0-2 (and keep_fd) */
 	WS_SANDBOX_STEP_PDEATHSIG,

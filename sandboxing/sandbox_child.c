@@ -4,7 +4,7 @@
  * parent (sandbox_child.h says why): no malloc, no stdio, no getpw*, and
  * errno is the only report until the caller writes *why to its pipe.
  */
-#define _GNU_SOURCE /* unshare, setresuid, close_range, NSIG */
+#define _GNU_SOURCE /* unshare, setresuid, close_range, pipe2, NSIG */
 
 #include "sandbox_child.h"
 
@@ -15,6 +15,7 @@
 #include <net/if.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -26,7 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "pids.h"
+#include "cgroup.h"
 #include "sandbox_private.h"
 
 static int
@@ -127,22 +128,9 @@ apply_limits(const struct ws_sandbox_limits *l)
 	return 0;
 }
 
+/* Writes "ID ID 1\n" to a map file: no stdio after fork. */
 static int
-write_file(const char *path, const char *data, size_t n)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	ssize_t w = write(fd, data, n);
-	int saved = errno;
-	close(fd);
-	errno = saved;
-	return w == (ssize_t)n ? 0 : -1;
-}
-
-/* Writes "ID ID 1\n" to a /proc/self map file: no stdio after fork. */
-static int
-write_map(const char *path, unsigned id)
+write_map_fd(int fd, unsigned id)
 {
 	char digits[12], line[32];
 	size_t nd = 0, n = 0;
@@ -157,7 +145,7 @@ write_map(const char *path, unsigned id)
 	}
 	line[n++] = '1';
 	line[n++] = '\n';
-	return write_file(path, line, n);
+	return write(fd, line, n) == (ssize_t)n ? 0 : -1;
 }
 
 static int
@@ -223,12 +211,111 @@ forwarder(pid_t command)
 }
 
 /*
- * Enters the namespaces in `which`. With PID it forks: the parent becomes
- * the forwarder and *parent is updated in the child, PID 1 of the new
- * namespace.
+ * The user namespace's maps, written for the caller by a process forked
+ * before the privilege drop. Writing its own maps after the drop would
+ * need the caller dumpable (its /proc files are root's otherwise), and a
+ * dumpable caller still holding a copy of the server's memory (its token)
+ * could be read through /proc/PID/mem by any process of the same user
+ * until exec. The mapper stays root, outside the new namespace, and the
+ * caller stays non-dumpable until exec.
+ */
+struct mapper {
+	pid_t pid; /* 0: none; the caller maps itself */
+	int go;    /* the caller's end: one byte once it has unshared */
+	int proc;  /* the caller's /proc/PID directory */
+	uid_t uid; /* the ids to map, the dropped ones */
+	gid_t gid;
+};
+
+/* Writes the three files under the /proc/PID directory dir (-1: /proc/self). */
+static int
+write_maps(int dir, uid_t uid, gid_t gid)
+{
+	int d = dir >= 0 ? dir : open("/proc/self", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (d < 0)
+		return -1;
+	/* map only the ids we have: the command gains no one else's */
+	static const char *const files[] = { "setgroups", "uid_map", "gid_map" };
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < 3; i++) {
+		int fd = openat(d, files[i], O_WRONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = -1;
+			break;
+		}
+		rc = i == 0 ? (write(fd, "deny", 4) == 4 ? 0 : -1)
+			    : write_map_fd(fd, i == 1 ? (unsigned)uid : (unsigned)gid);
+		int saved = errno;
+		close(fd);
+		errno = saved;
+	}
+	if (d != dir) {
+		int saved = errno;
+		close(d);
+		errno = saved;
+	}
+	return rc;
+}
+
+/*
+ * Forks the mapper (root, before the drop): it waits for the go byte,
+ * writes the caller's maps and exits 0, or 1 when it could not.
  */
 static int
-isolate(unsigned which, int keep_fd, pid_t *parent)
+start_mapper(struct mapper *m, const struct ws_sandbox *sb)
+{
+	int p[2];
+	m->uid = sb->run_as ? sb->uid : geteuid();
+	m->gid = sb->run_as ? sb->gid : getegid();
+	/* /proc/self, not /proc/PID: the pid this process has in /proc's namespace */
+	m->proc = open("/proc/self", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (m->proc < 0)
+		return -1;
+	if (pipe2(p, O_CLOEXEC) != 0)
+		return -1;
+	m->pid = fork();
+	if (m->pid < 0)
+		return -1;
+	if (m->pid == 0) {
+		char byte;
+		close(p[1]);
+		ssize_t n;
+		while ((n = read(p[0], &byte, 1)) < 0 && errno == EINTR)
+			;
+		_exit(n == 1 && write_maps(m->proc, m->uid, m->gid) == 0 ? 0 : 1);
+	}
+	close(p[0]);
+	m->go = p[1];
+	return 0;
+}
+
+/* After unshare: lets the mapper write the maps and waits for it. */
+static int
+finish_mapper(struct mapper *m)
+{
+	ssize_t w = write(m->go, "g", 1);
+	close(m->go);
+	close(m->proc);
+	int status;
+	while (waitpid(m->pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -1;
+	m->pid = 0;
+	if (w != 1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		errno = EPERM;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Enters the namespaces in `which`. With PID it forks: the parent becomes
+ * the forwarder and *parent is updated in the child, PID 1 of the new
+ * namespace. With USER the maps are written by m's mapper when it has
+ * one, else by the caller itself (made dumpable for it, then not again).
+ */
+static int
+isolate(unsigned which, int keep_fd, pid_t *parent, struct mapper *m)
 {
 	if (!which)
 		return 0;
@@ -241,21 +328,22 @@ isolate(unsigned which, int keep_fd, pid_t *parent)
 		flags |= CLONE_NEWPID;
 	if (which & WS_SANDBOX_ISOLATE_MOUNT)
 		flags |= CLONE_NEWNS;
-	/* after a privilege drop /proc/self is root's until dumpable again */
-	if ((which & WS_SANDBOX_ISOLATE_USER) && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
+	bool self_map = (which & WS_SANDBOX_ISOLATE_USER) && !m->pid;
+	/*
+	 * without root (no mapper possible): /proc/self is root's while not
+	 * dumpable; the window lasts until the maps are written
+	 */
+	if (self_map && prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
 		return -1;
 	/* read before unshare: inside, until mapped, they read as the overflow id */
 	uid_t uid = geteuid();
 	gid_t gid = getegid();
 	if (unshare(flags) != 0)
 		return -1;
-	if (which & WS_SANDBOX_ISOLATE_USER) {
-		/* map only the ids we have: the command gains no one else's */
-		if (write_file("/proc/self/setgroups", "deny", 4) != 0 ||
-		    write_map("/proc/self/uid_map", (unsigned)uid) != 0 ||
-		    write_map("/proc/self/gid_map", (unsigned)gid) != 0)
-			return -1;
-	}
+	if (self_map && (write_maps(-1, uid, gid) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0))
+		return -1;
+	if ((which & WS_SANDBOX_ISOLATE_USER) && m->pid && finish_mapper(m) != 0)
+		return -1;
 	if ((which & WS_SANDBOX_ISOLATE_NET) && loopback_up() != 0)
 		return -1;
 	if ((which & WS_SANDBOX_ISOLATE_MOUNT) &&
@@ -330,7 +418,7 @@ ws_sandbox_child_apply(const struct ws_sandbox *sb, pid_t parent, int keep_fd,
 		return failed(why, WS_SANDBOX_STEP_SIGNALS, errno);
 	/* first, so that everything the command starts is counted */
 	int rc;
-	if (sb->pids_fd >= 0 && (rc = ws_pids_join(sb->pids_fd, sb->limits.nproc)) != 0)
+	if ((rc = ws_cgroup_join(&sb->pids)) != 0 || (rc = ws_cgroup_join(&sb->mem)) != 0)
 		return failed(why, WS_SANDBOX_STEP_CGROUP, -rc);
 	if (setsid() < 0)
 		return failed(why, WS_SANDBOX_STEP_SETSID, errno);
@@ -350,11 +438,15 @@ ws_sandbox_child_apply(const struct ws_sandbox *sb, pid_t parent, int keep_fd,
 	unsigned user = sb->isolate & WS_SANDBOX_ISOLATE_USER;
 	unsigned early = sb->root ? sb->isolate & ~user : 0;
 	unsigned late = sb->root ? user : sb->isolate;
-	if (isolate(early, keep_fd, &parent) != 0)
+	struct mapper m = { .pid = 0, .go = -1, .proc = -1 };
+	if (isolate(early, keep_fd, &parent, &m) != 0)
+		return failed(why, WS_SANDBOX_STEP_ISOLATE, errno);
+	/* root maps the user namespace from outside: see struct mapper */
+	if (sb->root && user && start_mapper(&m, sb) != 0)
 		return failed(why, WS_SANDBOX_STEP_ISOLATE, errno);
 	if (sb->run_as && drop_privileges(sb) != 0)
 		return failed(why, WS_SANDBOX_STEP_RUN_AS, errno);
-	if (isolate(late, keep_fd, &parent) != 0)
+	if (isolate(late, keep_fd, &parent, &m) != 0)
 		return failed(why, WS_SANDBOX_STEP_ISOLATE, errno);
 	/* a change of credentials clears the death signal: arm it again */
 	if ((sb->run_as || sb->isolate) && arm_pdeathsig(parent) != 0)

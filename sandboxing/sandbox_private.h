@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+#include "cgroup.h"
 #include "policy.h"
 #include "sandbox.h"
 #include "sandbox_backend.h"
@@ -30,10 +31,11 @@ struct ws_sandbox {
 	gid_t gid;
 	size_t ngroups;
 	gid_t *groups;
-	char *user;  /* the name of the user switched to */
-	int pids_fd; /* the pids cgroup's directory, or -1 */
-	char pids_path[4096];
-	char pids_why[256]; /* why there is none */
+	char *user;            /* the name of the user switched to */
+	struct ws_cgroup pids; /* pids.max = limits.nproc */
+	struct ws_cgroup mem;  /* the memory limit = limits.mem_bytes */
+	uint64_t shm_bytes;    /* the private /dev/shm's size; 0: the caller's */
+	char shm_why[256];     /* why there is none */
 };
 
 #endif

@@ -229,11 +229,12 @@ static const struct ws_option rpc_opts[] = {
 
 /*
  * Says who the commands run as, warns when that is this server's own user
- * (root, or the unprivileged user it runs as) and refuses a token file the
- * commands' user could read. Returns 0, or the exit status.
+ * (root, or the unprivileged user it runs as) or when a bound falls back
+ * (no pids or memory cgroup, the host's /dev/shm), and refuses a token file
+ * the commands' user could read. Returns 0, or the exit status.
  */
 static int
-check_commands_user(const struct ws_sandbox *sb, const struct ws_config *cfg)
+check_commands_user(const struct ws_sandbox *sb, const struct ws_config *cfg, uint64_t mem_bytes)
 {
 	const char *user = ws_sandbox_user(sb);
 	const char *why = NULL;
@@ -245,9 +246,13 @@ check_commands_user(const struct ws_sandbox *sb, const struct ws_config *cfg)
 			cfg->token_file, user);
 		return WS_EXIT_USAGE;
 	}
+	const char *mem_why = NULL, *shm_why = NULL;
+	const char *mem = ws_sandbox_mem_cgroup(sb, &mem_why);
+	uint64_t shm = ws_sandbox_shm(sb, &shm_why);
 	if (user)
-		ws_log(WS_LOG_INFO, "sandbox user=%s pids_cgroup=%s", user,
-		       cgroup ? cgroup : "none");
+		ws_log(WS_LOG_INFO,
+		       "sandbox user=%s pids_cgroup=%s memory_cgroup=%s shm_bytes=%llu", user,
+		       cgroup ? cgroup : "none", mem ? mem : "none", (unsigned long long)shm);
 	else if (ws_sandbox_runs_as_root(sb))
 		ws_log(WS_LOG_WARN,
 		       "sandbox user=root text=\"--run-as-self: commands run as root and can read "
@@ -263,6 +268,16 @@ check_commands_user(const struct ws_sandbox *sb, const struct ws_config *cfg)
 		       "sandbox pids_cgroup=none reason=\"%s\" text=\"root is exempt "
 		       "from RLIMIT_NPROC: commands' processes are not bounded\"",
 		       why);
+	if (!mem && mem_bytes)
+		ws_log(WS_LOG_WARN,
+		       "sandbox memory_cgroup=none reason=\"%s\" text=\"memory is bounded per "
+		       "process only (--limit-as), not per command\"",
+		       mem_why);
+	if (!shm && strcmp(shm_why, "--shm-size 0") != 0)
+		ws_log(WS_LOG_WARN,
+		       "sandbox shm=host reason=\"%s\" text=\"commands share the host's /dev/shm: "
+		       "what they leave there stays, bounded only by its size\"",
+		       shm_why);
 	return 0;
 }
 
@@ -337,7 +352,7 @@ main(int argc, char **argv)
 		return ws_sandbox_exit_status(rc);
 	}
 	r.pid = getpid();
-	if ((rc = check_commands_user(r.sandbox, &cfg)) != 0) {
+	if ((rc = check_commands_user(r.sandbox, &cfg, sandbox.limits.mem_bytes)) != 0) {
 		ws_sandbox_destroy(r.sandbox);
 		return rc;
 	}
@@ -387,18 +402,22 @@ main(int argc, char **argv)
 				      "denylist", r.opt.deny_command != NULL, "shell",
 				      !r.opt.allow_command || r.opt.allow_command_shell));
 	/* what confines each command, as info reports it */
-	json_object_set_new(r.limits.described, "sandbox",
-			    json_pack("{s:s, s:s?, s:s?, s:s?, s:{s:I, s:I, s:I, s:I, s:I}}",
-				      "seccomp_profile", ws_sandbox_profile_name(sandbox.profile),
-				      "seccomp_policy", sandbox.policy_file, "run_as",
-				      ws_sandbox_user(r.sandbox) ? ws_sandbox_user(r.sandbox)
-								 : "self",
-				      "isolate", r.opt.sandbox.isolate, "rlimits", "cpu_s",
-				      (json_int_t)sandbox.limits.cpu_s, "as_bytes",
-				      (json_int_t)sandbox.limits.as_bytes, "nproc",
-				      (json_int_t)sandbox.limits.nproc, "fsize_bytes",
-				      (json_int_t)sandbox.limits.fsize_bytes, "nofile",
-				      (json_int_t)sandbox.limits.nofile));
+	json_object_set_new(
+		r.limits.described, "sandbox",
+		json_pack("{s:s, s:s?, s:s?, s:s?, s:{s:I, s:I, s:I, s:I, s:I}, s:I, s:I}",
+			  "seccomp_profile", ws_sandbox_profile_name(sandbox.profile),
+			  "seccomp_policy", sandbox.policy_file, "run_as",
+			  ws_sandbox_user(r.sandbox) ? ws_sandbox_user(r.sandbox) : "self",
+			  "isolate", r.opt.sandbox.isolate, "rlimits", "cpu_s",
+			  (json_int_t)sandbox.limits.cpu_s, "as_bytes",
+			  (json_int_t)sandbox.limits.as_bytes, "nproc",
+			  (json_int_t)sandbox.limits.nproc, "fsize_bytes",
+			  (json_int_t)sandbox.limits.fsize_bytes, "nofile",
+			  (json_int_t)sandbox.limits.nofile, "mem_bytes",
+			  ws_sandbox_mem_cgroup(r.sandbox, NULL)
+				  ? (json_int_t)sandbox.limits.mem_bytes
+				  : (json_int_t)0,
+			  "shm_bytes", (json_int_t)ws_sandbox_shm(r.sandbox, NULL)));
 	r.hub = (struct rpc_hub){ .limits = &r.limits, .server_name = "ws-rpc" };
 
 	static const struct ws_app app = {

@@ -275,6 +275,15 @@ print_policy(const struct ws_sandbox *sb, const struct ws_sandbox_config *cfg)
 		printf("# pids cgroup %s\n", cg);
 	else
 		printf("# pids cgroup none (%s)\n", why);
+	if ((cg = ws_sandbox_mem_cgroup(sb, &why)))
+		printf("# memory cgroup %s\n", cg);
+	else
+		printf("# memory cgroup none (%s)\n", why);
+	uint64_t shm = ws_sandbox_shm(sb, &why);
+	if (shm)
+		printf("# /dev/shm private, %llu bytes\n", (unsigned long long)shm);
+	else
+		printf("# /dev/shm the caller's (%s)\n", why);
 	if (!p) {
 		printf("# no filter: every system call is allowed\n");
 		return;

@@ -1,17 +1,18 @@
 /*
- * pids: the per-command pids cgroup. The parent finds the hierarchy and
- * makes the sandbox's cgroup; each child makes and joins its own with
- * system calls only, and sweeps away the cgroups of commands that are gone
- * (so that no hook is needed when a command ends).
+ * cgroup: the per-command cgroups (pids, memory). The parent finds a
+ * controller's hierarchy and makes the sandbox's cgroup; each child makes
+ * and joins its own with system calls only, and sweeps away the cgroups of
+ * commands that are gone (so that no hook is needed when a command ends).
  */
 #define _GNU_SOURCE /* getdents64 */
 
-#include "pids.h"
+#include "cgroup.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,11 +43,11 @@ has_word(const char *list, const char *word)
 }
 
 /*
- * This process's cgroup path in the pids hierarchy: the v1 line naming
- * "pids", else the v2 line ("0::"). *v2 says which.
+ * This process's cgroup path in the controller's hierarchy: the v1 line
+ * naming it, else the v2 line ("0::"). *v2 says which.
  */
 static bool
-own_cgroup(char *out, size_t len, bool *v2)
+own_cgroup(const char *controller, char *out, size_t len, bool *v2)
 {
 	FILE *f = fopen("/proc/self/cgroup", "re");
 	if (!f)
@@ -63,7 +64,7 @@ own_cgroup(char *out, size_t len, bool *v2)
 		path[strcspn(path, "\n")] = '\0';
 		if (c1[1] == '\0' && line[0] == '0')
 			snprintf(unified, sizeof(unified), "%s", path);
-		else if (has_word(c1 + 1, "pids")) {
+		else if (has_word(c1 + 1, controller)) {
 			snprintf(out, len, "%s", path);
 			*v2 = false;
 			found = true;
@@ -80,7 +81,7 @@ own_cgroup(char *out, size_t len, bool *v2)
 
 /* The mount point of that hierarchy, and the cgroup path its root shows. */
 static bool
-hierarchy(bool v2, char *mnt, size_t mntlen, char *root, size_t rootlen)
+hierarchy(const char *controller, bool v2, char *mnt, size_t mntlen, char *root, size_t rootlen)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	if (!f)
@@ -97,7 +98,7 @@ hierarchy(bool v2, char *mnt, size_t mntlen, char *root, size_t rootlen)
 		    sscanf(line, "%*s %*s %*s %1023s %1023s", r, m) != 2)
 			continue;
 		if (v2 ? strcmp(fstype, "cgroup2") == 0
-		       : strcmp(fstype, "cgroup") == 0 && has_word(super, "pids")) {
+		       : strcmp(fstype, "cgroup") == 0 && has_word(super, controller)) {
 			snprintf(mnt, mntlen, "%s", m);
 			snprintf(root, rootlen, "%s", r);
 			found = true;
@@ -153,18 +154,46 @@ remove_stale(int parent)
 	closedir(d);
 }
 
-int
-ws_pids_open(char *path, size_t pathlen, char *why, size_t whylen)
+void
+ws_cgroup_init(struct ws_cgroup *cg)
 {
-	char own[4096], mnt[1024], root[1024], dir[4096];
+	*cg = (struct ws_cgroup){ .fd = -1 };
+}
+
+bool
+ws_cgroup_set(struct ws_cgroup *cg, const char *file, uint64_t value, bool optional)
+{
+	if (cg->nset >= WS_CGROUP_SETTINGS)
+		return false;
+	struct ws_cgroup_setting *s = &cg->set[cg->nset++];
+	s->file = file;
+	snprintf(s->value, sizeof(s->value), "%llu", (unsigned long long)value);
+	s->optional = optional;
+	return true;
+}
+
+/* The reason there is no cgroup, in cg->why (cut to fit). */
+__attribute__((format(printf, 2, 3))) static void
+explain(struct ws_cgroup *cg, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cg->why, sizeof(cg->why), fmt, ap);
+	va_end(ap);
+}
+
+int
+ws_cgroup_open(struct ws_cgroup *cg, const char *controller)
+{
+	char own[4096], mnt[1024], root[1024], dir[4096], want[64];
 	bool v2 = false;
 	if (geteuid() != 0) {
-		snprintf(why, whylen, "not root");
+		explain(cg, "not root");
 		return -EPERM;
 	}
-	if (!own_cgroup(own, sizeof(own), &v2) ||
-	    !hierarchy(v2, mnt, sizeof(mnt), root, sizeof(root))) {
-		snprintf(why, whylen, "no pids cgroup hierarchy");
+	if (!own_cgroup(controller, own, sizeof(own), &v2) ||
+	    !hierarchy(controller, v2, mnt, sizeof(mnt), root, sizeof(root))) {
+		explain(cg, "no %s cgroup hierarchy", controller);
 		return -ENOENT;
 	}
 	/* inside a cgroup namespace the root shows as "/" */
@@ -174,16 +203,18 @@ ws_pids_open(char *path, size_t pathlen, char *why, size_t whylen)
 		rel = own + rl;
 	int len = snprintf(dir, sizeof(dir), "%s%s", mnt, strcmp(rel, "/") == 0 ? "" : rel);
 	if (len < 0 || (size_t)len >= sizeof(dir)) {
-		snprintf(why, whylen, "cgroup path too long");
+		explain(cg, "cgroup path too long");
 		return -ENAMETOOLONG;
 	}
+	snprintf(want, sizeof(want), "+%s", controller);
 
+	int rc = 0;
 	int parent = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (parent < 0) {
-		snprintf(why, whylen, "%s: %s", dir, strerror(errno));
-		return -errno;
+		rc = -errno;
+		explain(cg, "%s: %s", dir, strerror(errno));
+		return rc;
 	}
-	int rc = 0;
 	if (v2) {
 		char ctl[256] = "";
 		int fd = openat(parent, "cgroup.controllers", O_RDONLY | O_CLOEXEC);
@@ -191,20 +222,23 @@ ws_pids_open(char *path, size_t pathlen, char *why, size_t whylen)
 		if (fd >= 0)
 			close(fd);
 		ctl[n > 0 ? n : 0] = '\0';
-		bool pids = false;
+		bool found = false;
 		char *save = NULL;
-		for (char *w = strtok_r(ctl, " \n", &save); w && !pids;
+		for (char *w = strtok_r(ctl, " \n", &save); w && !found;
 		     w = strtok_r(NULL, " \n", &save))
-			pids = strcmp(w, "pids") == 0;
-		if (!pids) {
-			snprintf(why, whylen, "%s: no pids controller", dir);
+			found = strcmp(w, controller) == 0;
+		if (!found) {
 			close(parent);
+			explain(cg, "%s: no %s controller", dir, controller);
 			return -ENOENT;
 		}
-		/* pids, a threaded controller, may be enabled beside processes */
-		if ((rc = write_text(parent, "cgroup.subtree_control", "+pids")) != 0) {
-			snprintf(why, whylen, "%s/cgroup.subtree_control: %s", dir, strerror(-rc));
+		/*
+		 * pids, a threaded controller, may be enabled beside processes;
+		 * memory only where the server's own cgroup holds none (EBUSY)
+		 */
+		if ((rc = write_text(parent, "cgroup.subtree_control", want)) != 0) {
 			close(parent);
+			explain(cg, "%s/cgroup.subtree_control: %s", dir, strerror(-rc));
 			return rc;
 		}
 	}
@@ -213,25 +247,33 @@ ws_pids_open(char *path, size_t pathlen, char *why, size_t whylen)
 	snprintf(name, sizeof(name), "ws-sandbox.%d", (int)getpid());
 	if (mkdirat(parent, name, 0755) != 0 && errno != EEXIST) {
 		rc = -errno;
-		snprintf(why, whylen, "%s/%s: %s", dir, name, strerror(errno));
+		explain(cg, "%s/%s: %s", dir, name, strerror(errno));
 		close(parent);
 		return rc;
 	}
 	int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	rc = fd < 0 ? -errno : 0;
 	if (rc == 0 && v2)
-		rc = write_text(fd, "cgroup.subtree_control", "+pids");
+		rc = write_text(fd, "cgroup.subtree_control", want);
 	if (rc != 0) {
-		snprintf(why, whylen, "%s/%s: %s", dir, name, strerror(-rc));
+		explain(cg, "%s/%s: %s", dir, name, strerror(-rc));
 		if (fd >= 0)
 			close(fd);
 		unlinkat(parent, name, AT_REMOVEDIR);
 		close(parent);
 		return rc;
 	}
+	if (snprintf(cg->path, sizeof(cg->path), "%s/%s", dir, name) >= (int)sizeof(cg->path)) {
+		explain(cg, "cgroup path too long");
+		close(fd);
+		unlinkat(parent, name, AT_REMOVEDIR);
+		close(parent);
+		return -ENAMETOOLONG;
+	}
 	close(parent);
-	snprintf(path, pathlen, "%s/%s", dir, name);
-	return fd;
+	cg->fd = fd;
+	cg->v2 = v2;
+	return 0;
 }
 
 /* --- child (system calls only) ------------------------------------------- */
@@ -299,24 +341,26 @@ sweep(int dirfd, bool all)
 }
 
 int
-ws_pids_join(int dirfd, uint32_t max)
+ws_cgroup_join(const struct ws_cgroup *cg)
 {
-	sweep(dirfd, false);
-	char name[16], file[40], digits[12];
+	if (cg->fd < 0)
+		return 0;
+	sweep(cg->fd, false);
+	char name[16];
 	command_name(name, getpid());
-	if (mkdirat(dirfd, name, 0755) != 0 && errno != EEXIST)
+	/* EEXIST: v2, where the pids and memory cgroups are one directory */
+	if (mkdirat(cg->fd, name, 0755) != 0 && errno != EEXIST)
 		return -errno;
-	int dir = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int dir = openat(cg->fd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dir < 0)
 		return -errno;
-	size_t n = 0;
-	do {
-		digits[n++] = (char)('0' + max % 10);
-		max /= 10;
-	} while (max);
-	for (size_t i = 0; i < n; i++)
-		file[i] = digits[n - 1 - i];
-	int rc = write_raw(dir, "pids.max", file, n);
+	int rc = 0;
+	for (size_t i = 0; rc == 0 && i < cg->nset; i++) {
+		const struct ws_cgroup_setting *s = &cg->set[i];
+		rc = write_raw(dir, s->file, s->value, strlen(s->value));
+		if (rc == -ENOENT && s->optional)
+			rc = 0;
+	}
 	if (rc == 0)
 		rc = write_raw(dir, "cgroup.procs", "0", 1);
 	close(dir);
@@ -326,13 +370,15 @@ ws_pids_join(int dirfd, uint32_t max)
 /* --- parent, at the end --------------------------------------------------- */
 
 void
-ws_pids_close(int dirfd, const char *path)
+ws_cgroup_close(struct ws_cgroup *cg)
 {
-	if (dirfd < 0)
+	if (cg->fd < 0)
 		return;
-	sweep(dirfd, true);
-	close(dirfd);
-	if (rmdir(path) != 0 && errno != ENOENT)
-		ws_log(WS_LOG_WARN, "sandbox cgroup=%s removed=no error=\"%s\"", path,
+	sweep(cg->fd, true);
+	close(cg->fd);
+	cg->fd = -1;
+	/* ENOENT: v2, the same directory as another controller's, already gone */
+	if (rmdir(cg->path) != 0 && errno != ENOENT)
+		ws_log(WS_LOG_WARN, "sandbox cgroup=%s removed=no error=\"%s\"", cg->path,
 		       strerror(errno));
 }
