@@ -205,6 +205,9 @@ class Server:
     def stop(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
         """Signal the server and wait for it; returns the exit status.
         Kills it (and finish() reports it) if it does not exit in time."""
+        return self._signal_and_wait(sig, timeout)
+
+    def _signal_and_wait(self, sig=signal.SIGTERM, timeout=STOP_TIMEOUT):
         if self.proc is None:
             return None
         if self.proc.poll() is None:
@@ -231,7 +234,7 @@ class Server:
             return []
         self.finished = True
         problems = []
-        rc = self.stop()
+        rc = self._signal_and_wait()
         self._close_notify_fd()
         if self.hung:
             problems.append("%s (pid %d) did not exit within %.0fs of SIGTERM; killed"

@@ -13,7 +13,7 @@ from lib.http import http_exchange, http_get, upgrade_request  # noqa: F401
 from lib.proc import (EXIT_SYSTEM, EXIT_USAGE, SCALE, VALGRIND, clean_env,  # noqa: F401
                       failed_exec_status, fd_count, fd_targets, is_asan_build, pid_alive,
                       proc_children, sanitizer_findings, t, wait_until)
-from lib.server import Server
+from lib.server import Server as BaseServer
 from lib.server import run_once as _run_once
 from lib.wsclient import OP_CLOSE, OP_TEXT, Closed, HandshakeRefused, MessageClient, \
     client_frame  # noqa: F401
@@ -38,7 +38,7 @@ def upgrade_status(port, path="/", headers=()):
     return status
 
 
-class RpcServer(Server):
+class RpcServer(BaseServer):
     """ws-rpc on 127.0.0.1 and a port of its choosing, with the clients
     opened through ws(): they are closed (a close frame each) before the
     server is stopped, and no child of the server may outlive it."""
@@ -87,6 +87,18 @@ class RpcServer(Server):
         m = re.search(r"^%s\{[^}]*%s[^}]*\} (\d+)$" % (re.escape(name), re.escape(labels)),
                       body.decode(), re.M)
         return int(m.group(1)) if m else None
+
+
+class Server(RpcServer):
+    """The interface tests written before tests/lib use: Server(args,
+    log_path, env=None, expect_exit=0), and stop() that finishes the server
+    and returns the problems. New tests: RpcServer and finish()."""
+
+    def __init__(self, args, log_path, env=None, expect_exit=0):
+        super().__init__(NAME, args, log_path=log_path, env=env, expect_exit=expect_exit)
+
+    def stop(self, close_clients=True):
+        return self.finish(close_clients)
 
 
 class WS(MessageClient):
