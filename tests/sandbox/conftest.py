@@ -4,12 +4,14 @@ small C helpers and a sibling process to attack.
 Run with:  /usr/bin/python3 -m pytest tests/sandbox
 
 Environment:
-  WS_BIN_DIR  build directory (default /work/main/build): ws-sandbox-run is
-              servers/sandbox-run/ws-sandbox-run, ws-echo servers/echo/ws-echo,
-              the helpers tests/sandbox/{int80,sandbox-stack}
+  WS_BIN_DIR  build directory (default: build/ in this repository):
+              ws-sandbox-run is servers/sandbox-run/ws-sandbox-run, ws-echo
+              servers/echo/ws-echo, the helpers tests/sandbox/{int80,sandbox-stack}
 
 Every command runs with a subprocess timeout; limits in the bomb tests are
 set low so that nothing here can exhaust the machine. Only loopback is used.
+The shared fixtures (`server`, `command_user`) and hooks are
+tests/conftest.py's; process helpers are tests/lib/proc.py.
 """
 
 import os
@@ -17,21 +19,23 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import uuid
 
 import pytest
 
-BIN_DIR = os.environ.get("WS_BIN_DIR", "/work/main/build")
+from lib import paths
+from lib.proc import pid_alive as alive  # noqa: F401 (the tests' name)
+from lib.proc import processes_with_env, wait_gone  # noqa: F401
+
 PY = "/usr/bin/python3"
 HERE = os.path.dirname(os.path.abspath(__file__))
 with open(os.path.join(HERE, "probe.py")) as f:
     PROBE_SOURCE = f.read()
 
-SANDBOX_RUN = os.path.join(BIN_DIR, "servers", "sandbox-run", "ws-sandbox-run")
-ECHO = os.path.join(BIN_DIR, "servers", "echo", "ws-echo")
-INT80 = os.path.join(BIN_DIR, "tests", "sandbox", "int80")
-STACK = os.path.join(BIN_DIR, "tests", "sandbox", "sandbox-stack")
+SANDBOX_RUN = paths.binary_path("ws-sandbox-run")
+ECHO = paths.binary_path("ws-echo")
+INT80 = paths.build_path("tests", "sandbox", "int80")
+STACK = paths.build_path("tests", "sandbox", "sandbox-stack")
 
 SIGSYS_EXIT = 128 + signal.SIGSYS
 
@@ -43,24 +47,15 @@ ROOT = ["--run-as-self"]
 
 
 @pytest.fixture(scope="session", autouse=True)
-def command_user():
+def _command_user(command_user):
     """The commands' user exists: the image and ./dev create it; so does
-    this suite (a system user, no home, no login) when it is missing."""
-    import pwd
-    try:
-        pwd.getpwnam(COMMAND_USER)
-    except KeyError:
-        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
-                        "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin",
-                        COMMAND_USER], check=True, timeout=30)
-    return COMMAND_USER
+    this suite when it is missing."""
+    return command_user
 
 
 def need(path):
-    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        pytest.skip("%s is not built (build it, or point WS_BIN_DIR at the build "
-                    "directory)" % path)
-    return path
+    """path, when it is built; otherwise skips the test."""
+    return paths.require(path)
 
 
 def run(options, command, timeout=30, env=None, **kw):
@@ -90,38 +85,7 @@ def marked_env():
 
 def marked_processes(mark):
     """Pids of live (not zombie) processes whose environment holds mark."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open("/proc/%s/environ" % entry, "rb") as f:
-                env = f.read()
-            with open("/proc/%s/stat" % entry) as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if mark in env.split(b"\0") and state != "Z":
-            found.append(int(entry))
-    return found
-
-
-def alive(pid):
-    """True while pid exists and is not a zombie."""
-    try:
-        with open("/proc/%d/stat" % pid) as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def wait_gone(pids, seconds=5.0):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not any(alive(p) for p in pids):
-            return True
-        time.sleep(0.05)
-    return not any(alive(p) for p in pids)
+    return processes_with_env(mark)
 
 
 @pytest.fixture
