@@ -119,13 +119,8 @@ def pytest_runtest_call(item):
         _unbound(old)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_setup(item):
-    old = _bounded(item)
-    try:
-        yield
-    finally:
-        _unbound(old)
+# fixtures' set-up (a server's start) has the same bound as the test body
+pytest_runtest_setup = pytest_runtest_call
 
 
 def pytest_configure(config):
