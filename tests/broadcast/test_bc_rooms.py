@@ -70,7 +70,8 @@ def test_counts_exact_under_200_concurrent_joins_and_leaves(bc):
     the rest are still joining; an observer present throughout sees every
     join/leave with a count that moves by exactly one, and the final count
     agrees with /rooms, /rooms/ROOM and the database."""
-    s = bc("--rate-limit", "0", "--ping-interval", "0")
+    # every member listed in each welcome (the default lists the newest 100)
+    s = bc("--rate-limit", "0", "--ping-interval", "0", "--welcome-members", "1000")
     room = "crowd"
     rng = random.Random(1234)
 
