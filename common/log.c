@@ -573,25 +573,36 @@ plain(unsigned char c)
 	return c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
 }
 
+/*
+ * Copies the run of plain bytes at v[*i..n), the common case of both
+ * escapers, and moves *i past it; false when it had to be cut at end.
+ */
+static bool
+put_plain_run(struct line *l, size_t end, const unsigned char *v, size_t n, size_t *i)
+{
+	size_t run = 0;
+	while (*i + run < n && plain(v[*i + run]))
+		run++;
+	size_t room = end > l->len ? end - l->len : 0;
+	if (run > room) {
+		put(l, end, v + *i, room);
+		return false;
+	}
+	put(l, end, v + *i, run);
+	*i += run;
+	return true;
+}
+
 /* Writes v escaped for a quoted text value, cut before end; false when cut. */
 static bool
 text_escaped(struct line *l, size_t end, const unsigned char *v, size_t n)
 {
 	size_t i = 0;
 	while (i < n) {
-		size_t run = 0;
-		while (i + run < n && plain(v[i + run]))
-			run++;
-		if (run) {
-			size_t room = end > l->len ? end - l->len : 0;
-			if (run > room) {
-				put(l, end, v + i, room);
-				return false;
-			}
-			put(l, end, v + i, run);
-			i += run;
-			continue;
-		}
+		if (!put_plain_run(l, end, v, n, &i))
+			return false;
+		if (i == n)
+			break;
 		unsigned char c = v[i++];
 		char u[4] = { '\\', (char)c, 0, 0 };
 		size_t k = 2;
@@ -691,19 +702,10 @@ json_escaped(struct line *l, size_t end, const unsigned char *v, size_t n)
 {
 	size_t i = 0;
 	while (i < n) {
-		size_t run = 0;
-		while (i + run < n && plain(v[i + run]))
-			run++;
-		if (run) {
-			size_t room = end > l->len ? end - l->len : 0;
-			if (run > room) {
-				put(l, end, v + i, room);
-				return false;
-			}
-			put(l, end, v + i, run);
-			i += run;
-			continue;
-		}
+		if (!put_plain_run(l, end, v, n, &i))
+			return false;
+		if (i == n)
+			break;
 		unsigned char c = v[i];
 		char u[12];
 		size_t k, used = 1;
