@@ -29,5 +29,4 @@ size_t rpc_encode_utf8(const uint8_t *p, size_t n, bool final, char *out, size_t
 size_t rpc_encode_json(const uint8_t *p, size_t n, bool final, char *out, size_t room,
 		       size_t *consumed, bool *full);
 
-
 #endif
