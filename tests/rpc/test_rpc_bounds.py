@@ -180,14 +180,14 @@ def test_three_clients_that_do_not_read_keep_memory_bounded(rpc):
     rpchelp.wait_until(lambda: probe.request({"type": "info"})["server"]["running"] == 0, 60,
                        "the three commands to finish")
     grown = status_kib(s.pid, "VmHWM") - base
-    # was 344 MiB; now at most --max-buffered-per-conn (32 MiB) is held per client,
-    # 16 MiB per result
-    assert grown < 120 * 1024 * MEM, grown
+    # was 344 MiB; now at most --max-buffered-per-conn (32 MiB) is held per
+    # client, plus one result (16 MiB) being copied into its queue: 3 x 48 MiB
+    assert grown < 3 * 48 * 1024 * MEM + 16 * 1024, grown
     assert s.rss_kib() - base < 80 * 1024 * MEM
     # and the loop still answers at once
     t0 = time.monotonic()
     assert probe.request({"type": "ping"})["type"] == "pong"
-    assert time.monotonic() - t0 < t(0.5)
+    assert time.monotonic() - t0 < t(2)
 
 
 def test_notification_output_is_not_kept(rpc, tmp_path):
