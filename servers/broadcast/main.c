@@ -38,6 +38,7 @@
 #define SWEEP_BUSY_MS 20
 
 struct options {
+	const char *engine; /* sqlite:PATH or redis://...; NULL: sqlite:--db */
 	const char *db;
 	uint32_t history_size;
 	uint32_t history_on_join;
@@ -68,6 +69,7 @@ struct room {
 	uint64_t committed_seq; /* next_seq at the last commit: where a failed turn goes back */
 	uint32_t count;
 	char name[NAME_MAX_LEN + 1];
+	char epoch[BC_EPOCH_LEN + 1];
 };
 
 /* A frame addressed to a room, waiting for the turn's commit. */
@@ -362,6 +364,7 @@ struct join_args {
 	char user[NAME_MAX_LEN + 1];
 	uint64_t since;
 	bool has_since, has_user;
+	char epoch[BC_EPOCH_LEN + 1]; /* &epoch=: the client's, "" when not given */
 };
 
 /* Reads ?id=, &user=, &since=; false with *why on a bad value. */
@@ -393,6 +396,13 @@ join_args(const struct ws_http_request *req, struct join_args *a, const char **w
 		}
 		a->has_since = true;
 	}
+	if ((r = ws_http_query_arg(req, "epoch", buf, sizeof(buf)))) {
+		if (r < 0 || strlen(buf) > BC_EPOCH_LEN || !name_valid(buf)) {
+			*why = "invalid epoch: use the welcome's";
+			return false;
+		}
+		strcpy(a->epoch, buf);
+	}
 	return true;
 }
 
@@ -421,7 +431,7 @@ bc_admit(void *app, struct ws_conn *c, const struct ws_http_request *req, const 
 	}
 	if (!r && bc_store_room_count(bc->store) >= bc->opt.max_stored_rooms) {
 		uint64_t next;
-		switch (bc_store_room_lookup(bc->store, a.room, &next)) {
+		switch (bc_store_room_lookup(bc->store, a.room, &next, NULL)) {
 		case BC_STORE_FOUND:
 			break;
 		case BC_STORE_ABSENT:
@@ -534,6 +544,33 @@ send_page(struct bc *bc, struct ws_conn *c, bool ok)
 	bc->scratch.head = 0;
 }
 
+/* A fresh epoch: 64 random bits in hex (the clock's if getrandom fails). */
+static void
+new_epoch(char out[BC_EPOCH_LEN + 1])
+{
+	uint64_t v;
+	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
+		v = ws_clock_wall_ms() * 0x9e3779b97f4a7c15ull;
+	snprintf(out, BC_EPOCH_LEN + 1, "%016llx", (unsigned long long)v);
+}
+
+/*
+ * Whether a ?since= join gets everything after since: the client's epoch
+ * (when it names one) is the room's, since is not past the room's last
+ * seq, and the history still holds since + 1 (or there is nothing newer).
+ */
+static bool
+recovered(struct bc *bc, const struct room *room, const struct join_args *a)
+{
+	uint64_t last = room->next_seq - 1;
+	if (a->epoch[0] && strcmp(a->epoch, room->epoch) != 0)
+		return false;
+	if (a->since >= last)
+		return a->since == last;
+	uint64_t kept = bc->opt.history_size;
+	return last - a->since <= kept;
+}
+
 static void
 send_welcome(struct bc *bc, struct member *m, const struct join_args *a)
 {
@@ -554,6 +591,11 @@ send_welcome(struct bc *bc, struct member *m, const struct join_args *a)
 		limit = bc->opt.history_on_join;
 		since = last > limit ? last - limit : 0;
 	}
+	ok = ok && put(b, "\"epoch\":") && put_str(b, room->epoch, strlen(room->epoch)) &&
+	     put(b, ",\"last_seq\":") && put_uint(b, last) && put(b, ",");
+	if (a->has_since)
+		ok = ok && put(b, recovered(bc, room, a) ? "\"recovered\":true,"
+							 : "\"recovered\":false,");
 	send_page(bc, m->c, ok && put_history(bc, &pg, room, since, limit, false));
 }
 
@@ -579,14 +621,18 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 	struct room *room = *slot;
 	if (!room) {
 		uint64_t next = 1;
-		enum bc_store_lookup found = bc_store_room_lookup(bc->store, a.room, &next);
+		char epoch[BC_EPOCH_LEN + 1] = "";
+		enum bc_store_lookup found = bc_store_room_lookup(bc->store, a.room, &next, epoch);
 		room = found == BC_STORE_LOOKUP_ERROR ? NULL : calloc(1, sizeof(*room));
 		if (!room) {
 			ws_conn_close(c, WS_CLOSE_INTERNAL, "database error");
 			return;
 		}
+		if (found == BC_STORE_ABSENT || !epoch[0])
+			new_epoch(epoch);
+		memcpy(room->epoch, epoch, sizeof(room->epoch));
 		if (found == BC_STORE_ABSENT)
-			stored(bc, bc_store_room_add(bc->store, a.room, t));
+			stored(bc, bc_store_room_add(bc->store, a.room, epoch, t));
 		strcpy(room->name, a.room);
 		ws_list_init(&room->members);
 		room->next_seq = room->committed_seq = next;
@@ -683,6 +729,7 @@ chat(struct bc *bc, struct member *m, const char *text, size_t len)
 		return;
 	struct bc_message msg = {
 		.seq = room->next_seq,
+		.epoch = room->epoch,
 		.from = m->user,
 		.text = text,
 		.text_len = len,
@@ -856,7 +903,7 @@ bc_http(void *app, struct ws_conn *c, const struct ws_http_request *req)
 		name[n] = '\0';
 		end_turn(bc);
 		if (!name_valid(name) ||
-		    bc_store_room_lookup(bc->store, name, &next) != BC_STORE_FOUND)
+		    bc_store_room_lookup(bc->store, name, &next, NULL) != BC_STORE_FOUND)
 			return false; /* 404 */
 		struct room *r = *room_slot(bc, name);
 		struct ws_buf *b = &bc->scratch;
@@ -952,8 +999,12 @@ bc_stop(void *app)
 #define OPT(field) offsetof(struct options, field)
 
 static const struct ws_option bc_opts[] = {
+	{ "engine", "WS_ENGINE", "URL", WS_OPT_STRING, OPT(engine), 0, 0,
+	  "where rooms live: sqlite:PATH (default sqlite:ws-broadcast.db) or "
+	  "redis://[user:pass@]host:port[/db] (several servers, one room space)",
+	  NULL },
 	{ "db", "WS_DB", "PATH", WS_OPT_STRING, OPT(db), 0, 0,
-	  "SQLite database of rooms, memberships and history", NULL },
+	  "SQLite database of rooms, memberships and history (--engine sqlite:PATH)", NULL },
 	{ "history-size", "WS_HISTORY_SIZE", "N", WS_OPT_UINT, OPT(history_size), 0, 1000000,
 	  "messages kept per room, 0 = none", NULL },
 	{ "history-on-join", "WS_HISTORY_ON_JOIN", "N", WS_OPT_UINT, OPT(history_on_join), 0,
@@ -1006,12 +1057,46 @@ bc_confine(void *app, const struct ws_config *cfg)
 	return ws_sandbox_confine_server(&self, NULL, cfg->no_self_sandbox);
 }
 
+/*
+ * --engine, with --db as sqlite:'s alias: sets opt->db for SQLite. False
+ * (with one "error:" line) for an engine this build cannot run.
+ */
+static bool
+pick_engine(struct options *opt)
+{
+	const char *e = opt->engine;
+	if (!e) {
+		if (!opt->db)
+			opt->db = "ws-broadcast.db";
+		return true;
+	}
+	if (opt->db) {
+		fprintf(stderr, "error: --db is --engine sqlite:PATH's alias: give one of them\n");
+		return false;
+	}
+	if (strncmp(e, "sqlite:", 7) == 0 && e[7]) {
+		opt->db = e + 7;
+		return true;
+	}
+	if (strncmp(e, "rediss://", 9) == 0) {
+		fprintf(stderr,
+			"error: --engine: rediss:// needs hiredis with TLS, and this build's "
+			"(Debian 12's hiredis 0.14.1) has none: use redis:// on loopback or a "
+			"private network, or a TLS tunnel\n");
+		return false;
+	}
+	fprintf(stderr,
+		"error: --engine: '%s': expected sqlite:PATH or "
+		"redis://[user:pass@]host:port[/db]\n",
+		e);
+	return false;
+}
+
 int
 main(int argc, char **argv)
 {
 	static struct bc bc = {
 		.opt = {
-			.db = "ws-broadcast.db",
 			.history_size = 1000,
 			.history_on_join = 20,
 			.welcome_members = 100,
@@ -1038,6 +1123,8 @@ main(int argc, char **argv)
 		"Chat rooms keyed by ?id=, with presence and history in SQLite.", argc, argv);
 	if (parsed != WS_CONFIG_RUN)
 		return ws_config_exit_status(parsed);
+	if (!pick_engine(&bc.opt))
+		return WS_EXIT_USAGE;
 	ws_log_init(cfg.level, cfg.format);
 	bc.cfg = &cfg;
 	/* a welcome counts against the send queue, with room left for what follows it */

@@ -9,7 +9,7 @@
 
 /* PRAGMA application_id of a ws-broadcast database: "wsBC". */
 #define APP_ID 0x77734243
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 /* While starting (before the port opens) a lock held elsewhere is waited for this long. */
 #define START_BUSY_MS 2000
 /* The WAL is cut back to this after a checkpoint. */
@@ -38,9 +38,9 @@ enum stmt {
 };
 
 static const char *const sql[S_COUNT] = {
-	[S_ROOM_GET] = "SELECT next_seq FROM rooms WHERE name = ?1",
-	[S_ROOM_ADD] = "INSERT OR IGNORE INTO rooms(name, created_ms, next_seq, active_ms) "
-		       "VALUES (?1, ?2, ?3, ?2)",
+	[S_ROOM_GET] = "SELECT next_seq, epoch FROM rooms WHERE name = ?1",
+	[S_ROOM_ADD] = "INSERT OR IGNORE INTO rooms(name, created_ms, next_seq, active_ms, epoch) "
+		       "VALUES (?1, ?2, ?3, ?2, ?4)",
 	[S_ROOM_SEQ] = "UPDATE rooms SET next_seq = ?2, active_ms = ?3 WHERE name = ?1",
 	[S_ROOM_TOUCH] = "UPDATE rooms SET active_ms = ?2 WHERE name = ?1",
 	[S_ROOM_OLD] = "SELECT name FROM rooms WHERE active_ms < ?1 ORDER BY active_ms LIMIT ?2",
@@ -65,7 +65,8 @@ static const char schema[] =
 	"  name TEXT PRIMARY KEY,"
 	"  created_ms INTEGER NOT NULL,"
 	"  next_seq INTEGER NOT NULL,"
-	"  active_ms INTEGER NOT NULL DEFAULT 0"
+	"  active_ms INTEGER NOT NULL DEFAULT 0,"
+	"  epoch TEXT NOT NULL DEFAULT ''"
 	") WITHOUT ROWID;"
 	"CREATE INDEX rooms_active ON rooms(active_ms);"
 	"CREATE TABLE memberships ("
@@ -98,6 +99,14 @@ static const char migrate_1_to_2[] =
 	"  max(created_ms, CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER));"
 	"CREATE INDEX rooms_active ON rooms(active_ms);"
 	"PRAGMA user_version = 2;";
+
+/*
+ * Version 2 had no epochs: each stored room gets a random one now, so a
+ * client's epoch from before the upgrade no longer matches (it reloads once).
+ */
+static const char migrate_2_to_3[] = "ALTER TABLE rooms ADD COLUMN epoch TEXT NOT NULL DEFAULT '';"
+				     "UPDATE rooms SET epoch = lower(hex(randomblob(8)));"
+				     "PRAGMA user_version = 3;";
 
 struct bc_store {
 	sqlite3 *db;
@@ -241,6 +250,11 @@ prepare_schema(struct bc_store *st, const char *path, char *err, size_t errlen)
 	}
 	if (ver < 2 && (!exec(st, "BEGIN") || !exec(st, migrate_1_to_2) || !exec(st, "COMMIT"))) {
 		snprintf(err, errlen, "%s: cannot migrate schema to version 2: %s", path,
+			 sqlite3_errmsg(st->db));
+		return false;
+	}
+	if (ver < 3 && (!exec(st, "BEGIN") || !exec(st, migrate_2_to_3) || !exec(st, "COMMIT"))) {
+		snprintf(err, errlen, "%s: cannot migrate schema to version 3: %s", path,
 			 sqlite3_errmsg(st->db));
 		return false;
 	}
@@ -412,13 +426,19 @@ bc_store_recover(struct bc_store *st, uint64_t now_ms)
 }
 
 enum bc_store_lookup
-bc_store_room_lookup(struct bc_store *st, const char *room, uint64_t *next_seq)
+bc_store_room_lookup(struct bc_store *st, const char *room, uint64_t *next_seq,
+		     char epoch[BC_EPOCH_LEN + 1])
 {
 	sqlite3_stmt *s = st->st[S_ROOM_GET];
 	sqlite3_bind_text(s, 1, room, -1, SQLITE_STATIC);
 	int rc = sqlite3_step(s);
-	if (rc == SQLITE_ROW)
+	if (rc == SQLITE_ROW) {
 		*next_seq = (uint64_t)sqlite3_column_int64(s, 0);
+		if (epoch) {
+			const char *e = (const char *)sqlite3_column_text(s, 1);
+			snprintf(epoch, BC_EPOCH_LEN + 1, "%s", e ? e : "");
+		}
+	}
 	sqlite3_reset(s);
 	sqlite3_clear_bindings(s);
 	if (rc == SQLITE_ROW)
@@ -431,12 +451,14 @@ bc_store_room_lookup(struct bc_store *st, const char *room, uint64_t *next_seq)
 
 /* Inserts a room row with the given next seq; counts it when it is new. */
 static enum bc_store_status
-room_insert(struct bc_store *st, const char *room, uint64_t next_seq, uint64_t now_ms)
+room_insert(struct bc_store *st, const char *room, uint64_t next_seq, uint64_t now_ms,
+	    const char *epoch)
 {
 	sqlite3_stmt *s = st->st[S_ROOM_ADD];
 	sqlite3_bind_text(s, 1, room, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(s, 2, (sqlite3_int64)now_ms);
 	sqlite3_bind_int64(s, 3, (sqlite3_int64)next_seq);
+	sqlite3_bind_text(s, 4, epoch ? epoch : "", -1, SQLITE_STATIC);
 	enum bc_store_status r = step_done(st, S_ROOM_ADD);
 	if (r == BC_STORE_OK && sqlite3_changes(st->db) == 1) {
 		st->rooms++;
@@ -446,10 +468,10 @@ room_insert(struct bc_store *st, const char *room, uint64_t next_seq, uint64_t n
 }
 
 enum bc_store_status
-bc_store_room_add(struct bc_store *st, const char *room, uint64_t now_ms)
+bc_store_room_add(struct bc_store *st, const char *room, const char *epoch, uint64_t now_ms)
 {
 	enum bc_store_status r = begin(st);
-	return r != BC_STORE_OK ? r : room_insert(st, room, 1, now_ms);
+	return r != BC_STORE_OK ? r : room_insert(st, room, 1, now_ms, epoch);
 }
 
 enum bc_store_status
@@ -484,7 +506,7 @@ bc_store_message(struct bc_store *st, const char *room, const struct bc_message 
 		return r;
 	/* the room's row went with a failed turn: store it again, seq and all */
 	if (sqlite3_changes(st->db) == 0 &&
-	    (r = room_insert(st, room, m->seq + 1, m->ts)) != BC_STORE_OK)
+	    (r = room_insert(st, room, m->seq + 1, m->ts, m->epoch)) != BC_STORE_OK)
 		return r;
 	if (st->lim.history_size == 0)
 		return BC_STORE_OK;

@@ -18,8 +18,12 @@
 
 struct bc_store;
 
+/* An epoch: 16 lower-case hex digits, random, made with the room's history. */
+#define BC_EPOCH_LEN 16
+
 struct bc_message {
 	uint64_t seq;
+	const char *epoch; /* the room's, to store its row again if a failed turn lost it */
 	const char *from;
 	const char *text;
 	size_t text_len;
@@ -58,11 +62,15 @@ void bc_store_destroy(struct bc_store *st);
 /* Closes memberships a crash left open (reason "restart"); returns how many, or -1. */
 int bc_store_recover(struct bc_store *st, uint64_t now_ms);
 
-/* Whether the room is stored; *next_seq gets its next seq when found. */
-enum bc_store_lookup bc_store_room_lookup(struct bc_store *st, const char *room,
-					  uint64_t *next_seq);
-/* Stores a new room (next seq 1, active now). */
-enum bc_store_status bc_store_room_add(struct bc_store *st, const char *room, uint64_t now_ms);
+/*
+ * Whether the room is stored; when found, *next_seq gets its next seq and
+ * epoch (unless NULL) its epoch ("" for none).
+ */
+enum bc_store_lookup bc_store_room_lookup(struct bc_store *st, const char *room, uint64_t *next_seq,
+					  char epoch[BC_EPOCH_LEN + 1]);
+/* Stores a new room (next seq 1, active now) with its epoch. */
+enum bc_store_status bc_store_room_add(struct bc_store *st, const char *room, const char *epoch,
+				       uint64_t now_ms);
 /* Marks a room active now (its last member left): the expiry clock starts. */
 enum bc_store_status bc_store_room_touch(struct bc_store *st, const char *room, uint64_t now_ms);
 /* Rooms stored (kept up to date by this module). */

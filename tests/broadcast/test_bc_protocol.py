@@ -13,7 +13,7 @@ from lib.proc import t, wait_until
 from lib.server import STOP_TIMEOUT
 from lib.wsclient import OP_TEXT, Closed, HandshakeRefused, client_frame
 
-WELCOME_KEYS = {"type", "id", "room", "count", "members", "history"}
+WELCOME_KEYS = {"type", "id", "room", "count", "members", "epoch", "last_seq", "history"}
 JOIN_KEYS = {"type", "id", "room", "count"}
 MESSAGE_KEYS = {"type", "from", "room", "text", "seq", "ts"}
 HISTORY_KEYS = {"type", "from", "text", "seq", "ts"}
@@ -44,7 +44,7 @@ def test_welcome_then_join_to_everyone_including_joiner(bc):
     w = a.recv_json()
     assert set(w) == WELCOME_KEYS, w
     assert w == {"type": "welcome", "id": "alice", "room": "lobby", "count": 1,
-                 "members": ["alice"], "history": []}
+                 "members": ["alice"], "epoch": w["epoch"], "last_seq": 0, "history": []}
     j = a.recv_json()
     assert j == {"type": "join", "id": "alice", "room": "lobby", "count": 1}
 

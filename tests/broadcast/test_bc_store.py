@@ -357,7 +357,7 @@ def test_v1_database_is_migrated(bc, tmp_path):
     ws.close()
     c = sqlite3.connect("file:%s?mode=ro" % db, uri=True)
     try:
-        assert c.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 3
         assert c.execute("SELECT active_ms FROM rooms WHERE name = 'ancient'"
                          ).fetchone()[0] >= before - 1000
     finally:
