@@ -1,5 +1,6 @@
 // Browser: headless Chromium (Debian's, driven by playwright-core) opens the
-// demo page served by the relay Worker in workerd, echoes, chats between two
+// demo page served by the next Worker in workerd (every WebSocket through the
+// stand-in SDK's message-by-message relay, lib/relay.mjs), echoes, chats between two
 // pages (members, counts, a server crash and the reconnect with since=), and
 // runs a command with streamed output, its exit code, and a kill.
 
@@ -11,6 +12,7 @@ import { chromium } from 'playwright-core';
 import { WebSocketServer } from 'ws';
 import { assert, assertEqual, until } from './lib/harness.mjs';
 import { Relay, serverToken } from './lib/relay.mjs';
+import { Runtime } from './lib/runtime.mjs';
 import { Tree } from './lib/tree.mjs';
 
 const TOKEN = 'browser-token';
@@ -28,9 +30,13 @@ export async function run(h, ctx) {
   const ports = { echo: ctx.port(30), broadcast: ctx.port(31), rpc: ctx.port(32) };
   const tree = new Tree({ root: ctx.root, build: ctx.build, ports, env: { WS_RPC_TOKEN: serverToken(TOKEN) } });
   ctx.cleanup(() => tree.cleanup());
+  // the next Worker (container/worker-next) in workerd, the servers under s6,
+  // every WebSocket through the stand-in SDK's message-by-message relay
+  const cports = { 8080: ports.echo, 8081: ports.broadcast, 8082: ports.rpc };
+  const runtime = new Runtime({ build: ctx.build, ports: cports, tree, listen: ctx.port(35) });
+  ctx.cleanup(() => runtime.cleanup());
   const relay = new Relay({
-    root: ctx.root, here: ctx.here, token: TOKEN, listen: ctx.port(33),
-    ports: { 8080: ports.echo, 8081: ports.broadcast, 8082: ports.rpc },
+    root: ctx.root, here: ctx.here, line: 'next', token: TOKEN, listen: ctx.port(33), ports: cports, control: runtime.url,
   });
   ctx.cleanup(() => relay.cleanup());
   const profile = mkdtempSync(join(tmpdir(), 'sandbox-ws-chromium-'));
@@ -42,6 +48,7 @@ export async function run(h, ctx) {
   const up = await h.check('servers, relay Worker and Chromium start', async () => {
     await tree.start();
     await tree.waitReady();
+    await runtime.start();
     await relay.start();
     const t0 = performance.now();
     browser = await chromium.launchPersistentContext(profile, {
@@ -117,7 +124,7 @@ export async function run(h, ctx) {
       await page.click('#chat-join');
       await page.locator('#chat-status[data-state="open"]').waitFor();
       const seen = (await relay.seen()).slice(n);
-      assertEqual([...new Set(seen.map((x) => x.path))].sort(), ['/ws/broadcast', '/ws/echo', '/ws/json'], 'routes');
+      assertEqual([...new Set(seen.map((x) => x.url.split('?')[0]))].sort(), ['/ws/broadcast', '/ws/echo', '/ws/json'], 'routes');
       assertEqual([...new Set(seen.map((x) => x.sandboxId))], ['default'], 'sandbox ids the Worker saw');
       assert(urls.length >= 3 && urls.every((u) => new URL(u).searchParams.get('sandbox') === 'default'),
         `the page's URLs without sandbox=default: ${urls.join(' ')}`);

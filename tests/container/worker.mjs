@@ -1,46 +1,102 @@
-// Worker hop: the Worker's routing (container/worker/src/router.ts) in
-// Cloudflare's workerd, forwarding upgrades the way the Sandbox SDK's
-// wsConnect() does to the s6-supervised servers on loopback; echo,
-// broadcast and exec through it with the Node `ws` client. Plus tsc on the
-// Worker against the npm @cloudflare/sandbox types.
+// Worker hop: both Workers of container/ — worker/ (@cloudflare/sandbox 0.12)
+// and worker-next/ (0.13.0-next) — type-checked against their pinned SDKs,
+// then run unchanged in Cloudflare's workerd with a stand-in SDK whose
+// wsConnect() relays like the real one (@cloudflare/containers: message by
+// message, pings answered on each side, 1005/1006 -> 1000, errors -> 1011,
+// an open socket in flight). Every case runs through each Worker:
+//   0.12: no supervisor (sandbox.Dockerfile's shape): the Worker starts each
+//         server with startProcess() and waits with waitForPort();
+//   next: the servers run under s6 (../Dockerfile's shape): the Worker starts
+//         nothing and waits for s6's readiness; without s6 it exec()s them.
 
 import { execFile } from 'node:child_process';
-import { createServer } from 'node:http';
+import { request as httpRequest, createServer } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { WebSocketServer } from 'ws';
-import { broadcastCheck, Client, echoCheck, join as joinRoom, rpcCheck } from './lib/client.mjs';
-import { assert, assertEqual, until } from './lib/harness.mjs';
-import { Relay, serverToken } from './lib/relay.mjs';
+import WebSocket, { WebSocketServer } from 'ws';
+import { Client, echoCheck, join as joinRoom, rpcCheck } from './lib/client.mjs';
+import { assert, assertEqual, until, within } from './lib/harness.mjs';
+import { Relay, serverToken, WORKERS } from './lib/relay.mjs';
+import { Runtime } from './lib/runtime.mjs';
 import { Tree } from './lib/tree.mjs';
 
 const exec = promisify(execFile);
 const TOKEN = 'worker-hop-token';
 
-export async function run_(h, ctx) {} // (keeps the export list obvious)
+/** A raw HTTP/1.1 request (Node's fetch cannot send Connection/Upgrade): {status, body, headers}. */
+function rawRequest(url, headers) {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { headers }, (res) => {
+      let body = '';
+      res.on('data', (d) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode, body, headers: res.headers }));
+    });
+    req.on('upgrade', (res, socket) => {
+      socket.destroy();
+      resolve({ status: res.statusCode, body: '', headers: res.headers });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** Opens a raw `ws` socket that does not answer pings itself; records the pings and pongs it sees. */
+async function quietSocket(url) {
+  const ws = new WebSocket(url, { autoPong: false, perMessageDeflate: false });
+  const seen = { pings: 0, pongs: 0, messages: [] };
+  ws.on('ping', () => seen.pings++);
+  ws.on('pong', () => seen.pongs++);
+  ws.on('message', (d) => seen.messages.push(d.toString()));
+  ws.on('error', () => {});
+  const closed = new Promise((resolve) => ws.once('close', (code, reason) => resolve({ code, reason: reason.toString(), at: Date.now() })));
+  await within(5_000, new Promise((resolve, reject) => { ws.once('open', resolve); ws.once('unexpected-response', (_q, r) => reject(new Error(`HTTP ${r.statusCode}`))); }), `open ${url}`);
+  return { ws, seen, closed };
+}
 
 export async function run(h, ctx) {
-  const worker = join(ctx.root, 'container', 'worker');
-  await h.check('tsc --noEmit on container/worker (npm @cloudflare/sandbox types)', async () => {
+  for (const [line, offset] of [['0.12', 20], ['next', 40]]) {
+    const section = h.section;
+    h.section = `${section} ${line}`;
+    try {
+      await runLine(h, ctx, line, offset);
+    } finally {
+      h.section = section;
+    }
+  }
+}
+
+async function runLine(h, ctx, line, base) {
+  const dir = join(ctx.root, 'container', WORKERS[line].dir);
+  await h.check(`tsc --noEmit on container/${WORKERS[line].dir} (npm @cloudflare/sandbox ${WORKERS[line].sdk} types)`, async () => {
     const t0 = performance.now();
-    await exec(join(worker, 'node_modules', '.bin', 'tsc'), ['--noEmit', '-p', worker], { timeout: 120_000 })
+    await exec(join(dir, 'node_modules', '.bin', 'tsc'), ['--noEmit', '-p', dir], { timeout: 120_000 })
       .catch((e) => { throw new Error(`${e.stdout}${e.stderr}`); });
     h.note(`tsc --noEmit: ${Math.round(performance.now() - t0)} ms`);
   }, { timeout: 130_000 });
 
-  const ports = { echo: ctx.port(20), broadcast: ctx.port(21), rpc: ctx.port(22) };
-  // ws-rpc holds the token the Worker derives, never the clients' one
-  const tree = new Tree({ root: ctx.root, build: ctx.build, ports, env: { WS_RPC_TOKEN: serverToken(TOKEN), WS_LOG_LEVEL: 'info' } });
-  ctx.cleanup(() => tree.cleanup());
+  const port = (n) => ctx.port(base + n);
+  const ports = { echo: port(0), broadcast: port(1), rpc: port(2) };
+  const cports = { 8080: ports.echo, 8081: ports.broadcast, 8082: ports.rpc };
+  const s6 = line === 'next';
+  // next: the image's s6 runs the servers, ws-rpc holding the token the
+  // Worker derives (its Durable Object's envVars); 0.12: the Worker starts them
+  const tree = s6 ? new Tree({ root: ctx.root, build: ctx.build, ports, env: { WS_RPC_TOKEN: serverToken(TOKEN), WS_LOG_LEVEL: 'info' } }) : null;
+  if (tree) ctx.cleanup(() => tree.cleanup());
+  const runtime = new Runtime({ build: ctx.build, ports: cports, tree, listen: port(3) });
+  ctx.cleanup(() => runtime.cleanup());
   const relay = new Relay({
-    root: ctx.root, here: ctx.here, token: TOKEN, listen: ctx.port(23),
-    ports: { 8080: ports.echo, 8081: ports.broadcast, 8082: ports.rpc },
+    root: ctx.root, here: ctx.here, line, token: TOKEN, listen: port(4), ports: cports, control: runtime.url,
+    serverEnv: s6 ? {} : { WS_LOG_LEVEL: 'info' },
   });
   ctx.cleanup(() => relay.cleanup());
+  const serverLog = () => (tree ? tree.log() : runtime.log());
 
-  const up = await h.check('servers under s6 and the relay Worker in workerd start', async () => {
-    await tree.start();
-    await tree.waitReady();
+  const up = await h.check(`the Worker in workerd with the stand-in SDK starts${s6 ? ', servers under s6' : ''}`, async () => {
+    await runtime.start();
+    if (tree) {
+      await tree.start();
+      await tree.waitReady();
+    }
     await relay.start();
     h.note(`workerd start to serving: ${Math.round(relay.startMs)} ms`);
   }, { timeout: 90_000 });
@@ -57,21 +113,54 @@ export async function run(h, ctx) {
     for (const id of ['echo-log', 'chat-count', 'cmd-kill']) assert(body.includes(`id="${id}"`), `page lacks #${id}`);
   });
 
-  await h.check('no token, a wrong token: 401 before anything is routed', async () => {
-    for (const path of ['/ws/echo', '/ws/broadcast?id=x', '/ws/json?token=wrong']) {
+  await h.check('no token, a wrong token: 401 before anything is started', async () => {
+    const before = runtime.execs.length;
+    for (const path of ['/ws/echo', '/ws/broadcast?id=x', '/ws/json?token=wrong', '/ws/terminal']) {
       const r = await Client.refusal(ws(path));
       assertEqual(r.status, 401, `${path}`);
     }
     const r = await Client.refusal(ws('/ws/echo'), { headers: { Authorization: 'Bearer nope' } });
     assertEqual(r.status, 401, 'wrong bearer token');
+    assertEqual(runtime.execs.length, before, 'processes started for refused requests');
   });
 
-  await h.check('unknown path 404, plain GET on a route 426', async () => {
+  await h.check('unknown path 404; plain GET 426; Upgrade: websocket without Connection: upgrade 426 with the reason (not 503)', async () => {
     assertEqual((await fetch(`${relay.url}/ws/nope?token=${TOKEN}`)).status, 404, '/ws/nope');
-    assertEqual((await fetch(`${relay.url}/ws/echo?token=${TOKEN}`)).status, 426, 'GET /ws/echo');
-  });
+    const g = await fetch(`${relay.url}/ws/echo?token=${TOKEN}`);
+    assertEqual([g.status, (await g.text()).trim()], [426, 'Expected a WebSocket upgrade'], 'GET /ws/echo');
+    const before = runtime.execs.length;
+    for (const connection of ['keep-alive', 'close', 'notupgrade']) {
+      const r = await rawRequest(`${relay.url}/ws/echo?token=${TOKEN}`, {
+        Upgrade: 'websocket', Connection: connection, 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version': '13',
+      });
+      assertEqual(r.status, 426, `Connection: ${connection}`);
+      assert(/without Connection: upgrade/.test(r.body), `reason for Connection: ${connection}: ${r.body}`);
+    }
+    assertEqual(runtime.execs.length, before, 'processes started for a non-upgrade');
+    // a Connection list holding upgrade is an upgrade
+    const ok = await rawRequest(`${relay.url}/ws/echo?token=${TOKEN}`, {
+      Upgrade: 'websocket', Connection: 'keep-alive, Upgrade', 'Sec-WebSocket-Key': 'dGhlIHNhbXBsZSBub25jZQ==', 'Sec-WebSocket-Version': '13',
+    });
+    assertEqual(ok.status, 101, 'Connection: keep-alive, Upgrade');
+  }, { timeout: 30_000 });
 
-  await h.check('echo through the Worker (token in the query)', () => echoCheck(ws(withToken('/ws/echo?sandbox=hop'))));
+  await h.check('echo through the Worker: text, binary, a 1 MiB binary message unchanged (token in the query)', async () => {
+    await echoCheck(ws(withToken('/ws/echo?sandbox=hop')));
+    const c = await Client.connect(ws(withToken('/ws/echo?sandbox=hop')));
+    try {
+      const big = Buffer.alloc(1 << 20);
+      for (let i = 0; i < big.length; i++) big[i] = (i * 131 + (i >> 9)) & 0xff;
+      c.send(big);
+      const m = await c.next(10_000);
+      assert(m.isBinary, '1 MiB came back as text');
+      assert(m.data.equals(big), `1 MiB changed (length ${m.data.length})`);
+      const text = 'é'.repeat(100_000);
+      c.send(text);
+      assertEqual((await c.next(10_000)).text === text, true, '200 kB text unchanged');
+    } finally {
+      await c.close().catch(() => c.terminate());
+    }
+  }, { timeout: 30_000 });
 
   await h.check('echo through the Worker (Authorization: Bearer)', async () => {
     const c = await Client.connect(ws('/ws/echo?id=hop'), { headers: { Authorization: `Bearer ${TOKEN}` } });
@@ -80,117 +169,214 @@ export async function run(h, ctx) {
     await c.close();
   });
 
-  await h.check('broadcast through the Worker: room from ?id=, counts, seq', async () => {
-    await broadcastCheck(ws(withToken('/ws/broadcast?sandbox=hop')), `hop-${Date.now()}`);
+  await h.check(s6 ? 'the servers run under s6: the Worker started none' : 'the Worker started each server once (startProcess), and reuses it', async () => {
+    const programs = runtime.execs.map((e) => e.command[0]).filter((p) => p.startsWith('ws-'));
+    if (s6) assertEqual(programs, [], 'servers the Worker started');
+    else assertEqual(programs, ['ws-echo'], 'servers the Worker started');
   });
 
-  await h.check('exec through the Worker: streamed output, exit code, kill (ws-rpc checks the token the Worker derives)', () =>
-    rpcCheck(ws(withToken('/ws/json?sandbox=hop'))));
+  const room = `hop-${line}-${Date.now()}`;
+  await h.check('broadcast with three clients through the Worker: welcome counts, joins, one message to all with one seq', async () => {
+    const base = ws(withToken('/ws/broadcast?sandbox=hop'));
+    const members = [];
+    try {
+      for (const [i, user] of ['ann', 'ben', 'cai'].entries()) {
+        const [c, w] = await joinRoom(base, room, user);
+        members.push(c);
+        assertEqual(w.count, i + 1, `welcome count of ${user}`);
+      }
+      await members[0].json((m) => m.type === 'join' && m.id === 'cai' && m.count === 3, 5_000, 'join of cai to ann');
+      members[1].sendJson({ type: 'message', text: 'to all three' });
+      const got = await Promise.all(members.map((c) => c.json((m) => m.type === 'message', 5_000, 'message')));
+      assertEqual(got.map((m) => [m.text, m.from]), Array(3).fill(['to all three', 'ben']), 'message to every member');
+      assert(got.every((m) => m.seq === got[0].seq && m.seq >= 1), `seqs ${got.map((m) => m.seq)}`);
+    } finally {
+      for (const c of members) await c.close().catch(() => c.terminate());
+    }
+  }, { timeout: 30_000 });
+
+  await h.check('exec through the Worker streams: output in several messages before the result, exit code, kill', async () => {
+    const c = await Client.connect(ws(withToken('/ws/json?sandbox=hop')));
+    try {
+      c.sendJson({ type: 'exec', id: 'tick', command: 'for i in 1 2 3; do echo tick $i; sleep 0.2; done; exit 4', stream: true });
+      const events = [];
+      for (;;) {
+        const m = await c.json((v) => v.id === 'tick', 10_000, 'exec events');
+        events.push(m);
+        if (m.type === 'result') break;
+      }
+      const outs = events.filter((e) => e.type === 'stdout');
+      assert(outs.length >= 3, `stdout in ${outs.length} messages: not streamed`);
+      assertEqual(outs.map((e) => e.data).join(''), 'tick 1\ntick 2\ntick 3\n', 'output');
+      assertEqual(events.at(-1).exitCode, 4, 'exit code');
+    } finally {
+      await c.close().catch(() => c.terminate());
+    }
+    await rpcCheck(ws(withToken('/ws/json?sandbox=hop')));
+  }, { timeout: 30_000 });
 
   await h.check('ws-rpc in the container does not take the clients\' token (401 straight to it)', async () => {
     assertEqual((await Client.refusal(`ws://127.0.0.1:${ports.rpc}/?token=${TOKEN}`)).status, 401, 'status');
   });
 
-  await h.check('?tok%65n= (URLSearchParams decodes names) is accepted, and the servers never see the token: not in ws-echo\'s log', async () => {
-    const before = tree.log().length;
+  await h.check('/ws/terminal is routed to ws-rpc with the derived token, path and query unchanged', async () => {
+    const n = (await relay.seen()).length;
+    const c = await Client.connect(ws(withToken('/ws/terminal?sandbox=hop&cols=80'))).catch((e) => e);
+    if (c instanceof Client) c.terminate();
+    const s = (await relay.seen()).slice(n);
+    assertEqual(s.map((x) => [x.port, x.url, x.authorization]), [[8082, '/ws/terminal?sandbox=hop&cols=80', `Bearer ${serverToken(TOKEN)}`]], 'what wsConnect got');
+  });
+
+  await h.check('?tok%65n= is accepted, and the servers never see the token: not in their logs', async () => {
+    const before = serverLog().length;
     await echoCheck(ws(`/ws/echo?sandbox=hop&tok%65n=${TOKEN}&mark=tok65n`));
     const c = await Client.connect(ws('/ws/echo?sandbox=hop&mark=header'), { headers: { Authorization: `Bearer ${TOKEN}` } });
     await c.close();
-    await until(3_000, () => /mark=header/.test(tree.log().slice(before)), 'ws-echo logged the connections (path with the query)');
-    const log = tree.log().slice(before);
+    await until(3_000, () => /mark=header/.test(serverLog().slice(before)), 'ws-echo logged the connections (path with the query)');
+    const log = serverLog().slice(before);
     assert(/mark=tok65n/.test(log), `no line for the tok%65n connection:\n${log}`);
-    assert(!log.includes(TOKEN), `the token reached ws-echo:\n${log}`);
+    assert(!serverLog().includes(TOKEN), 'the token reached a server');
   });
 
   await h.check('sandbox ids: ?sandbox= names one, else "default"; ?id= (a room) never does', async () => {
     const n = (await relay.seen()).length;
-    const room = `room-${Date.now()}`;
-    const [a] = await joinRoom(ws(withToken('/ws/broadcast')), room, 'ida');
+    const r = `room-${Date.now()}`;
+    const [a] = await joinRoom(ws(withToken('/ws/broadcast')), r, 'ida');
     await a.close();
-    const [b] = await joinRoom(ws(withToken('/ws/broadcast?sandbox=s1')), room, 'idb');
+    const [b] = await joinRoom(ws(withToken('/ws/broadcast?sandbox=s1')), r, 'idb');
     await b.close();
-    const got = (await relay.seen()).slice(n).map((x) => [x.path, x.sandboxId]);
-    assertEqual(got, [['/ws/broadcast', 'default'], ['/ws/broadcast', 's1']], 'sandbox ids');
+    const got = (await relay.seen()).slice(n).map((x) => [x.port, x.sandboxId]);
+    assertEqual(got, [[8081, 'default'], [8081, 's1']], 'sandbox ids');
   });
 
-  await h.check('close codes pass through the hop (server 1001 on drain reaches the client)', async () => {
-    const c = await Client.connect(ws(withToken('/ws/echo?sandbox=hop')));
-    await tree.svcCmd('echo', '-d'); // SIGTERM: the server drains with 1001
-    const closed = await c.waitClosed(5_000);
-    assertEqual(closed.code, 1001, 'close code through workerd');
+  await h.check('an open WebSocket is in flight (keeps the container awake) until it closes', async () => {
+    const c0 = await relay.counters();
+    const cs = [];
+    for (let i = 0; i < 3; i++) cs.push(await Client.connect(ws(withToken('/ws/echo?sandbox=hop'))));
+    const c1 = await relay.counters();
+    assertEqual(c1.inflight - c0.inflight, 3, 'in flight with three open');
+    for (const c of cs) await c.close();
+    await until(3_000, async () => (await relay.counters()).inflight === c0.inflight, 'in flight back after the closes');
   });
 
-  await h.check('a server that is down: 503 "WebSocket server unavailable", back once s6 restarts it', async () => {
-    const r = await Client.refusal(ws(withToken('/ws/echo?sandbox=hop')));
-    assertEqual(r.status, 503, 'status');
-    assert(r.body.includes('WebSocket server unavailable'), `body ${r.body}`);
-    await tree.svcCmd('echo', '-u');
-    await tree.waitReady(['echo']);
-    await echoCheck(ws(withToken('/ws/echo?sandbox=hop')));
+  await h.check('close codes as the client sees them: its own code reaches the server and comes back; a close without a code comes back as 1000', async () => {
+    // the client closes: ws-echo logs the code it received
+    const before = serverLog().length;
+    const c = await Client.connect(ws(withToken('/ws/echo?sandbox=hop&mark=clientclose')));
+    const closed = await c.close(4321, 'client says bye');
+    assertEqual(closed.code, 4321, 'code echoed back to the client');
+    await until(3_000, () => /4321/.test(serverLog().slice(before)), `ws-echo saw 4321:\n${serverLog().slice(before)}`);
+    // a client that closes without a code: the relay sends 1000 on (1005
+    // cannot be sent), the server answers 1000; straight to ws-echo it is 1005
+    const d = await Client.connect(ws(withToken('/ws/echo?sandbox=hop')));
+    d.ws.close();
+    assertEqual((await d.waitClosed()).code, 1000, 'a close without a code, through the relay');
   });
 
-  await h.check('the relay forwards like wsConnect: method, path, query without the token, headers, cf-container-target-port', async () => {
-    // a recording server stands in for ws-echo and ws-rpc on a second relay
+  // a recording server behind a second Worker: what the relay carries
+  await h.check('the relay: pings are not carried (each side is answered by the relay), messages are; headers as wsConnect sends them', async () => {
+    const events = [];
     let seen = null;
-    const http = createServer();
-    const wss = new WebSocketServer({ server: http });
+    const http = createServer((req, res) => res.end('ok')); // /healthz for the Worker's readiness wait
+    const wss = new WebSocketServer({ server: http, autoPong: false });
     wss.on('connection', (sock, req) => {
       seen = { method: req.method, url: req.url, headers: req.headers };
-      sock.close(1000);
+      sock.on('ping', (d) => events.push(`server got ping ${d}`));
+      sock.on('pong', (d) => events.push(`server got pong ${d}`));
+      sock.on('message', (d) => {
+        const t = d.toString();
+        if (t === 'ping me') sock.ping('from-server');
+        else if (t === 'die') sock._socket.destroy();
+        else if (t === 'close plain') sock.close();
+        else sock.send(d);
+      });
     });
-    await new Promise((resolve) => http.listen(ctx.port(24), '127.0.0.1', resolve));
-    http.on('request', (req, res) => { res.end('ok'); }); // /healthz for ensure()
+    await new Promise((resolve) => http.listen(port(5), '127.0.0.1', resolve));
+    const rt = new Runtime({ build: ctx.build, ports: { 8080: port(5), 8081: port(5), 8082: port(5) }, listen: port(6), external: true });
     const probe = new Relay({
-      root: ctx.root, here: ctx.here, token: TOKEN, listen: ctx.port(25), ports: { 8080: ctx.port(24), 8082: ctx.port(24) },
+      root: ctx.root, here: ctx.here, line, token: TOKEN, listen: port(7), control: rt.url, ports: { 8080: port(5), 8081: port(5), 8082: port(5) },
     });
-    const through = async (path, headers = {}) => {
-      seen = null;
-      // (a Sec-WebSocket-Protocol set by hand makes the client refuse the answer: what was sent counts)
-      const c = await Client.connect(probe.wsUrl(path), { headers }).catch(() => null);
-      if (c) await c.waitClosed(3_000).catch(() => c.terminate());
-      assert(seen, `${path}: the upgrade did not reach the server`);
-      return seen;
-    };
     try {
+      await rt.start();
       await probe.start();
-      let s = await through(`/ws/echo?sandbox=hop&id=r1&token=${TOKEN}&x=%2F1`, { 'X-Test': 'kept', 'Sec-WebSocket-Protocol': 'chat' });
-      assertEqual(s.method, 'GET', 'method');
-      assertEqual(s.url, '/ws/echo?sandbox=hop&id=r1&x=%2F1', 'path and query (token stripped)');
-      assertEqual(s.headers['x-test'], 'kept', 'X-Test header');
-      assertEqual(s.headers['cf-container-target-port'], '8080', 'cf-container-target-port');
-      assertEqual(s.headers['sec-websocket-protocol'], 'chat', 'subprotocol offer');
-      assertEqual(s.headers.authorization, undefined, 'Authorization to ws-echo');
-      // the encoded name the Worker accepts, every repeat, any case; the rest byte for byte
-      s = await through(`/ws/echo?tok%65n=${TOKEN}&a=1&TOKEN=x&y=a+b%20c&token=${TOKEN}&z=%7E&&e=`);
-      assertEqual(s.url, '/ws/echo?a=1&y=a+b%20c&z=%7E&&e=', '?tok%65n=, TOKEN=, token= stripped');
-      s = await through('/ws/echo?x=1', { Authorization: `Bearer ${TOKEN}` });
-      assertEqual([s.url, s.headers.authorization], ['/ws/echo?x=1', undefined], 'Authorization: Bearer stripped');
-      s = await through(`/ws/echo?token=${TOKEN}`);
-      assertEqual(s.url, '/ws/echo', 'the only parameter stripped');
-      // ws-rpc gets the derived token in a header, never the clients' one
-      s = await through(`/ws/json?sandbox=hop&token=${TOKEN}`);
-      assertEqual([s.url, s.headers.authorization], ['/ws/json?sandbox=hop', `Bearer ${serverToken(TOKEN)}`], 'ws-rpc request');
-      s = await through('/ws/json', { Authorization: `Bearer ${TOKEN}` });
-      assertEqual(s.headers.authorization, `Bearer ${serverToken(TOKEN)}`, 'ws-rpc Authorization');
+      const q = await quietSocket(probe.wsUrl(withToken('/ws/echo?sandbox=hop&id=r1&x=%2F1')));
+      // the client's ping: answered (by the relay), never reaches the server
+      q.ws.ping('from-client');
+      await until(3_000, () => q.seen.pongs === 1, 'pong to the client\'s ping');
+      // the server's ping: answered although this client answers none, and the client never sees it
+      q.ws.send('ping me');
+      await until(3_000, () => events.includes('server got pong from-server'), 'pong to the server\'s ping');
+      q.ws.send('after');
+      await until(3_000, () => q.seen.messages.includes('after'), 'message after the pings');
+      assertEqual(q.seen.pings, 0, 'pings the client saw');
+      assert(!events.some((e) => e.startsWith('server got ping')), `the client's ping crossed: ${events}`);
+      // the server's side dies without a close frame: the client gets 1000 (1006 rewritten)
+      q.ws.send('die');
+      const lost = await within(5_000, q.closed, 'close after the server died');
+      assertEqual(lost.code, 1000, `a lost server as the client sees it (reason "${lost.reason}")`);
+      const p = await quietSocket(probe.wsUrl(withToken('/ws/echo')));
+      p.ws.send('close plain');
+      assertEqual((await within(5_000, p.closed, 'close without a code')).code, 1000, 'a close without a code (1005) as the client sees it');
+      // forwarding: method, path, query without the token, headers, the port
+      assertEqual(seen.method, 'GET', 'method');
+      assertEqual(seen.url, '/ws/echo', 'path (token stripped)');
+      const r = await Client.connect(probe.wsUrl(`/ws/echo?sandbox=hop&tok%65n=${TOKEN}&a=1&TOKEN=x&y=a+b%20c&z=%7E&&e=`), { headers: { 'X-Test': 'kept' } });
+      await r.close();
+      assertEqual(seen.url, '/ws/echo?sandbox=hop&a=1&y=a+b%20c&z=%7E&&e=', '?tok%65n=, TOKEN= stripped, the rest byte for byte');
+      assertEqual(seen.headers['x-test'], 'kept', 'X-Test header');
+      assertEqual(seen.headers.authorization, undefined, 'Authorization to ws-echo');
+      assertEqual(seen.headers['cf-container-target-port'], line === 'next' ? undefined : '8080', 'cf-container-target-port');
+      const j = await Client.connect(probe.wsUrl('/ws/json'), { headers: { Authorization: `Bearer ${TOKEN}` } });
+      await j.close();
+      assertEqual(seen.headers.authorization, `Bearer ${serverToken(TOKEN)}`, 'ws-rpc gets the derived token');
     } finally {
       await probe.cleanup();
+      await rt.cleanup();
       wss.close();
       http.close();
     }
   }, { timeout: 60_000 });
 
-  await h.check('reconnect through the Worker after kill -9: broadcast seq continues', async () => {
-    const room = `hop-crash-${Date.now()}`;
+  await keepalive(h, ctx, line, port);
+
+  // a server restarted while clients are connected
+  await h.check(`${s6 ? 's6-svc -r ws-broadcast' : 'ws-broadcast stopped (SIGTERM)'} with three members: each gets 1001 through the relay, reconnects with since= and misses nothing`, async () => {
     const base = ws(withToken('/ws/broadcast?sandbox=hop'));
-    const [a] = await joinRoom(base, room, 'alice');
+    const r = `restart-${line}-${Date.now()}`;
+    const members = [];
+    for (const u of ['ann', 'ben', 'cai']) members.push((await joinRoom(base, r, u))[0]);
+    members[0].sendJson({ type: 'message', text: 'before' });
+    const last = await Promise.all(members.map((c) => c.json((m) => m.type === 'message' && m.text === 'before', 5_000, 'before')));
+    const seq = last[0].seq;
+    if (s6) await tree.svcCmd('broadcast', '-r');
+    else for (const p of runtime.running('ws-broadcast')) p.child.kill('SIGTERM');
+    const closes = await Promise.all(members.map((c) => c.waitClosed(8_000)));
+    assertEqual(closes.map((c) => c.code), [1001, 1001, 1001], 'close codes the members saw');
+    // ann is back first and writes; ben and cai come back after, with since=
+    const [a2, wa] = await until(10_000, () => joinRoom(base, r, 'ann', { since: seq }).catch(() => null), 'ann rejoins', 100);
+    assertEqual(wa.history.length, 0, 'ann missed nothing');
+    a2.sendJson({ type: 'message', text: 'while you were away' });
+    const m2 = await a2.json((m) => m.type === 'message', 5_000, 'own message');
+    const back = [];
+    for (const u of ['ben', 'cai']) {
+      const [c, w] = await joinRoom(base, r, u, { since: seq });
+      back.push(c);
+      assertEqual(w.history.map((m) => [m.seq, m.text]), [[m2.seq, 'while you were away']], `${u}'s history after since=${seq}`);
+    }
+    for (const c of [a2, ...back]) await c.close().catch(() => c.terminate());
+  }, { timeout: 40_000 });
+
+  await h.check('ws-broadcast killed (-9) with a member connected: the client sees 1000 (1006 rewritten by the relay), reconnects with since=, seq continues', async () => {
+    const base = ws(withToken('/ws/broadcast?sandbox=hop'));
+    const r = `crash-${line}-${Date.now()}`;
+    const [a] = await joinRoom(base, r, 'alice');
     a.sendJson({ type: 'message', text: 'before' });
     const m1 = await a.json((m) => m.type === 'message', 5_000, 'own message');
-    const st = await tree.status('broadcast');
-    process.kill(st.pid, 'SIGKILL');
+    const pid = s6 ? (await tree.status('broadcast')).pid : runtime.running('ws-broadcast')[0].pid;
+    process.kill(pid, 'SIGKILL');
     const closed = await a.waitClosed(5_000);
-    assert([1006, 1011, 1000].includes(closed.code), `close after the crash ${closed.code}`);
-    await tree.waitReady(['broadcast']);
-    const [b, wb] = await until(5_000, () => joinRoom(base, room, 'alice', { since: m1.seq }).catch(() => null), 'rejoin');
+    assertEqual(closed.code, 1000, `close after the crash (reason "${closed.reason}")`);
+    const [b, wb] = await until(10_000, () => joinRoom(base, r, 'alice', { since: m1.seq }).catch(() => null), 'rejoin', 100);
     try {
       assertEqual(wb.history.length, 0, 'history after since');
       b.sendJson({ type: 'message', text: 'after' });
@@ -199,11 +385,117 @@ export async function run(h, ctx) {
     } finally {
       await b.close().catch(() => b.terminate());
     }
-  }, { timeout: 20_000 });
+  }, { timeout: 30_000 });
 
-  await h.check('tree stops cleanly', async () => {
+  await h.check('a server that cannot run: 503 "WebSocket server unavailable" at once; back once it can', async () => {
+    if (s6) await tree.svcCmd('echo', '-d');
+    else {
+      runtime.refuse.add('ws-echo');
+      for (const p of runtime.running('ws-echo')) p.child.kill('SIGTERM');
+      await until(5_000, () => runtime.running('ws-echo').length === 0, 'ws-echo gone');
+    }
+    if (s6) await until(5_000, async () => !(await tree.status('echo')).up, 'echo down');
+    const t0 = performance.now();
+    const r = await Client.refusal(ws(withToken('/ws/echo?sandbox=hop')), { timeoutMs: 15_000 });
+    assertEqual(r.status, 503, 'status');
+    assert(r.body.includes('WebSocket server unavailable'), `body ${r.body}`);
+    h.note(`503 answered in ${Math.round(performance.now() - t0)} ms`);
+    if (s6) await tree.svcCmd('echo', '-u');
+    else runtime.refuse.delete('ws-echo');
+    await echoCheck(ws(withToken('/ws/echo?sandbox=hop')));
+  }, { timeout: 30_000 });
+
+  if (!s6) {
+    await h.check('next-API shape without s6 is covered by the next Worker; the 0.12 Worker restarts a server that exited', async () => {
+      for (const p of runtime.running('ws-rpc')) p.child.kill('SIGKILL');
+      await until(5_000, () => runtime.running('ws-rpc').length === 0, 'ws-rpc gone');
+      await rpcCheck(ws(withToken('/ws/json?sandbox=hop')));
+      assertEqual(runtime.running('ws-rpc').length, 1, 'ws-rpc processes');
+    });
+  } else {
+    await noSupervisor(h, ctx, port);
+  }
+
+  await h.check('workerd and the servers stop cleanly', async () => {
     await relay.stop();
-    const exit = await tree.stop(10_000);
-    assertEqual(exit.code, 0, 's6-svscan exit');
+    if (tree) assertEqual((await tree.stop(10_000)).code, 0, 's6-svscan exit');
   });
+}
+
+/**
+ * Keepalive when pings do not cross: ws-echo pinging every second and closing
+ * a connection idle for 3 s. Straight to the server, a client that answers no
+ * ping is closed "ping timeout"; through the relay the same client is closed
+ * "idle timeout" (the relay answered the server's pings for it, so only the
+ * data-based idle timeout finds it), and a client that sends messages stays.
+ */
+async function keepalive(h, ctx, line, port) {
+  const eport = port(8);
+  const cports = { 8080: eport, 8081: port(1), 8082: port(2) };
+  const s6 = line === 'next';
+  const env = { WS_PING_INTERVAL: '1', WS_IDLE_TIMEOUT: '3' };
+  const tree = s6 ? new Tree({
+    root: ctx.root, build: ctx.build, ports: { echo: eport, broadcast: port(1), rpc: port(2) }, services: ['echo'],
+    env: { WS_ECHO_PING_INTERVAL: env.WS_PING_INTERVAL, WS_ECHO_IDLE_TIMEOUT: env.WS_IDLE_TIMEOUT },
+  }) : null;
+  const runtime = new Runtime({ build: ctx.build, ports: cports, tree, listen: port(9) });
+  const relay = new Relay({
+    root: ctx.root, here: ctx.here, line, token: TOKEN, listen: port(10), ports: cports, control: runtime.url, serverEnv: s6 ? {} : env,
+  });
+  ctx.cleanup(() => relay.cleanup());
+  ctx.cleanup(() => runtime.cleanup());
+  if (tree) ctx.cleanup(() => tree.cleanup());
+  await h.check('server keepalive through the relay: ping timeout straight, idle timeout through the relay (pings answered by it), a talking client stays', async () => {
+    await runtime.start();
+    if (tree) {
+      await tree.start();
+      await tree.waitReady(['echo']);
+    }
+    await relay.start();
+    // the relayed ones first: the Worker may have to start ws-echo
+    const relayed = await quietSocket(relay.wsUrl(`/ws/echo?token=${TOKEN}`));
+    const talker = await quietSocket(relay.wsUrl(`/ws/echo?token=${TOKEN}`));
+    const direct = await quietSocket(`ws://127.0.0.1:${eport}/`);
+    const t0 = Date.now();
+    let n = 0;
+    const talk = setInterval(() => talker.ws.send(`m${n++}`), 500);
+    try {
+      const d = await within(8_000, direct.closed, 'direct client closed');
+      assertEqual([d.code, d.reason], [1001, 'ping timeout'], 'direct client that answers no ping');
+      assert(direct.seen.pings >= 1, 'the direct client saw the server\'s pings');
+      const r = await within(8_000, relayed.closed, 'relayed client closed');
+      assertEqual([r.code, r.reason], [1001, 'idle timeout'], 'relayed client that answers no ping');
+      assertEqual(relayed.seen.pings, 0, 'pings that reached the relayed client');
+      assert(r.at - t0 >= 2_500, `closed after ${r.at - t0} ms: before the idle timeout`);
+      assert(talker.ws.readyState === WebSocket.OPEN, 'the talking client was closed');
+      await until(3_000, () => talker.seen.messages.includes(`m${n - 1}`), 'the talker\'s echo');
+      h.note(`keepalive: ping timeout after ${d.at - t0} ms straight, idle timeout after ${r.at - t0} ms through the relay`);
+    } finally {
+      clearInterval(talk);
+      talker.ws.terminate();
+    }
+  }, { timeout: 40_000 });
+}
+
+/** The next Worker on an image without s6: it exec()s the servers itself, once. */
+async function noSupervisor(h, ctx, port) {
+  const cports = { 8080: port(11), 8081: port(12), 8082: port(13) };
+  const runtime = new Runtime({ build: ctx.build, ports: cports, listen: port(14) });
+  const relay = new Relay({
+    root: ctx.root, here: ctx.here, line: 'next', token: TOKEN, listen: port(15), ports: cports, control: runtime.url,
+  });
+  ctx.cleanup(() => relay.cleanup());
+  ctx.cleanup(() => runtime.cleanup());
+  await h.check('no supervisor in the image: the next Worker starts each server with exec() once, waits on its handle, reuses it', async () => {
+    await runtime.start();
+    await relay.start();
+    await echoCheck(relay.wsUrl(`/ws/echo?token=${TOKEN}`));
+    await rpcCheck(relay.wsUrl(`/ws/json?token=${TOKEN}`));
+    await echoCheck(relay.wsUrl(`/ws/echo?token=${TOKEN}`));
+    const started = runtime.execs.filter((e) => e.command[0].startsWith('ws-'));
+    assertEqual(started.map((e) => e.command), [['ws-echo'], ['ws-rpc']], 'exec calls of the Worker');
+    assertEqual(runtime.running('ws-echo').length, 1, 'ws-echo running');
+    const rpcEnv = started[1].env;
+    assertEqual([rpcEnv.WS_TOKEN, rpcEnv.WS_PORT, rpcEnv.WS_RUN_AS], [serverToken(TOKEN), '8082', 'ws-exec'], 'ws-rpc environment');
+  }, { timeout: 40_000 });
 }

@@ -1,13 +1,15 @@
 /*
- * The sandbox-ws Worker: WebSockets from the Internet to the servers inside a
- * Cloudflare Sandbox container (built from ../sandbox.Dockerfile).
+ * The sandbox-ws Worker for @cloudflare/sandbox 0.12 (startProcess,
+ * waitForPort, wsConnect): WebSockets from the Internet to the servers inside
+ * a Cloudflare Sandbox container (built from ../sandbox.Dockerfile). For the
+ * SDK's next API (0.13.0-next, then 1.0) use ../worker-next.
  * Routing, the token and the error answers are in router.ts; this file is
  * the Sandbox SDK side: start a server only when it is not running, wait for
  * its port, hand the upgrade over with wsConnect().
  */
 import { getSandbox, type Process, type Sandbox } from "@cloudflare/sandbox";
 import page from "../../demo/index.html";
-import { handle, serverToken, type Backend, type ServerRoute } from "./router";
+import { handle, serverEnv, type Backend, type ServerRoute } from "./router";
 
 // The Durable Object class behind the Sandbox binding (wrangler.jsonc).
 export { Sandbox } from "@cloudflare/sandbox";
@@ -25,27 +27,6 @@ const READY_TIMEOUT_MS = 20_000;
 const LIVE = new Set(["starting", "running"]);
 
 const processId = (route: ServerRoute): string => `sandbox-ws-${route.program}`;
-
-/**
- * The environment of a server process: its port, WS_SERVER_ENV, and for
- * ws-rpc the token derived from WS_TOKEN (router.ts, serverToken(): the
- * Worker sends it, clients never do) and its commands' user, ws-exec (made
- * by ../sandbox.Dockerfile; WS_SERVER_ENV may name another).
- */
-async function serverEnv(env: Env, route: ServerRoute): Promise<Record<string, string>> {
-  let extra: Record<string, string> = {};
-  if (env.WS_SERVER_ENV) {
-    const parsed: unknown = JSON.parse(env.WS_SERVER_ENV);
-    if (parsed && typeof parsed === "object") extra = parsed as Record<string, string>;
-  }
-  const out: Record<string, string> = { ...extra, WS_HOST: "0.0.0.0", WS_PORT: String(route.port) };
-  if (route.program === "ws-rpc") {
-    // ws-rpc's own default as root, made explicit for any build of it
-    if (extra.WS_RUN_AS === undefined && extra.WS_RUN_AS_SELF === undefined) out.WS_RUN_AS = "ws-exec";
-    if (env.WS_TOKEN) out.WS_TOKEN = await serverToken(env.WS_TOKEN);
-  }
-  return out;
-}
 
 class SandboxBackend implements Backend {
   constructor(private readonly env: Env) {}
@@ -74,7 +55,7 @@ class SandboxBackend implements Backend {
     try {
       return await sandbox.startProcess(route.program, {
         processId: processId(route),
-        env: await serverEnv(this.env, route),
+        env: await serverEnv(this.env.WS_TOKEN, this.env.WS_SERVER_ENV, route),
         autoCleanup: true,
       });
     } catch (e) {

@@ -7,6 +7,8 @@
  *   /ws/echo?sandbox=ID     -> ws-echo on 8080
  *   /ws/broadcast?...       -> ws-broadcast on 8081 (?id= is the room there)
  *   /ws/json?...            -> ws-rpc on 8082
+ *   /ws/terminal?...        -> ws-rpc on 8082 (its terminal protocol: any path
+ *                              whose last segment is "terminal")
  *
  * Every /ws/ request needs the token (Authorization: Bearer T, or ?token=T
  * for browsers) before anything starts: 401 otherwise.
@@ -32,6 +34,8 @@ export interface ServerRoute {
   path: string;
   /** the program inside the container */
   program: "ws-echo" | "ws-broadcast" | "ws-rpc";
+  /** its s6 service in the image (container/s6/<service>) */
+  service: "echo" | "broadcast" | "rpc";
   /** its port in the container (never 3000: the Sandbox control plane's) */
   port: number;
   /** the server checks a token: it gets serverToken() as `Authorization: Bearer` */
@@ -39,9 +43,11 @@ export interface ServerRoute {
 }
 
 export const ROUTES: readonly ServerRoute[] = [
-  { path: "/ws/echo", program: "ws-echo", port: 8080 },
-  { path: "/ws/broadcast", program: "ws-broadcast", port: 8081 },
-  { path: "/ws/json", program: "ws-rpc", port: 8082, serverAuth: true },
+  { path: "/ws/echo", program: "ws-echo", service: "echo", port: 8080 },
+  { path: "/ws/broadcast", program: "ws-broadcast", service: "broadcast", port: 8081 },
+  { path: "/ws/json", program: "ws-rpc", service: "rpc", port: 8082, serverAuth: true },
+  // the SDK's terminal protocol, served by ws-rpc; path and query go on unchanged
+  { path: "/ws/terminal", program: "ws-rpc", service: "rpc", port: 8082, serverAuth: true },
 ];
 
 /** Where the servers are: the Sandbox SDK in production, loopback in tests. */
@@ -94,6 +100,22 @@ export async function tokenMatches(presented: string, expected: string): Promise
   return diff === 0;
 }
 
+/**
+ * Why REQUEST is not a WebSocket upgrade the Sandbox SDK would relay, or null
+ * when it is one. The SDK's Durable Object treats a request as a WebSocket
+ * only with `Upgrade: websocket` AND `Connection: upgrade`; anything else
+ * would go to the container as plain HTTP (and fail there as a 503 from us,
+ * which would hide the client's mistake), so it is refused here with 426.
+ */
+export function notAnUpgrade(request: Request): string | null {
+  if (request.headers.get("upgrade")?.trim().toLowerCase() !== "websocket") return "Expected a WebSocket upgrade";
+  const connection = (request.headers.get("connection") ?? "").toLowerCase().split(",").map((t) => t.trim());
+  if (!connection.includes("upgrade")) {
+    return "Upgrade: websocket without Connection: upgrade is not a WebSocket upgrade (send both headers)";
+  }
+  return null;
+}
+
 /** The sandbox a request names: ?sandbox=, else "default" (never ?id=, ws-broadcast's room). */
 export function sandboxIdOf(url: URL): string {
   return url.searchParams.get("sandbox") ?? "default";
@@ -109,6 +131,30 @@ export async function serverToken(secret: string): Promise<string> {
   const key = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
   const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, enc.encode("sandbox-ws server token v1")));
   return [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/**
+ * The environment of a server the Worker starts: WS_SERVER_ENV (a JSON
+ * object of strings; anything else is ignored), its port, and for ws-rpc
+ * the token derived from the secret (serverToken(): the Worker sends it,
+ * clients never do) and its commands' user, ws-exec (made by both images;
+ * WS_SERVER_ENV may name another).
+ */
+export async function serverEnv(secret: string | undefined, extraJson: string | undefined, route: ServerRoute): Promise<Record<string, string>> {
+  let extra: Record<string, string> = {};
+  if (extraJson) {
+    const parsed: unknown = JSON.parse(extraJson);
+    if (parsed && typeof parsed === "object" && !Array.isArray(parsed)) {
+      for (const [k, v] of Object.entries(parsed)) if (typeof v === "string") extra[k] = v;
+    }
+  }
+  const out: Record<string, string> = { ...extra, WS_HOST: "0.0.0.0", WS_PORT: String(route.port) };
+  if (route.program === "ws-rpc") {
+    // ws-rpc's own default as root, made explicit for any build of it
+    if (extra.WS_RUN_AS === undefined && extra.WS_RUN_AS_SELF === undefined) out.WS_RUN_AS = "ws-exec";
+    if (secret) out.WS_TOKEN = await serverToken(secret);
+  }
+  return out;
 }
 
 /**
@@ -161,9 +207,8 @@ export async function handle(request: Request, opts: RouterOptions, backend: Bac
     return text(401, "Unauthorized", { "www-authenticate": 'Bearer realm="sandbox-ws"' });
   }
 
-  if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-    return text(426, "Expected a WebSocket upgrade", { upgrade: "websocket" });
-  }
+  const notUpgrade = notAnUpgrade(request);
+  if (notUpgrade) return text(426, notUpgrade, { upgrade: "websocket" });
 
   const sandboxId = sandboxIdOf(url);
   if (!SANDBOX_ID.test(sandboxId)) return text(400, "Invalid sandbox id: use 1-64 of A-Za-z0-9._:-");

@@ -1,6 +1,9 @@
-// workerd (npm) serving tests/container/relay/relay.js: the real Worker's
-// router compiled from container/worker/src/router.ts, the demo page, and
-// loopback in place of the Sandbox container.
+// workerd (npm) serving a Worker of container/ unchanged: its src/index.ts
+// (container/worker for @cloudflare/sandbox 0.12, container/worker-next for
+// 0.13.0-next) compiled with its own typescript, the module name
+// "@cloudflare/sandbox" bound to the stand-in (relay/sandbox-sdk.js: the SDK's
+// wsConnect() and the message-by-message relay of @cloudflare/containers),
+// the demo page, and loopback in place of the container (lib/runtime.mjs).
 
 import { execFile, spawn } from 'node:child_process';
 import { createHmac } from 'node:crypto';
@@ -15,15 +18,20 @@ const run = promisify(execFile);
 /** router.ts serverToken(): what the Worker gives ws-rpc in place of the clients' token. */
 export const serverToken = (secret) => createHmac('sha256', secret).update('sandbox-ws server token v1').digest('hex');
 
-let compiled = null; // the directory holding router.js, once per run
+/** The Workers under test: the SDK line, its directory under container/. */
+export const WORKERS = {
+  '0.12': { dir: 'worker', sdk: '0.12.10' },
+  next: { dir: 'worker-next', sdk: '0.13.0-next.751.1' },
+};
 
-/** Compiles router.ts to DIR/router.js with the worker's own typescript. */
-export async function compileRouter(root, dir) {
-  const worker = join(root, 'container', 'worker');
+const compiled = {}; // line -> directory holding worker/src/{index,router}.js, once per run
+
+/** Compiles the Worker of LINE (index.ts and router.ts) to DIR with its own typescript. */
+export async function compileWorker(root, line, dir) {
+  const worker = join(root, 'container', WORKERS[line].dir);
   await run(join(worker, 'node_modules', '.bin', 'tsc'), [
-    join(worker, 'src', 'router.ts'), '--outDir', dir, '--target', 'es2022', '--module', 'es2022',
-    '--lib', 'es2022,dom', '--strict', '--skipLibCheck',
-  ], { cwd: worker, timeout: 60_000 }).catch((e) => { throw new Error(`tsc router.ts: ${e.stdout}${e.stderr}`); });
+    '-p', worker, '--noEmit', 'false', '--outDir', dir, '--rootDir', join(root, 'container'),
+  ], { cwd: worker, timeout: 120_000 }).catch((e) => { throw new Error(`tsc ${WORKERS[line].dir}: ${e.stdout}${e.stderr}`); });
 }
 
 export function workerdBin(here) {
@@ -31,25 +39,35 @@ export function workerdBin(here) {
 }
 
 export class Relay {
-  /** PORTS: {8080: loopback port, ...}; LISTEN: the relay's own port. */
-  constructor({ root, here, ports, token, listen }) {
-    Object.assign(this, { root, here, ports, token, listen });
+  /**
+   * LINE: '0.12' or 'next' (which Worker); PORTS: {8080: loopback port, ...};
+   * CONTROL: the Runtime's URL; LISTEN: workerd's own port; SERVER_ENV: the
+   * Worker's WS_SERVER_ENV var (an object).
+   */
+  constructor({ root, here, line = 'next', ports, token, listen, control, serverEnv = {} }) {
+    Object.assign(this, { root, here, line, ports, token, listen, control, serverEnv });
     this.dir = mkdtempSync(join(tmpdir(), 'sandbox-ws-relay-'));
     this.url = `http://127.0.0.1:${listen}`;
   }
 
   async start() {
     const d = this.dir;
-    if (!compiled) {
-      const dir = mkdtempSync(join(tmpdir(), 'sandbox-ws-router-'));
+    if (!compiled[this.line]) {
+      const dir = mkdtempSync(join(tmpdir(), 'sandbox-ws-worker-'));
       process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-      await compileRouter(this.root, dir);
-      compiled = dir;
+      await compileWorker(this.root, this.line, dir);
+      compiled[this.line] = dir;
     }
-    copyFileSync(join(compiled, 'router.js'), join(d, 'router.js'));
-    copyFileSync(join(this.here, 'relay', 'relay.js'), join(d, 'relay.js'));
+    const out = compiled[this.line];
+    const index = join(out, WORKERS[this.line].dir, 'src', 'index.js');
+    const router = join(out, 'worker', 'src', 'router.js');
+    for (const f of ['entry.js', 'sandbox-sdk.js', 'containers-relay.js']) copyFileSync(join(this.here, 'relay', f), join(d, f));
+    copyFileSync(index, join(d, 'index.js'));
+    copyFileSync(router, join(d, 'router.js'));
     copyFileSync(join(this.root, 'container', 'demo', 'index.html'), join(d, 'index.html'));
     const capnp = (s) => JSON.stringify(s);
+    // module names are paths: index.js imports "./router" (or
+    // "../../worker/src/router") and "../../demo/index.html" from worker/src/
     writeFileSync(join(d, 'config.capnp'), `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
@@ -61,14 +79,21 @@ const config :Workerd.Config = (
 );
 const relay :Workerd.Worker = (
   modules = [
-    (name = "relay.js", esModule = embed "relay.js"),
-    (name = "router.js", esModule = embed "router.js"),
-    (name = "index.html", text = embed "index.html"),
+    (name = "entry.js", esModule = embed "entry.js"),
+    (name = "worker/src/index.js", esModule = embed "index.js"),
+    (name = "worker/src/router", esModule = embed "router.js"),
+    (name = "worker/src/@cloudflare/sandbox", esModule = embed "sandbox-sdk.js"),
+    (name = "worker/src/@cloudflare/containers-relay.js", esModule = embed "containers-relay.js"),
+    (name = "demo/index.html", text = embed "index.html"),
   ],
   compatibilityDate = "2025-09-01",
+  compatibilityFlags = ["nodejs_compat"],
   bindings = [
     (name = "WS_TOKEN", text = ${capnp(this.token)}),
+    (name = "WS_SERVER_ENV", text = ${capnp(JSON.stringify(this.serverEnv))}),
     (name = "PORTS", text = ${capnp(JSON.stringify(this.ports))}),
+    (name = "CONTROL", text = ${capnp(this.control)}),
+    (name = "LINE", text = ${capnp(this.line)}),
   ],
   globalOutbound = "loopback",
 );
@@ -92,9 +117,15 @@ const relay :Workerd.Worker = (
     this.startMs = performance.now() - t0;
   }
 
-  /** What the Worker handed to the backend so far: [{sandboxId, path, url, authorization}]. */
+  /** What the Worker handed to wsConnect() so far: [{sandboxId, port, url, authorization}]. */
   async seen() {
     const r = await fetch(`${this.url}/__relay/seen`);
+    return r.json();
+  }
+
+  /** The relay's counters: {inflight: open relayed WebSockets, relayed: all so far}. */
+  async counters() {
+    const r = await fetch(`${this.url}/__relay/counters`);
     return r.json();
   }
 
