@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "clock.h"
 #include "config.h"
+#include "jwt.h"
 #include "list.h"
 #include "log.h"
 #include "sandbox_self.h"
@@ -52,6 +53,9 @@ struct options {
 	uint32_t max_memberships;
 	uint64_t max_db_size;
 	uint64_t max_fanout;
+	const char *jwt_secret_file;
+	uint32_t jwt_leeway_ms;
+	bool jwt_allow_token;
 };
 
 struct member {
@@ -59,6 +63,8 @@ struct member {
 	struct room *room;
 	struct ws_list link; /* in room->members */
 	uint64_t membership;
+	json_t *info;    /* the token's "info" object, or NULL */
+	char *info_json; /* the same as compact JSON (at most WS_JWT_INFO_MAX bytes) */
 	char user[USER_MAX_LEN + 1];
 };
 
@@ -100,6 +106,8 @@ struct bc {
 	uint64_t failed[3]; /* chat messages refused by the store: busy, full, error */
 	uint64_t welcomes_cut;
 	uint64_t fanout_limited;
+	struct ws_jwt_key *jwt;   /* --jwt-secret-file: identities come from tokens */
+	const char *shared_token; /* --token, taken aside when JWTs are on */
 };
 
 /* 1-64 of A-Za-z0-9._:- */
@@ -239,6 +247,29 @@ put_members(struct ws_buf *b, const struct room *room, uint32_t max, bool *cut)
 	return ok;
 }
 
+/*
+ * "members_info":[...], the token "info" of each member put_members listed
+ * (in its order), null for none, and null past `budget` bytes of the page.
+ */
+static bool
+put_members_info(struct ws_buf *b, const struct room *room, uint32_t max, uint64_t budget)
+{
+	bool ok = put(b, "\"members_info\":[");
+	uint32_t n = 0;
+	ws_list_for_each (l, &room->members) {
+		if (n == max)
+			break;
+		const struct member *m = ws_list_entry(l, struct member, link);
+		ok = ok && (n == 0 || put(b, ","));
+		if (m->info_json && b->len + strlen(m->info_json) <= budget)
+			ok = ok && put(b, m->info_json);
+		else
+			ok = ok && put(b, "null");
+		n++;
+	}
+	return ok && put(b, "],");
+}
+
 /* ---- the turn: commit, then deliver ---- */
 
 static const char *const store_error_text[] = {
@@ -367,9 +398,12 @@ struct join_args {
 	char epoch[BC_EPOCH_LEN + 1]; /* &epoch=: the client's, "" when not given */
 };
 
-/* Reads ?id=, &user=, &since=; false with *why on a bad value. */
+/*
+ * Reads ?id=, &user= (unless the name comes from a token: with_user false),
+ * &since=, &epoch=; false with *why on a bad value.
+ */
 static bool
-join_args(const struct ws_http_request *req, struct join_args *a, const char **why)
+join_args(const struct ws_http_request *req, bool with_user, struct join_args *a, const char **why)
 {
 	char buf[NAME_MAX_LEN + 1];
 	enum ws_http_arg r;
@@ -381,7 +415,7 @@ join_args(const struct ws_http_request *req, struct join_args *a, const char **w
 		}
 		strcpy(a->room, buf);
 	}
-	if ((r = ws_http_query_arg(req, "user", buf, sizeof(buf)))) {
+	if (with_user && (r = ws_http_query_arg(req, "user", buf, sizeof(buf)))) {
 		if (r < 0 || !name_valid(buf)) {
 			*why = "invalid user: use 1-64 of A-Za-z0-9._:-";
 			return false;
@@ -406,6 +440,44 @@ join_args(const struct ws_http_request *req, struct join_args *a, const char **w
 	return true;
 }
 
+/*
+ * With --jwt-secret-file: the request's token (where the shared token goes)
+ * must verify, carry a sub that is a valid user name, and allow `room`
+ * (NULL: every room, which GET /rooms needs). Returns 0 with *claims
+ * filled, or with *shared set when --jwt-allow-token let the shared token
+ * in instead; else 401 or 403 with *why.
+ */
+static int
+jwt_check(struct bc *bc, const struct ws_http_request *req, const char *room,
+	  struct ws_jwt_claims *claims, bool *shared, const char **why)
+{
+	char tok[WS_JWT_MAX_TOKEN + 1];
+	enum ws_jwt_status s = ws_jwt_from_request(req, tok, sizeof(tok));
+	if (s == WS_JWT_OK)
+		s = ws_jwt_verify(bc->jwt, tok, strlen(tok), (int64_t)(ws_clock_wall_ms() / 1000),
+				  bc->opt.jwt_leeway_ms / 1000, claims);
+	*shared = false;
+	if (s != WS_JWT_OK) {
+		if (bc->opt.jwt_allow_token && bc->shared_token &&
+		    ws_auth_token_ok(bc->shared_token, req)) {
+			*shared = true;
+			return 0;
+		}
+		*why = ws_jwt_status_text(s);
+		return 401;
+	}
+	if (!name_valid(claims->sub)) {
+		*why = "token sub is not a user name: use 1-64 of A-Za-z0-9._:-";
+		return 401;
+	}
+	/* only "*" (or no "rooms" claim) allows the empty name: that is every room */
+	if (!ws_jwt_room_allowed(claims, room ? room : "")) {
+		*why = "room not allowed by token";
+		return 403;
+	}
+	return 0;
+}
+
 static void
 bc_start(void *app, struct ws_server *srv)
 {
@@ -418,8 +490,15 @@ bc_admit(void *app, struct ws_conn *c, const struct ws_http_request *req, const 
 {
 	struct bc *bc = app;
 	struct join_args a;
-	if (!join_args(req, &a, why))
+	if (!join_args(req, !bc->jwt, &a, why))
 		return 400;
+	if (bc->jwt) {
+		struct ws_jwt_claims claims;
+		bool shared;
+		int status = jwt_check(bc, req, a.room, &claims, &shared, why);
+		if (status)
+			return status;
+	}
 	struct room *r = *room_slot(bc, a.room);
 	if (!r && bc->active_rooms >= bc->opt.max_rooms) {
 		*why = "too many rooms";
@@ -584,6 +663,8 @@ send_welcome(struct bc *bc, struct member *m, const struct join_args *a)
 	bool cut;
 	ok = ok && put_members(b, room, bc->opt.welcome_members, &cut);
 	ok = ok && put(b, cut ? "],\"members_more\":true," : "],");
+	if (bc->jwt)
+		ok = ok && put_members_info(b, room, bc->opt.welcome_members, bc->welcome_max / 2);
 	/* without since: the last --history-on-join messages, read the same way */
 	uint64_t last = room->next_seq - 1, since = a->since;
 	uint32_t limit = bc->opt.history_size;
@@ -605,8 +686,22 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 	struct bc *bc = app;
 	struct join_args a;
 	const char *why;
-	if (!join_args(req, &a, &why)) /* admitted already: cannot fail */
+	if (!join_args(req, !bc->jwt, &a, &why)) /* admitted already: cannot fail */
 		return;
+	struct ws_jwt_claims claims;
+	bool from_token = false;
+	if (bc->jwt) {
+		bool shared;
+		/* checked again: admit keeps no claims, and exp may have passed since */
+		if (jwt_check(bc, req, a.room, &claims, &shared, &why)) {
+			ws_conn_close(c, WS_CLOSE_POLICY, why);
+			return;
+		}
+		if (!shared) {
+			strcpy(a.user, claims.sub); /* name_valid: at most NAME_MAX_LEN */
+			a.has_user = from_token = true;
+		}
+	}
 	if (!a.has_user) {
 		uint32_t rnd = 0;
 		if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
@@ -647,7 +742,23 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 	*m = (struct member){ .c = c,
 			      .room = room,
 			      .membership = bc_store_next_membership(bc->store) };
-	unique_user(room, a.user, m->user, sizeof(m->user));
+	if (from_token) {
+		/* the token's subject as it is: one user's several connections share it */
+		strcpy(m->user, a.user);
+		if (claims.info_len) {
+			m->info = json_loadb(claims.info, claims.info_len, 0, NULL);
+			m->info_json = strdup(claims.info);
+			if (!m->info || !m->info_json) {
+				json_decref(m->info);
+				free(m->info_json);
+				free(m);
+				ws_conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
+				return;
+			}
+		}
+	} else {
+		unique_user(room, a.user, m->user, sizeof(m->user));
+	}
 	ws_list_insert(&room->members, &m->link);
 	room->count++;
 	ws_conn_set_user(c, m);
@@ -655,8 +766,8 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 				 ws_conn_addr(c), t));
 	send_welcome(bc, m, &a);
 	to_room_json(bc, room,
-		     json_pack("{s:s, s:s, s:s, s:I}", "type", "join", "id", m->user, "room",
-			       room->name, "count", (json_int_t)room->count));
+		     json_pack("{s:s, s:s, s:s, s:I, s:O*}", "type", "join", "id", m->user, "room",
+			       room->name, "count", (json_int_t)room->count, "info", m->info));
 }
 
 static void
@@ -683,6 +794,8 @@ bc_close(void *app, struct ws_conn *c, uint16_t code)
 	to_room_json(bc, room,
 		     json_pack("{s:s, s:s, s:s, s:I}", "type", "leave", "id", m->user, "room",
 			       room->name, "count", (json_int_t)room->count));
+	json_decref(m->info);
+	free(m->info_json);
 	free(m);
 	ws_conn_set_user(c, NULL);
 	if (room->count == 0) {
@@ -725,7 +838,8 @@ chat(struct bc *bc, struct member *m, const char *text, size_t len)
 	}
 	struct room *room = m->room;
 	/* the frame: the text, the names, seq and ts, and the JSON around them */
-	if (!fanout_ok(bc, m, esc + strlen(m->user) + strlen(room->name) + 128, room->count))
+	size_t info = m->info_json ? strlen(m->info_json) + 8 : 0;
+	if (!fanout_ok(bc, m, esc + strlen(m->user) + strlen(room->name) + info + 128, room->count))
 		return;
 	struct bc_message msg = {
 		.seq = room->next_seq,
@@ -745,9 +859,9 @@ chat(struct bc *bc, struct member *m, const char *text, size_t len)
 	}
 	room->next_seq++;
 	bc->persisted++;
-	json_t *obj = json_pack("{s:s, s:s, s:s, s:s%, s:I, s:I}", "type", "message", "from",
+	json_t *obj = json_pack("{s:s, s:s, s:s, s:s%, s:I, s:I, s:O*}", "type", "message", "from",
 				m->user, "room", room->name, "text", text, len, "seq",
-				(json_int_t)msg.seq, "ts", (json_int_t)msg.ts);
+				(json_int_t)msg.seq, "ts", (json_int_t)msg.ts, "info", m->info);
 	char *s = json_dumps(obj, JSON_COMPACT);
 	json_decref(obj);
 	if (s && to_room(bc, room, NULL, WS_OP_TEXT, s, strlen(s))) {
@@ -854,11 +968,12 @@ respond_scratch(struct bc *bc, struct ws_conn *c, bool ok)
 
 /*
  * Room state (names, members, seqs) is what the upgrade protects: the same
- * Origin allowlist and token apply. True when the request may see it;
- * otherwise it has been answered (403 or 401).
+ * Origin allowlist and token apply; with JWTs, a token that allows `room`
+ * (NULL: all rooms). True when the request may see it; otherwise it has
+ * been answered (403 or 401).
  */
 static bool
-http_allowed(struct bc *bc, struct ws_conn *c, const struct ws_http_request *req)
+http_allowed(struct bc *bc, struct ws_conn *c, const struct ws_http_request *req, const char *room)
 {
 	static const char forbidden[] = "403 Forbidden: origin not allowed\n";
 	static const char unauth[] = "401 Unauthorized: missing or wrong token\n";
@@ -874,6 +989,20 @@ http_allowed(struct bc *bc, struct ws_conn *c, const struct ws_http_request *req
 				unauth, sizeof(unauth) - 1);
 		return false;
 	}
+	struct ws_jwt_claims claims;
+	bool shared;
+	const char *why;
+	int status = bc->jwt ? jwt_check(bc, req, room, &claims, &shared, &why) : 0;
+	if (status) {
+		char text[128];
+		int n = snprintf(text, sizeof(text), "%d %s: %s\n", status,
+				 status == 401 ? "Unauthorized" : "Forbidden", why);
+		ws_metrics_reject(ws_server_metrics(bc->srv), WS_REJECT_TOKEN);
+		ws_conn_respond(c, status, "text/plain; charset=utf-8",
+				status == 401 ? "WWW-Authenticate: Bearer\r\n" : NULL, text,
+				(size_t)n);
+		return false;
+	}
 	return true;
 }
 
@@ -883,7 +1012,7 @@ bc_http(void *app, struct ws_conn *c, const struct ws_http_request *req)
 	struct bc *bc = app;
 	struct ws_slice p = req->path;
 	if (p.n == 6 && memcmp(p.p, "/rooms", 6) == 0) {
-		if (!http_allowed(bc, c, req))
+		if (!http_allowed(bc, c, req, NULL))
 			return true;
 		end_turn(bc);
 		struct listing l = { .bc = bc, .ok = put(&bc->scratch, "[") };
@@ -892,8 +1021,6 @@ bc_http(void *app, struct ws_conn *c, const struct ws_http_request *req)
 		return true;
 	}
 	if (p.n >= 7 && memcmp(p.p, "/rooms/", 7) == 0) {
-		if (!http_allowed(bc, c, req))
-			return true;
 		char name[NAME_MAX_LEN + 1];
 		uint64_t next;
 		size_t n = p.n - 7;
@@ -901,6 +1028,8 @@ bc_http(void *app, struct ws_conn *c, const struct ws_http_request *req)
 			return false;
 		memcpy(name, p.p + 7, n);
 		name[n] = '\0';
+		if (!http_allowed(bc, c, req, name))
+			return true;
 		end_turn(bc);
 		if (!name_valid(name) ||
 		    bc_store_room_lookup(bc->store, name, &next, NULL) != BC_STORE_FOUND)
@@ -1035,6 +1164,15 @@ static const struct ws_option bc_opts[] = {
 	  1ull << 44, "database file size cap; at it, messages get \"storage full\"", NULL },
 	{ "max-fanout", "WS_MAX_FANOUT", "BYTES", WS_OPT_SIZE, OPT(max_fanout), 0, 1ull << 40,
 	  "one message's frame x the members it goes to, at most; 0 = off", NULL },
+	{ "jwt-secret-file", "WS_JWT_SECRET_FILE", "PATH", WS_OPT_STRING, OPT(jwt_secret_file), 0,
+	  0,
+	  "HS256 secret (32-4096 bytes; one trailing newline dropped): clients then need a JWT "
+	  "whose sub is their user name",
+	  NULL },
+	{ "jwt-leeway", "WS_JWT_LEEWAY", "SECONDS", WS_OPT_SECONDS, OPT(jwt_leeway_ms), 0, 300000,
+	  "clock skew allowed on a JWT's exp and nbf", NULL },
+	{ "jwt-allow-token", "WS_JWT_ALLOW_TOKEN", NULL, WS_OPT_FLAG, OPT(jwt_allow_token), 0, 0,
+	  "with JWTs on, also admit the shared --token (as a random user name)", NULL },
 };
 
 /* Once listening: the server allowlist plus SQLite's file calls. */
@@ -1092,6 +1230,35 @@ pick_engine(struct options *opt)
 	return false;
 }
 
+/*
+ * --jwt-secret-file: loads the key, and takes the shared token aside (the
+ * common check would refuse every JWT), to be accepted only with
+ * --jwt-allow-token. False (with one "error:" line) when the secret is unusable.
+ */
+static bool
+jwt_setup(struct bc *bc, struct ws_config *cfg)
+{
+	char err[256];
+	bool loose;
+	bc->jwt = ws_jwt_key_read_file(bc->opt.jwt_secret_file, &loose, err, sizeof(err));
+	if (!bc->jwt) {
+		fprintf(stderr, "error: --jwt-secret-file %s: %s\n", bc->opt.jwt_secret_file, err);
+		return false;
+	}
+	if (loose)
+		ws_log(WS_LOG_WARN,
+		       "jwt-secret-file path=%s readable_by_others=yes hint=\"chmod 600 it\"",
+		       bc->opt.jwt_secret_file);
+	bc->shared_token = cfg->token;
+	cfg->token = NULL;
+	if (bc->shared_token && !bc->opt.jwt_allow_token)
+		ws_log(WS_LOG_WARN, "token ignored=yes reason=\"JWTs are on\" "
+				    "hint=\"--jwt-allow-token admits it too\"");
+	ws_log(WS_LOG_INFO, "jwt alg=HS256 leeway_ms=%u shared_token=%s", bc->opt.jwt_leeway_ms,
+	       bc->shared_token && bc->opt.jwt_allow_token ? "accepted" : "no");
+	return true;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1127,6 +1294,8 @@ main(int argc, char **argv)
 		return WS_EXIT_USAGE;
 	ws_log_init(cfg.level, cfg.format);
 	bc.cfg = &cfg;
+	if (bc.opt.jwt_secret_file && !jwt_setup(&bc, &cfg))
+		return WS_EXIT_USAGE;
 	/* a welcome counts against the send queue, with room left for what follows it */
 	bc.welcome_max = bc.opt.max_welcome < cfg.send_queue / 2 ? bc.opt.max_welcome
 								 : cfg.send_queue / 2;
@@ -1173,6 +1342,7 @@ main(int argc, char **argv)
 	ws_config_finish(&cfg);
 	end_turn(&bc);
 	ws_timer_destroy(bc.sweep);
+	ws_jwt_key_destroy(bc.jwt);
 	bc_store_destroy(bc.store);
 	free(bc.pending);
 	ws_buf_finish(&bc.frames);
