@@ -1,0 +1,179 @@
+"""exec on a pseudo-terminal (`"pty": {"cols", "rows"}`), through Python's
+websockets: the size the program sees, its session and controlling
+terminal, TERM, keystrokes in, resize as SIGWINCH, ^D as end of input, and
+sizes and requests that must be refused."""
+
+import base64
+
+import pytest
+
+from termhelp import Conn, run
+
+PY = "/usr/bin/python3"
+
+SESSION = ("import os\n"
+           "print(os.getsid(0) == os.getpid(), os.tcgetpgrp(0) == os.getpgrp(),\n"
+           "      os.isatty(0), os.isatty(1), os.isatty(2),\n"
+           "      os.ttyname(0) == os.ttyname(1) == os.ttyname(2))\n"
+           "os.close(os.open('/dev/tty', os.O_RDWR))\n"
+           "print('ctty ok')\n")
+
+WINCH = ("import os, signal, sys\n"
+         "def on(*a):\n"
+         "    c, r = os.get_terminal_size(0)\n"
+         "    print('winch %dx%d' % (c, r), flush=True)\n"
+         "signal.signal(signal.SIGWINCH, on)\n"
+         "print('ready', flush=True)\n"
+         "while True:\n"
+         "    signal.pause()\n")
+
+
+async def output_of(c, **params):
+    pid = await c.start(encoding="base64", **params)
+    out, err, lost, _, ex = await c.collect(pid)
+    return out, err, lost, ex
+
+
+def test_pty_size_tty_and_term(srv):
+    async def go():
+        c = await Conn.open(srv)
+        out, err, lost, ex = await output_of(
+            c, command='stty size; tty; echo "TERM=$TERM"', pty={"cols": 100, "rows": 30})
+        lines = out.decode().split("\r\n")
+        assert lines[0] == "30 100"
+        assert lines[1].startswith("/dev/pts/")
+        assert lines[2] == "TERM=xterm-256color"
+        assert err == b"" and lost == [] and ex["exitCode"] == 0
+        await c.close()
+    run(go())
+
+
+def test_pty_default_size_is_80x24(srv):
+    async def go():
+        c = await Conn.open(srv)
+        out, _, _, _ = await output_of(c, command="stty size", pty=True)
+        assert out == b"24 80\r\n"
+        await c.close()
+    run(go())
+
+
+def test_pty_session_leader_with_the_pty_as_controlling_terminal(srv):
+    async def go():
+        c = await Conn.open(srv)
+        out, _, _, ex = await output_of(c, argv=[PY, "-c", SESSION], pty={"cols": 80, "rows": 24})
+        assert out == b"True True True True True True\r\nctty ok\r\n", out
+        assert ex["exitCode"] == 0
+        await c.close()
+    run(go())
+
+
+def test_without_pty_the_command_has_no_terminal(srv):
+    async def go():
+        c = await Conn.open(srv)
+        r = await c.request({"type": "exec", "command": 'tty; echo "TERM=$TERM"'})
+        assert r["stdout"] == "not a tty\nTERM=dumb\n"
+        await c.close()
+    run(go())
+
+
+def test_resize_sends_sigwinch_with_the_new_size(srv):
+    async def go():
+        c = await Conn.open(srv)
+        pid = await c.start(argv=[PY, "-c", WINCH], pty={"cols": 80, "rows": 24},
+                            encoding="base64")
+        await c.collect(pid, until_exit=False, stop=lambda o: b"ready" in o["stdout"],
+                        timeout=10)
+        r = await c.request({"type": "resize", "id": pid, "cols": 132, "rows": 43})
+        assert r["type"] == "resize" and r["ok"] is True
+        await c.collect(pid, until_exit=False, stop=lambda o: b"winch 132x43" in o["stdout"])
+        r = await c.rpc("resize", {"id": pid, "cols": 20, "rows": 5})
+        assert r.get("result", {}).get("ok") is True, r
+        await c.collect(pid, until_exit=False, stop=lambda o: b"winch 20x5" in o["stdout"])
+        await c.request({"type": "kill", "id": pid, "signal": "KILL"})
+        _, _, _, _, ex = await c.collect(pid)
+        assert ex["signal"] == "SIGKILL"
+        await c.close()
+    run(go())
+
+
+def test_stdin_is_keystrokes_and_eof_is_ctrl_d(srv):
+    async def go():
+        c = await Conn.open(srv)
+        pid = await c.start(command='read line; echo "got:$line"; cat', pty=True,
+                            encoding="base64")
+        r = await c.request({"type": "stdin", "id": pid, "data": "hello\r"})
+        assert r["ok"] is True
+        await c.collect(pid, until_exit=False, stop=lambda o: b"got:hello\r\n" in o["stdout"])
+        # cat ends at the terminal's end-of-file character
+        r = await c.request({"type": "stdin", "id": pid, "eof": True})
+        assert r["ok"] is True
+        _, _, _, _, ex = await c.collect(pid)
+        assert ex["exitCode"] == 0 and ex["signal"] is None
+        await c.close()
+    run(go())
+
+
+@pytest.mark.parametrize("pty", [
+    {"cols": 0, "rows": 24}, {"cols": 80, "rows": 0}, {"cols": 65535, "rows": 65535},
+    {"cols": 1001, "rows": 24}, {"cols": -1, "rows": 24}, {"cols": "80", "rows": 24},
+    {"cols": 80}, {"cols": 1.5, "rows": 24}, "yes", 1, [80, 24],
+])
+def test_bad_pty_sizes_are_refused(srv, pty):
+    async def go():
+        c = await Conn.open(srv)
+        r = await c.request({"type": "exec", "command": "true", "pty": pty})
+        assert r["type"] == "error" and "pty" in r["error"], r
+        assert (await c.processes()) == {}
+        await c.close()
+    run(go())
+
+
+@pytest.mark.parametrize("size", [(0, 24), (80, 0), (65535, 65535), (1001, 1), (-5, 10),
+                                  ("80", 24), (None, None)])
+def test_bad_resizes_are_refused_and_the_terminal_keeps_its_size(srv, size):
+    async def go():
+        c = await Conn.open(srv)
+        pid = await c.start(command="read x; stty size", pty={"cols": 77, "rows": 11},
+                            encoding="base64")
+        msg = {"type": "resize", "id": pid}
+        if size[0] is not None:
+            msg.update(cols=size[0], rows=size[1])
+        r = await c.request(msg)
+        assert r["type"] == "error" and "resize" in r["error"], r
+        await c.request({"type": "stdin", "id": pid, "data": "\r"})
+        out, _, _, _, _ = await c.collect(pid)
+        assert out.endswith(b"11 77\r\n")
+        await c.close()
+    run(go())
+
+
+def test_resize_of_a_command_without_pty_or_unknown_is_an_error(srv):
+    async def go():
+        c = await Conn.open(srv)
+        pid = await c.start(command="sleep 5")
+        r = await c.request({"type": "resize", "id": pid, "cols": 80, "rows": 24})
+        assert r["type"] == "error" and "not a terminal" in r["error"]
+        r = await c.request({"type": "resize", "id": "p999", "cols": 80, "rows": 24})
+        assert r["type"] == "error" and "No such command" in r["error"]
+        await c.request({"type": "kill", "id": pid, "signal": "KILL"})
+        await c.close()
+    run(go())
+
+
+def test_jsonrpc_pty_exec_streams_process_notifications(srv):
+    async def go():
+        c = await Conn.open(srv)
+        r = await c.rpc("exec", {"command": "stty size", "pty": {"cols": 50, "rows": 10},
+                                 "encoding": "base64"})
+        pid = r["result"]["process"]
+        assert r["result"]["pty"] is True
+        got = b""
+        while True:
+            m = await c.wait_for(lambda m: m.get("method", "").startswith("process."))
+            assert m["params"]["id"] == pid
+            if m["method"] == "process.exit":
+                break
+            got += base64.b64decode(m["params"]["data"])
+        assert got == b"10 50\r\n" and m["params"]["exitCode"] == 0
+        await c.close()
+    run(go())
