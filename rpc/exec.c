@@ -1,16 +1,19 @@
-#define _GNU_SOURCE /* signalfd, pipe2, close_range */
+#define _GNU_SOURCE /* signalfd, pipe2, close_range, clone */
 #include "exec.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "buf.h"
@@ -30,6 +33,10 @@
 /* A child has this long from fork to execve; every START_POLL_MS it is checked for a stop. */
 #define START_TIMEOUT_MS 5000
 #define START_POLL_MS 10
+/* A command that took longer than this from request to done is logged with its phases. */
+#define SLOW_TRACE_US 50000
+/* The stack a child that shares the server's memory runs on until it execs. */
+#define CHILD_STACK (256u << 10)
 
 enum phase { RUNNING, TERM_SENT, KILL_SENT, EXITED };
 
@@ -53,6 +60,8 @@ struct rpc_exec {
 	uint64_t got[3];
 	uint64_t max_output;
 	uint64_t started_ms;
+	/* the phases' ends, in µs: for the exec-trace log line */
+	uint64_t t_begin, t_spawned, t_execed, t_exited;
 	int status;
 	enum phase phase;
 	bool in_eof, timed_out, truncated, abandoned, paused;
@@ -66,7 +75,19 @@ struct rpc_engine {
 	struct ws_watch *sigchld;
 	struct ws_list list; /* every command not yet finished (rpc_exec.link) */
 	unsigned running;
+	int devnull; /* stdin of commands given none */
+	/* children share our memory until they exec (no page-table copy): see spawn() */
+	bool share_vm;
+	void *stack; /* CHILD_STACK bytes under a guard page, for those children */
 };
+
+static uint64_t
+now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 /* The command whose process is pid, or NULL. */
 static struct rpc_exec *
@@ -114,6 +135,22 @@ finish(struct rpc_exec *x)
 		.truncated = x->truncated,
 		.duration_ms = ws_clock_mono_ms() - x->started_ms,
 	};
+	/*
+	 * Where a command's time went: spawn (request to fork's return),
+	 * setup (the child's sandbox until execve), run (execve to reaped),
+	 * drain (reaped to both pipes closed). Slow ones at info level.
+	 */
+	uint64_t t_end = now_us();
+	uint64_t t_exit = x->t_exited ? x->t_exited : t_end;
+	enum ws_log_level lvl = t_end - x->t_begin > SLOW_TRACE_US ? WS_LOG_INFO : WS_LOG_DEBUG;
+	ws_log(lvl,
+	       "exec-trace pid=%d spawn_us=%llu setup_us=%llu run_us=%llu drain_us=%llu "
+	       "total_us=%llu running=%u",
+	       (int)x->pid, (unsigned long long)(x->t_spawned - x->t_begin),
+	       (unsigned long long)(x->t_execed - x->t_spawned),
+	       (unsigned long long)(t_exit - x->t_execed), (unsigned long long)(t_end - t_exit),
+	       (unsigned long long)(t_end - x->t_begin), e->running);
+
 	if (!x->abandoned && x->ops->done)
 		x->ops->done(x->arg, &r);
 	free(x);
@@ -159,6 +196,7 @@ exited(struct rpc_exec *x, int status)
 {
 	x->status = status;
 	x->phase = EXITED;
+	x->t_exited = now_us();
 	/* the command is over: so is everything it started */
 	kill(-x->pid, SIGKILL);
 	kill_orphans(x->eng);
@@ -204,6 +242,7 @@ rpc_engine_create(struct ws_server *srv, rpc_child_setup_fn setup, void *setup_c
 		.srv = srv, .setup = setup, .setup_ctx = setup_ctx, .grace_ms = grace_ms
 	};
 	ws_list_init(&e->list);
+	e->devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	/* orphaned grandchildren come to us, not to PID 1, so we can reap and kill them */
 	if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0)
 		ws_log(WS_LOG_WARN, "subreaper failed=yes error=\"%s\"", strerror(errno));
@@ -214,10 +253,31 @@ rpc_engine_create(struct ws_server *srv, rpc_child_setup_fn setup, void *setup_c
 	int fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (fd < 0 || !(e->sigchld = ws_watch_create(srv, fd, on_sigchld, e))) {
 		ws_log(WS_LOG_ERROR, "signalfd failed=yes error=\"%s\"", strerror(errno));
+		if (e->devnull >= 0)
+			close(e->devnull);
 		free(e);
 		return NULL;
 	}
 	return e;
+}
+
+bool
+rpc_engine_share_memory(struct rpc_engine *e, bool on)
+{
+	if (on && !e->stack) {
+		void *p = mmap(NULL, CHILD_STACK, PROT_READ | PROT_WRITE,
+			       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+		if (p == MAP_FAILED)
+			return false;
+		/* the lowest page catches an overflow instead of the heap below */
+		if (mprotect(p, 4096, PROT_NONE) != 0) {
+			munmap(p, CHILD_STACK);
+			return false;
+		}
+		e->stack = p;
+	}
+	e->share_vm = on;
+	return true;
 }
 
 void
@@ -241,6 +301,10 @@ rpc_engine_destroy(struct rpc_engine *e)
 	while (waitpid(-1, NULL, WNOHANG) > 0)
 		;
 	ws_watch_close(e->sigchld);
+	if (e->devnull >= 0)
+		close(e->devnull);
+	if (e->stack)
+		munmap(e->stack, CHILD_STACK);
 	free(e);
 }
 
@@ -407,23 +471,38 @@ exec_path(char *const argv[], char *const envp[])
 	errno = err;
 }
 
+/*
+ * What the child starts from. It may share the server's memory (see
+ * spawn()): it reads this and writes only to its own stack.
+ */
+struct child_args {
+	struct rpc_engine *e;
+	const struct rpc_exec_spec *spec;
+	int in, out, err; /* its stdin, stdout, stderr */
+	int status_fd;
+};
+
 /* The child: pipes in place, sandbox, exec. Never returns. */
-static void __attribute__((noreturn)) child(struct rpc_engine *e, const struct rpc_exec_spec *spec,
-					    int in[2], int out[2], int err[2], int status_fd)
+static void __attribute__((noreturn)) child(const struct child_args *a)
 {
+	struct rpc_engine *e = a->e;
+	const struct rpc_exec_spec *spec = a->spec;
 	/*
 	 * Signals were blocked across fork: reset every handler (the loop's
 	 * would otherwise swallow a signal meant for the command before it
-	 * execs) and every ignored signal (SIGPIPE), then unblock.
+	 * execs) and every ignored signal (SIGPIPE), then unblock. A setup
+	 * does it itself (rpc_child_setup_fn), so they are not done twice.
 	 */
-	for (int sig = 1; sig < NSIG; sig++)
-		signal(sig, SIG_DFL);
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (!e->setup) {
+		for (int sig = 1; sig < NSIG; sig++)
+			signal(sig, SIG_DFL);
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+	}
 
-	if (dup2(in[0], 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0 ||
-	    dup2(status_fd, ERR_FD) < 0 || fcntl(ERR_FD, F_SETFD, FD_CLOEXEC) < 0)
+	if (dup2(a->in, 0) < 0 || dup2(a->out, 1) < 0 || dup2(a->err, 2) < 0 ||
+	    dup2(a->status_fd, ERR_FD) < 0 || fcntl(ERR_FD, F_SETFD, FD_CLOEXEC) < 0)
 		_exit(126);
 
 	char msg[256] = "";
@@ -452,6 +531,51 @@ fail:
 	if (write(ERR_FD, msg, strlen(msg)) < 0)
 		_exit(125);
 	_exit(125);
+}
+
+static int
+child_main(void *arg)
+{
+	child(arg);
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define SHARE_VM_OK 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SHARE_VM_OK 0
+#endif
+#endif
+#ifndef SHARE_VM_OK
+#define SHARE_VM_OK 1
+#endif
+
+/*
+ * fork(), or where the engine allows it (rpc_engine_share_memory) a clone
+ * that shares our memory until the child execs: no page tables copied at
+ * fork and none torn down again at execve, most of what a fork costs a
+ * server. The child runs on e->stack and writes only there; the parent,
+ * blocked in await_exec() with its signals blocked, touches nothing the
+ * child reads until it has exec'd or is dead, so the next child can reuse
+ * the stack. Under AddressSanitizer (its shadow of the shared stack would
+ * carry one child's poison into the next), or where clone refuses the
+ * flags (valgrind: EINVAL), it is fork.
+ */
+static pid_t
+spawn(struct rpc_engine *e, const struct child_args *a)
+{
+	if (SHARE_VM_OK && e->share_vm) {
+		pid_t pid = clone(child_main, (char *)e->stack + CHILD_STACK, CLONE_VM | SIGCHLD,
+				  (void *)a);
+		if (pid >= 0 || errno != EINVAL)
+			return pid;
+		e->share_vm = false;
+		ws_log(WS_LOG_INFO, "exec spawn=fork reason=\"clone(CLONE_VM) refused\"");
+	}
+	pid_t pid = fork();
+	if (pid == 0)
+		child(a);
+	return pid;
 }
 
 /*
@@ -503,9 +627,12 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 	       const struct rpc_exec_ops *ops, void *arg, char *err, size_t errlen)
 {
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, er[2] = { -1, -1 }, st[2] = { -1, -1 };
+	uint64_t t_begin = now_us();
+	/* no input to give: /dev/null, not a pipe and a watch closed at once */
+	bool want_in = spec->stdin_len || spec->stdin_open;
 	struct rpc_exec *x = calloc(1, sizeof(*x));
-	if (!x || pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(er, O_CLOEXEC) ||
-	    pipe2(st, O_CLOEXEC)) {
+	if (!x || (want_in && pipe2(in, O_CLOEXEC)) || pipe2(out, O_CLOEXEC) ||
+	    pipe2(er, O_CLOEXEC) || pipe2(st, O_CLOEXEC)) {
 		snprintf(err, errlen, "cannot create pipes: %s", strerror(errno));
 		goto fail;
 	}
@@ -513,29 +640,36 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	/* blocked until the child has exec'd: nothing of ours runs while it may share our memory */
 	sigset_t all, old;
 	sigfillset(&all);
 	sigprocmask(SIG_BLOCK, &all, &old);
-	pid_t pid = fork();
-	if (pid == 0)
-		child(e, spec, in, out, er, st[1]);
+	struct child_args ca = {
+		.e = e,
+		.spec = spec,
+		.in = in[0] >= 0 ? in[0] : e->devnull,
+		.out = out[1],
+		.err = er[1],
+		.status_fd = st[1],
+	};
+	pid_t pid = spawn(e, &ca);
 	int fork_errno = errno;
-	sigprocmask(SIG_SETMASK, &old, NULL);
+	uint64_t t_spawned = now_us();
 	if (pid < 0) {
+		sigprocmask(SIG_SETMASK, &old, NULL);
 		snprintf(err, errlen, "fork: %s", strerror(fork_errno));
 		goto fail;
 	}
 
-	close(in[0]);
-	close(out[1]);
-	close(er[1]);
-	close(st[1]);
+	close_pair((int[2]){ in[0], out[1] });
+	close_pair((int[2]){ er[1], st[1] });
 	in[0] = out[1] = er[1] = st[1] = -1;
 
 	/* set-up errors come back on the status pipe; exec closes it (CLOEXEC) */
 	char msg[256];
 	const char *why = NULL;
 	ssize_t n = await_exec(pid, st[0], msg, sizeof(msg), &why);
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(st[0]);
 	st[0] = -1;
 	if (n != 0) {
@@ -554,20 +688,25 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 		.timer = x->timer,
 		.max_output = spec->max_output,
 		.started_ms = ws_clock_mono_ms(),
+		.t_begin = t_begin,
+		.t_spawned = t_spawned,
+		.t_execed = now_us(),
 	};
 	ws_list_insert(&e->list, &x->link);
 	e->running++;
 
 	set_nonblock(out[0]);
 	set_nonblock(er[0]);
-	set_nonblock(in[1]);
+	if (in[1] >= 0)
+		set_nonblock(in[1]);
 	x->ref[RPC_STDOUT] = (struct stream_ref){ x, RPC_STDOUT };
 	x->ref[RPC_STDERR] = (struct stream_ref){ x, RPC_STDERR };
 	x->out[RPC_STDOUT] = ws_watch_create(e->srv, out[0], on_output, &x->ref[RPC_STDOUT]);
 	x->out[RPC_STDERR] = ws_watch_create(e->srv, er[0], on_output, &x->ref[RPC_STDERR]);
 	x->in_fd = in[1];
-	x->in = ws_watch_create(e->srv, in[1], on_stdin, x);
-	ws_watch_read(x->in, false);
+	x->in = in[1] >= 0 ? ws_watch_create(e->srv, in[1], on_stdin, x) : NULL;
+	if (x->in)
+		ws_watch_read(x->in, false);
 	if (spec->stdin_len)
 		ws_buf_append(&x->pending_in, spec->stdin_data, spec->stdin_len);
 	x->in_eof = !spec->stdin_open;

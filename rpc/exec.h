@@ -54,9 +54,12 @@ struct rpc_exec_ops {
 
 /*
  * Runs in the child between fork and exec, after the pipes are in place:
- * the sandbox. Returns 0, or writes a one-line reason into err and returns
- * non-zero (the command then does not run). Must not return having done
- * only part of its work silently.
+ * the sandbox. Every signal is still blocked and has the server's
+ * disposition: it must reset them to the defaults and unblock them. It
+ * may share the server's memory (rpc_engine_share_memory): then it must
+ * write nothing but its own stack. Returns 0, or writes a one-line reason
+ * into err and returns non-zero (the command then does not run). Must not
+ * return having done only part of its work silently.
  */
 typedef int (*rpc_child_setup_fn)(void *ctx, char *err, size_t errlen);
 
@@ -66,6 +69,16 @@ typedef int (*rpc_child_setup_fn)(void *ctx, char *err, size_t errlen);
  */
 struct rpc_engine *rpc_engine_create(struct ws_server *srv, rpc_child_setup_fn setup,
 				     void *setup_ctx, uint64_t grace_ms);
+/*
+ * With on, children share the server's memory until they exec (a clone
+ * with CLONE_VM on a stack of the engine's) instead of copying it (fork):
+ * most of the cost of starting a command. Only for a setup that writes
+ * nothing but its stack and never leaves a process of its own behind
+ * running that memory (the sandbox without --isolate); under
+ * AddressSanitizer, or where the kernel or valgrind refuses the clone, it
+ * stays fork. Returns false (and keeps fork) when the stack cannot be had.
+ */
+bool rpc_engine_share_memory(struct rpc_engine *e, bool on);
 /* Kills every command still running and frees the engine. NULL is a no-op. */
 void rpc_engine_destroy(struct rpc_engine *e);
 /* Commands running (started and not yet reported done). */

@@ -276,6 +276,24 @@ ws_cgroup_open(struct ws_cgroup *cg, const char *controller)
 	return 0;
 }
 
+int
+ws_cgroup_open_shared(struct ws_cgroup *cg, const char *controller)
+{
+	char own[4096];
+	bool v2 = false;
+	if (geteuid() != 0) {
+		explain(cg, "not root");
+		return -EPERM;
+	}
+	if (own_cgroup(controller, own, sizeof(own), &v2) && v2) {
+		explain(cg, "cgroup v2: not done (commands' own cgroups are the leaves)");
+		return -ENOTSUP;
+	}
+	int rc = ws_cgroup_open(cg, controller);
+	cg->shared = rc == 0;
+	return rc;
+}
+
 /* --- child (system calls only) ------------------------------------------- */
 
 /* "c" and the decimal pid: the command cgroup's name. */
@@ -345,6 +363,8 @@ ws_cgroup_join(const struct ws_cgroup *cg)
 {
 	if (cg->fd < 0)
 		return 0;
+	if (cg->shared)
+		return write_raw(cg->fd, "cgroup.procs", "0", 1);
 	sweep(cg->fd, false);
 	char name[16];
 	command_name(name, getpid());

@@ -26,6 +26,7 @@
 struct ws_cgroup {
 	int fd;          /* the sandbox's cgroup directory, or -1 */
 	bool v2;         /* the unified hierarchy */
+	bool shared;     /* commands join the sandbox's cgroup itself, not one of their own */
 	char path[4096]; /* that directory */
 	char why[256];   /* when fd is -1: why there is none */
 	size_t nset;
@@ -57,10 +58,17 @@ int ws_cgroup_open(struct ws_cgroup *cg, const char *controller);
 bool ws_cgroup_set(struct ws_cgroup *cg, const char *file, uint64_t value, bool optional);
 
 /*
+ * Like ws_cgroup_open(), for a cgroup all commands share (cg->shared): on
+ * cgroup v1 only (on v2 a process cannot sit beside the per-command
+ * cgroups of another controller: -ENOTSUP with the reason in cg->why).
+ */
+int ws_cgroup_open_shared(struct ws_cgroup *cg, const char *controller);
+
+/*
  * In a child before exec (system calls only): removes the empty cgroups
  * of commands that are gone, makes its own (cPID), writes the settings and
- * moves the calling process into it. Returns 0 or -errno. A no-op (0) when
- * cg has no directory.
+ * moves the calling process into it; for a shared cgroup, only the move.
+ * Returns 0 or -errno. A no-op (0) when cg has no directory.
  */
 int ws_cgroup_join(const struct ws_cgroup *cg);
 

@@ -336,6 +336,7 @@ ws_sandbox_create(struct ws_sandbox **out, const struct ws_sandbox_config *cfg, 
 	sb->root = geteuid() == 0;
 	ws_cgroup_init(&sb->pids);
 	ws_cgroup_init(&sb->mem);
+	ws_cgroup_init(&sb->cpu);
 
 	/* 0 keeps the inherited limit; below 3 not even stdio fits */
 	if (cfg->limits.nofile && cfg->limits.nofile < 3) {
@@ -414,6 +415,15 @@ ws_sandbox_create(struct ws_sandbox **out, const struct ws_sandbox_config *cfg, 
 			ws_cgroup_set(&sb->mem, "memory.memsw.limit_in_bytes", m, true);
 		}
 	}
+	/*
+	 * Every command leads a session of its own (setsid), and with the
+	 * scheduler's autogroups each session is a scheduling group: commands
+	 * started in a stream were each a new group, and one of them could
+	 * wait, runnable, for hundreds of ms behind the newer ones. In one cpu
+	 * cgroup autogroups do not apply: the commands share one group and
+	 * its fairness, and together one share beside the server's.
+	 */
+	ws_cgroup_open_shared(&sb->cpu, "cpu");
 	if (!cfg->shm_bytes)
 		snprintf(sb->shm_why, sizeof(sb->shm_why), "--shm-size 0");
 	else
@@ -434,6 +444,7 @@ ws_sandbox_destroy(struct ws_sandbox *sb)
 		sb->backend->finish(sb->state);
 	ws_cgroup_close(&sb->pids);
 	ws_cgroup_close(&sb->mem);
+	ws_cgroup_close(&sb->cpu);
 	free(sb->policy);
 	free(sb->groups);
 	free(sb->user);
@@ -526,6 +537,12 @@ const char *
 ws_sandbox_backend_name(const struct ws_sandbox *sb)
 {
 	return sb->backend->name;
+}
+
+bool
+ws_sandbox_child_forks(const struct ws_sandbox *sb)
+{
+	return sb->isolate != 0;
 }
 
 static const char *const step_names[] = {

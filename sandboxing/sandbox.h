@@ -218,6 +218,15 @@ const struct ws_policy *ws_sandbox_policy(const struct ws_sandbox *sb);
 /* "seccomp" or "null". */
 const char *ws_sandbox_backend_name(const struct ws_sandbox *sb);
 
+/*
+ * True when ws_sandbox_child_apply() forks on its own or leaves a process
+ * behind that keeps running the caller's memory (--isolate: the pid
+ * namespace's forwarder, the user namespace's mapper). A caller that
+ * starts its child sharing its memory (clone with CLONE_VM) must fork
+ * instead then.
+ */
+bool ws_sandbox_child_forks(const struct ws_sandbox *sb);
+
 /* The steps of ws_sandbox_child_apply, in order; EXEC is the caller's own. */
 enum ws_sandbox_step {
 	WS_SANDBOX_STEP_SIGNALS, /* default dispositions, nothing blocked */

@@ -418,7 +418,8 @@ ws_sandbox_child_apply(const struct ws_sandbox *sb, pid_t parent, int keep_fd,
 		return failed(why, WS_SANDBOX_STEP_SIGNALS, errno);
 	/* first, so that everything the command starts is counted */
 	int rc;
-	if ((rc = ws_cgroup_join(&sb->pids)) != 0 || (rc = ws_cgroup_join(&sb->mem)) != 0)
+	if ((rc = ws_cgroup_join(&sb->pids)) != 0 || (rc = ws_cgroup_join(&sb->mem)) != 0 ||
+	    (rc = ws_cgroup_join(&sb->cpu)) != 0)
 		return failed(why, WS_SANDBOX_STEP_CGROUP, -rc);
 	if (setsid() < 0)
 		return failed(why, WS_SANDBOX_STEP_SETSID, errno);

@@ -34,6 +34,7 @@ struct ws_sandbox {
 	char *user;            /* the name of the user switched to */
 	struct ws_cgroup pids; /* pids.max = limits.nproc */
 	struct ws_cgroup mem;  /* the memory limit = limits.mem_bytes */
+	struct ws_cgroup cpu;  /* one CPU group for all commands (shared) */
 	uint64_t shm_bytes;    /* the private /dev/shm's size; 0: the caller's */
 	char shm_why[256];     /* why there is none */
 };

@@ -75,6 +75,9 @@ rpc_confine(void *app, const struct ws_config *cfg)
 	r->hub.engine = rpc_engine_create(r->hub.srv, rpc_child_setup, r, r->opt.kill_grace_ms);
 	if (!r->hub.engine)
 		return -1;
+	/* the sandbox's child steps are system calls on its own stack: no copy of us needed */
+	if (!ws_sandbox_child_forks(r->sandbox))
+		rpc_engine_share_memory(r->hub.engine, true);
 	/*
 	 * Commands inherit this filter under their own, so it cannot be an
 	 * allowlist: it denies what the `default` profile denies, less what
