@@ -19,6 +19,7 @@
 #include "auth.h"
 #include "clock.h"
 #include "config.h"
+#include "engine_redis.h"
 #include "jwt.h"
 #include "list.h"
 #include "log.h"
@@ -41,6 +42,8 @@
 struct options {
 	const char *engine; /* sqlite:PATH or redis://...; NULL: sqlite:--db */
 	const char *db;
+	const char *redis; /* --engine redis://...: the URL */
+	uint32_t presence_ttl_ms;
 	uint32_t history_size;
 	uint32_t history_on_join;
 	uint32_t welcome_members;
@@ -63,6 +66,10 @@ struct member {
 	struct room *room;
 	struct ws_list link; /* in room->members */
 	uint64_t membership;
+	struct bc *bc;   /* Redis engine: for its callbacks */
+	uint32_t refs;   /* Redis engine: callbacks still to come (they outlive the connection) */
+	bool pending;    /* Redis engine: joined, its welcome not sent yet */
+	bool gone;       /* Redis engine: the connection has closed */
 	json_t *info;    /* the token's "info" object, or NULL */
 	char *info_json; /* the same as compact JSON (at most WS_JWT_INFO_MAX bytes) */
 	char user[USER_MAX_LEN + 1];
@@ -76,6 +83,8 @@ struct room {
 	uint32_t count;
 	char name[NAME_MAX_LEN + 1];
 	char epoch[BC_EPOCH_LEN + 1];
+	struct ws_buf backlog; /* Redis engine: events for members awaiting their welcome */
+	uint32_t pending;      /* Redis engine: members awaiting their welcome */
 };
 
 /* A frame addressed to a room, waiting for the turn's commit. */
@@ -106,6 +115,9 @@ struct bc {
 	uint64_t failed[3]; /* chat messages refused by the store: busy, full, error */
 	uint64_t welcomes_cut;
 	uint64_t fanout_limited;
+	struct bc_redis *redis; /* --engine redis://: rooms live in Redis */
+	struct ws_buf rframe;   /* an event from Redis, framed once for every local member */
+	uint64_t next_member;
 	struct ws_jwt_key *jwt;   /* --jwt-secret-file: identities come from tokens */
 	const char *shared_token; /* --token, taken aside when JWTs are on */
 };
@@ -331,7 +343,7 @@ static void
 end_turn(void *app)
 {
 	struct bc *bc = app;
-	enum bc_store_status r = bc_store_commit(bc->store);
+	enum bc_store_status r = bc->store ? bc_store_commit(bc->store) : BC_STORE_OK;
 	if (r != BC_STORE_OK) {
 		fail_turn(bc, r);
 	} else {
@@ -478,6 +490,13 @@ jwt_check(struct bc *bc, const struct ws_http_request *req, const char *room,
 	return 0;
 }
 
+static void redis_open(struct bc *bc, struct ws_conn *c, const struct join_args *a);
+static void redis_close(struct bc *bc, struct ws_conn *c, struct member *m);
+static void redis_chat(struct bc *bc, struct member *m, const char *text, size_t len);
+static void redis_history(struct bc *bc, struct member *m, uint64_t since);
+static void redis_metrics(struct bc *bc, struct ws_buf *out);
+static int redis_confine(struct bc *bc, const struct ws_config *cfg);
+
 static void
 bc_start(void *app, struct ws_server *srv)
 {
@@ -499,6 +518,10 @@ bc_admit(void *app, struct ws_conn *c, const struct ws_http_request *req, const 
 		if (status)
 			return status;
 	}
+	if (bc->opt.redis && !(bc->redis && bc_redis_up(bc->redis))) {
+		*why = "Service unavailable";
+		return 503;
+	}
 	struct room *r = *room_slot(bc, a.room);
 	if (!r && bc->active_rooms >= bc->opt.max_rooms) {
 		*why = "too many rooms";
@@ -508,7 +531,7 @@ bc_admit(void *app, struct ws_conn *c, const struct ws_http_request *req, const 
 		*why = "room is full";
 		return 503;
 	}
-	if (!r && bc_store_room_count(bc->store) >= bc->opt.max_stored_rooms) {
+	if (!r && bc->store && bc_store_room_count(bc->store) >= bc->opt.max_stored_rooms) {
 		uint64_t next;
 		switch (bc_store_room_lookup(bc->store, a.room, &next, NULL)) {
 		case BC_STORE_FOUND:
@@ -708,6 +731,10 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 			rnd = (uint32_t)ws_conn_id(c) * 2654435761u;
 		snprintf(a.user, sizeof(a.user), "u-%08x", rnd);
 	}
+	if (bc->opt.redis) {
+		redis_open(bc, c, &a);
+		return;
+	}
 	/* what is pending must be committed and out before this member counts */
 	end_turn(bc);
 
@@ -784,6 +811,10 @@ bc_close(void *app, struct ws_conn *c, uint16_t code)
 		if (bc->pending[i].except == c)
 			bc->pending[i].except = NULL;
 	}
+	if (bc->opt.redis) {
+		redis_close(bc, c, m);
+		return;
+	}
 	struct room *room = m->room;
 	ws_list_remove(&m->link);
 	room->count--;
@@ -841,6 +872,10 @@ chat(struct bc *bc, struct member *m, const char *text, size_t len)
 	size_t info = m->info_json ? strlen(m->info_json) + 8 : 0;
 	if (!fanout_ok(bc, m, esc + strlen(m->user) + strlen(room->name) + info + 128, room->count))
 		return;
+	if (bc->opt.redis) {
+		redis_chat(bc, m, text, len);
+		return;
+	}
 	struct bc_message msg = {
 		.seq = room->next_seq,
 		.epoch = room->epoch,
@@ -876,6 +911,10 @@ chat(struct bc *bc, struct member *m, const char *text, size_t len)
 static void
 history_page(struct bc *bc, struct member *m, json_int_t since)
 {
+	if (bc->opt.redis) {
+		redis_history(bc, m, (uint64_t)since);
+		return;
+	}
 	/* the page must hold everything committed and delivered so far */
 	end_turn(bc);
 	struct ws_buf *b = &bc->scratch;
@@ -928,6 +967,365 @@ static void
 bc_rate_limited(void *app, struct ws_conn *c, enum ws_opcode op, const uint8_t *data, size_t len)
 {
 	send_error(c, "Rate limit exceeded");
+}
+
+/* ---- the Redis engine: rooms on Redis, events in each room's order ---- */
+
+/* Events kept per room for members awaiting their welcome, at most (bytes). */
+#define BACKLOG_MAX (4u << 20)
+/* Past this a since is no seq Redis' scripts can hold exactly (2^53). */
+#define SINCE_MAX (1ull << 53)
+
+/* A join waiting for Redis' answer. */
+struct rjoin {
+	struct member *m;
+	struct join_args a;
+};
+
+/* One engine callback less; the member goes once its connection has too. */
+static void
+member_release(struct member *m)
+{
+	if (--m->refs == 0 && m->gone)
+		free(m);
+}
+
+static void
+backlog_clear(struct room *room)
+{
+	room->backlog.len = 0;
+	room->backlog.head = 0;
+}
+
+static void
+close_pending(struct room *room, const char *why)
+{
+	ws_list_for_each (l, &room->members) {
+		struct member *m = ws_list_entry(l, struct member, link);
+		if (m->pending)
+			ws_conn_close(m->c, WS_CLOSE_INTERNAL, why);
+	}
+}
+
+/*
+ * An event Redis published in a room (a message, a join, a leave): framed
+ * once, sent to every local member with a welcome, and kept (with its
+ * position) for those still waiting for theirs.
+ */
+static void
+redis_event(void *app, const char *name, uint64_t ev, const char *json, size_t len)
+{
+	struct bc *bc = app;
+	struct room *room = *room_slot(bc, name);
+	if (!room)
+		return;
+	struct ws_buf *f = &bc->rframe;
+	f->len = 0;
+	f->head = 0;
+	if (!ws_frame_append(f, WS_OP_TEXT, json, len))
+		return;
+	const uint8_t *frame = ws_buf_begin(f);
+	uint32_t flen = f->len;
+	ws_list_for_each (l, &room->members) {
+		struct member *m = ws_list_entry(l, struct member, link);
+		if (!m->pending)
+			ws_conn_send_frame(m->c, frame, flen);
+	}
+	if (!room->pending)
+		return;
+	uint8_t hdr[12];
+	memcpy(hdr, &ev, 8);
+	memcpy(hdr + 8, &flen, 4);
+	if (room->backlog.len + sizeof(hdr) + flen > BACKLOG_MAX ||
+	    !ws_buf_append(&room->backlog, hdr, sizeof(hdr)) ||
+	    !ws_buf_append(&room->backlog, frame, flen)) {
+		/* the joiners cannot be told everything in order: they reconnect */
+		backlog_clear(room);
+		close_pending(room, "Service unavailable");
+	}
+}
+
+/* "history":[...] of stored message objects, cut at the byte bound like put_history. */
+static bool
+put_raw_history(struct bc *bc, struct ws_buf *b, const struct bc_redis_welcome *w, bool page)
+{
+	bool ok = put(b, "\"history\":[");
+	bool more = false;
+	for (size_t i = 0; ok && i < w->nhist; i++) {
+		if (i && b->len + w->hist_len[i] + 1 + PAGE_TAIL > bc->welcome_max) {
+			more = true;
+			break;
+		}
+		ok = (!i || put(b, ",")) && ws_buf_append(b, w->hist[i], w->hist_len[i]);
+	}
+	ok = ok && put(b, "]");
+	if (more) {
+		bc->welcomes_cut++;
+		return ok && put(b, ",\"more\":true}");
+	}
+	return ok && put(b, page ? ",\"more\":false}" : "}");
+}
+
+static void
+redis_welcome(void *ctx, const struct bc_redis_welcome *w)
+{
+	struct rjoin *rj = ctx;
+	struct member *m = rj->m;
+	struct bc *bc = m->bc;
+	const struct join_args *a = &rj->a;
+	if (m->gone || !w) {
+		if (!m->gone)
+			ws_conn_close(m->c, WS_CLOSE_INTERNAL, "Service unavailable");
+		free(rj);
+		member_release(m);
+		return;
+	}
+	struct room *room = m->room;
+	struct ws_buf *b = &bc->scratch;
+	bool ok = put(b, "{\"type\":\"welcome\",\"id\":") && put_str(b, m->user, strlen(m->user)) &&
+		  put(b, ",\"room\":") && put_str(b, room->name, strlen(room->name)) &&
+		  put(b, ",\"count\":") && put_uint(b, w->count) && put(b, ",\"members\":[");
+	for (size_t i = 0; ok && i < w->nmembers; i++)
+		ok = (!i || put(b, ",")) && put(b, w->members[i]);
+	ok = ok && put(b, w->count > w->nmembers ? "],\"members_more\":true," : "],");
+	ok = ok && put(b, "\"epoch\":") && put_str(b, w->epoch, strlen(w->epoch)) &&
+	     put(b, ",\"last_seq\":") && put_uint(b, w->last_seq) && put(b, ",");
+	if (a->has_since) {
+		/* everything after since is still held: since + 1 is in the stream (or nothing is newer) */
+		bool rec = (!a->epoch[0] || strcmp(a->epoch, w->epoch) == 0) &&
+			   a->since <= w->last_seq &&
+			   (a->since == w->last_seq ||
+			    (w->first_seq && w->first_seq <= a->since + 1));
+		ok = ok && put(b, rec ? "\"recovered\":true," : "\"recovered\":false,");
+	}
+	send_page(bc, m->c, ok && put_raw_history(bc, b, w, false));
+	m->pending = false;
+	room->pending--;
+	/* then what Redis published from this member's own join on, in order */
+	const uint8_t *p = ws_buf_begin(&room->backlog);
+	for (size_t off = 0; off + 12 <= room->backlog.len;) {
+		uint64_t ev;
+		uint32_t flen;
+		memcpy(&ev, p + off, 8);
+		memcpy(&flen, p + off + 8, 4);
+		if (ev >= w->ev)
+			ws_conn_send_frame(m->c, p + off + 12, flen);
+		off += 12 + flen;
+	}
+	if (!room->pending)
+		backlog_clear(room);
+	free(rj);
+	member_release(m);
+}
+
+static void
+redis_open(struct bc *bc, struct ws_conn *c, const struct join_args *a)
+{
+	struct room **slot = room_slot(bc, a->room);
+	struct room *room = *slot;
+	if (!room) {
+		room = calloc(1, sizeof(*room));
+		if (!room) {
+			ws_conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
+			return;
+		}
+		strcpy(room->name, a->room);
+		ws_list_init(&room->members);
+		*slot = room;
+		bc->active_rooms++;
+	}
+	struct member *m = calloc(1, sizeof(*m));
+	struct rjoin *rj = m ? malloc(sizeof(*rj)) : NULL;
+	if (!rj) {
+		free(m);
+		ws_conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
+		if (!room->count) {
+			*room_slot(bc, room->name) = room->hnext;
+			bc->active_rooms--;
+			free(room);
+		}
+		return;
+	}
+	*m = (struct member){ .c = c,
+			      .room = room,
+			      .membership = ++bc->next_member,
+			      .bc = bc,
+			      .refs = 1,
+			      .pending = true };
+	unique_user(room, a->user, m->user, sizeof(m->user));
+	ws_list_insert(&room->members, &m->link);
+	room->count++;
+	room->pending++;
+	ws_conn_set_user(c, m);
+	*rj = (struct rjoin){ .m = m, .a = *a };
+	/* names are of a JSON-safe alphabet ('#' added): quoting is escaping */
+	char name[USER_MAX_LEN + 3];
+	snprintf(name, sizeof(name), "\"%s\"", m->user);
+	uint32_t limit = a->has_since ? bc->opt.history_size : bc->opt.history_on_join;
+	int64_t since = !a->has_since ? -1 : (int64_t)(a->since < SINCE_MAX ? a->since : SINCE_MAX);
+	if (!bc->redis || !bc_redis_join(bc->redis, room->name, m->membership, name, since, limit,
+					 redis_welcome, rj)) {
+		free(rj);
+		m->refs = 0;
+		ws_conn_close(c, WS_CLOSE_INTERNAL, "Service unavailable");
+	}
+}
+
+static void
+redis_close(struct bc *bc, struct ws_conn *c, struct member *m)
+{
+	struct room *room = m->room;
+	ws_list_remove(&m->link);
+	room->count--;
+	if (m->pending)
+		room->pending--;
+	ws_conn_set_user(c, NULL);
+	m->gone = true;
+	m->c = NULL;
+	m->room = NULL;
+	/* its leave is published by Redis, to every node: no local notice */
+	m->refs++;
+	if (bc->redis)
+		bc_redis_leave(bc->redis, room->name, m->membership);
+	member_release(m);
+	if (!room->pending)
+		backlog_clear(room);
+	if (room->count == 0) {
+		*room_slot(bc, room->name) = room->hnext;
+		bc->active_rooms--;
+		ws_buf_finish(&room->backlog);
+		free(room);
+	}
+}
+
+static void
+redis_published(void *ctx, bool ok, uint64_t seq)
+{
+	struct member *m = ctx;
+	if (!m->gone) {
+		if (ok)
+			m->bc->persisted++;
+		else
+			send_error(m->c, "Service unavailable");
+	}
+	member_release(m);
+}
+
+/* The message leaves through Redis; every member (its sender too) gets it from there. */
+static void
+redis_chat(struct bc *bc, struct member *m, const char *text, size_t len)
+{
+	struct ws_buf *b = &bc->scratch;
+	bool ok = put_str(b, m->user, strlen(m->user));
+	uint32_t from_len = b->len;
+	ok = ok && put_str(b, text, len);
+	const char *json = (const char *)ws_buf_begin(b);
+	m->refs++;
+	if (!ok || !bc->redis ||
+	    !bc_redis_publish(bc->redis, m->room->name, json, from_len, json + from_len,
+			      b->len - from_len, ws_clock_wall_ms(), redis_published, m)) {
+		m->refs--;
+		send_error(m->c, "Service unavailable");
+	}
+	b->len = 0;
+	b->head = 0;
+}
+
+static void
+redis_history_page(void *ctx, const struct bc_redis_welcome *w)
+{
+	struct member *m = ctx;
+	struct bc *bc = m->bc;
+	if (!m->gone && !w) {
+		send_error(m->c, "Service unavailable");
+	} else if (!m->gone) {
+		struct ws_buf *b = &bc->scratch;
+		bool ok = put(b, "{\"type\":\"history\",\"room\":") &&
+			  put_str(b, m->room->name, strlen(m->room->name)) && put(b, ",");
+		send_page(bc, m->c, ok && put_raw_history(bc, b, w, true));
+	}
+	member_release(m);
+}
+
+static void
+redis_history(struct bc *bc, struct member *m, uint64_t since)
+{
+	m->refs++;
+	if (!bc->redis || !bc_redis_history(bc->redis, m->room->name, since, bc->opt.history_size,
+					    redis_history_page, m)) {
+		m->refs--;
+		send_error(m->c, "Service unavailable");
+	}
+}
+
+static void
+redis_metrics(struct bc *bc, struct ws_buf *out)
+{
+	struct bc_redis_stats st;
+	bc_redis_stats(bc->redis, &st);
+	char s[1536];
+	int n = snprintf(
+		s, sizeof(s),
+		"# HELP ws_broadcast_engine_up Whether the engine can serve (Redis "
+		"connected).\n"
+		"# TYPE ws_broadcast_engine_up gauge\n"
+		"ws_broadcast_engine_up{engine=\"redis\"} %d\n"
+		"# HELP ws_broadcast_redis_connects_total Connections made to Redis.\n"
+		"# TYPE ws_broadcast_redis_connects_total counter\n"
+		"ws_broadcast_redis_connects_total %llu\n"
+		"# HELP ws_broadcast_redis_disconnects_total Connections to Redis lost.\n"
+		"# TYPE ws_broadcast_redis_disconnects_total counter\n"
+		"ws_broadcast_redis_disconnects_total %llu\n"
+		"# HELP ws_broadcast_redis_published_total Messages stored and published.\n"
+		"# TYPE ws_broadcast_redis_published_total counter\n"
+		"ws_broadcast_redis_published_total %llu\n"
+		"# HELP ws_broadcast_redis_publish_failed_total Messages refused: Redis "
+		"unavailable or an error.\n"
+		"# TYPE ws_broadcast_redis_publish_failed_total counter\n"
+		"ws_broadcast_redis_publish_failed_total %llu\n"
+		"# HELP ws_broadcast_redis_reaped_total Members of dead servers removed by "
+		"this one.\n"
+		"# TYPE ws_broadcast_redis_reaped_total counter\n"
+		"ws_broadcast_redis_reaped_total %llu\n",
+		st.up ? 1 : 0, (unsigned long long)st.connects, (unsigned long long)st.disconnects,
+		(unsigned long long)st.published, (unsigned long long)st.publish_failed,
+		(unsigned long long)st.reaped);
+	if (n > 0 && (size_t)n < sizeof(s))
+		ws_buf_append(out, s, (size_t)n);
+}
+
+/*
+ * Connects to Redis (before the filter: the host is resolved now), then
+ * confines the server. The allowlist has no socket()/connect() for TCP,
+ * and reconnecting to Redis needs both: this engine installs the denylist
+ * (ptrace, mount, namespaces, bpf... fail) instead, and says so.
+ */
+static int
+redis_confine(struct bc *bc, const struct ws_config *cfg)
+{
+	static const struct bc_redis_events ev = { .event = redis_event };
+	struct bc_redis_config rc = {
+		.url = bc->opt.redis,
+		.history_size = bc->opt.history_size,
+		.presence_ttl_ms = bc->opt.presence_ttl_ms,
+		.welcome_members = bc->opt.welcome_members,
+	};
+	char err[256];
+	bc->redis = bc_redis_create(bc->srv, &rc, &ev, bc, err, sizeof(err));
+	if (!bc->redis) {
+		ws_log(WS_LOG_ERROR, "redis failed=yes error=\"%s\"", err);
+		return -1;
+	}
+	ws_log(WS_LOG_INFO, "sandbox engine=redis filter=denylist reason=\"reconnecting needs "
+			    "connect(), which the server allowlist has not\"");
+	static const enum ws_policy_set sets[] = { WS_POLICY_SET_DANGEROUS };
+	static const struct ws_sandbox_self self = {
+		.name = "broadcast",
+		.default_action = WS_POLICY_ALLOW,
+		.sets = sets,
+		.nsets = sizeof(sets) / sizeof(sets[0]),
+	};
+	return ws_sandbox_confine_server(&self, NULL, cfg->no_self_sandbox);
 }
 
 /* ---- HTTP: /rooms and /rooms/NAME ---- */
@@ -1011,6 +1409,8 @@ bc_http(void *app, struct ws_conn *c, const struct ws_http_request *req)
 {
 	struct bc *bc = app;
 	struct ws_slice p = req->path;
+	if (bc->opt.redis)
+		return false; /* rooms live in Redis: not listed by one node */
 	if (p.n == 6 && memcmp(p.p, "/rooms", 6) == 0) {
 		if (!http_allowed(bc, c, req, NULL))
 			return true;
@@ -1081,15 +1481,18 @@ bc_metrics(void *app, struct ws_buf *out)
 			 "# HELP ws_broadcast_db_errors_total Database errors.\n"
 			 "# TYPE ws_broadcast_db_errors_total counter\n"
 			 "ws_broadcast_db_errors_total %llu\n",
-			 bc->active_rooms, (unsigned long long)bc_store_room_count(bc->store),
+			 bc->active_rooms,
+			 (unsigned long long)(bc->store ? bc_store_room_count(bc->store) : 0),
 			 (unsigned long long)bc->persisted, (unsigned long long)bc->failed[0],
 			 (unsigned long long)bc->failed[1], (unsigned long long)bc->failed[2],
 			 (unsigned long long)bc->welcomes_cut,
 			 (unsigned long long)bc->fanout_limited,
-			 (unsigned long long)bc_store_commits(bc->store),
-			 (unsigned long long)bc_store_errors(bc->store));
+			 (unsigned long long)(bc->store ? bc_store_commits(bc->store) : 0),
+			 (unsigned long long)(bc->store ? bc_store_errors(bc->store) : 0));
 	if (n > 0 && (size_t)n < sizeof(s))
 		ws_buf_append(out, s, (size_t)n);
+	if (bc->redis)
+		redis_metrics(bc, out);
 }
 
 /* ---- housekeeping: old memberships, idle empty rooms ---- */
@@ -1121,6 +1524,8 @@ bc_stop(void *app)
 	struct bc *bc = app;
 	ws_timer_destroy(bc->sweep);
 	bc->sweep = NULL;
+	bc_redis_destroy(bc->redis);
+	bc->redis = NULL;
 }
 
 /* ---- start-up ---- */
@@ -1131,6 +1536,11 @@ static const struct ws_option bc_opts[] = {
 	{ "engine", "WS_ENGINE", "URL", WS_OPT_STRING, OPT(engine), 0, 0,
 	  "where rooms live: sqlite:PATH (default sqlite:ws-broadcast.db) or "
 	  "redis://[user:pass@]host:port[/db] (several servers, one room space)",
+	  NULL },
+	{ "presence-ttl", "WS_PRESENCE_TTL", "SECONDS", WS_OPT_SECONDS, OPT(presence_ttl_ms), 1000,
+	  3600000,
+	  "Redis engine: a server silent this long is dead; its members' leaves are announced "
+	  "within 1.5x this",
 	  NULL },
 	{ "db", "WS_DB", "PATH", WS_OPT_STRING, OPT(db), 0, 0,
 	  "SQLite database of rooms, memberships and history (--engine sqlite:PATH)", NULL },
@@ -1181,6 +1591,8 @@ bc_confine(void *app, const struct ws_config *cfg)
 {
 	struct bc *bc = app;
 	/* the loop exists from here on (not yet in start): housekeeping can be scheduled */
+	if (bc->opt.redis)
+		return redis_confine(bc, cfg);
 	bc->sweep = ws_timer_create(bc->srv, sweep, bc);
 	if (!bc->sweep)
 		return -1;
@@ -1214,6 +1626,15 @@ pick_engine(struct options *opt)
 	}
 	if (strncmp(e, "sqlite:", 7) == 0 && e[7]) {
 		opt->db = e + 7;
+		return true;
+	}
+	if (strncmp(e, "redis://", 8) == 0) {
+		char err[256];
+		if (!bc_redis_url_ok(e, err, sizeof(err))) {
+			fprintf(stderr, "error: --engine: %s\n", err);
+			return false;
+		}
+		opt->redis = e;
 		return true;
 	}
 	if (strncmp(e, "rediss://", 9) == 0) {
@@ -1259,6 +1680,32 @@ jwt_setup(struct bc *bc, struct ws_config *cfg)
 	return true;
 }
 
+/* The SQLite engine: opens the database and closes what a crash left open. */
+static bool
+open_store(struct bc *bc)
+{
+	char err[512];
+	struct bc_store_limits lim = {
+		.history_size = bc->opt.history_size,
+		.max_db_bytes = bc->opt.max_db_size,
+		.max_memberships = bc->opt.max_memberships,
+	};
+	bc->store = bc_store_open(bc->opt.db, &lim, err, sizeof(err));
+	if (!bc->store) {
+		ws_log(WS_LOG_ERROR, "db-open failed=yes text=\"%s\"", err);
+		return false;
+	}
+	int closed = bc_store_recover(bc->store, ws_clock_wall_ms());
+	if (closed < 0) {
+		bc_store_destroy(bc->store);
+		return false;
+	}
+	ws_log(WS_LOG_INFO, "db path=%s recovered_memberships=%d rooms=%llu welcome_max=%llu",
+	       bc->opt.db, closed, (unsigned long long)bc_store_room_count(bc->store),
+	       (unsigned long long)bc->welcome_max);
+	return true;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -1276,6 +1723,7 @@ main(int argc, char **argv)
 			.max_memberships = 100000,
 			.max_db_size = 1024ull * 1024 * 1024,
 			.max_fanout = 16ull * 1024 * 1024,
+			.presence_ttl_ms = 15000,
 		},
 	};
 	struct ws_config cfg;
@@ -1304,25 +1752,8 @@ main(int argc, char **argv)
 	if (bc.opt.room_expiry_ms && half_expiry < bc.sweep_ms)
 		bc.sweep_ms = half_expiry < SWEEP_BUSY_MS ? SWEEP_BUSY_MS : half_expiry;
 
-	char err[512];
-	struct bc_store_limits lim = {
-		.history_size = bc.opt.history_size,
-		.max_db_bytes = bc.opt.max_db_size,
-		.max_memberships = bc.opt.max_memberships,
-	};
-	bc.store = bc_store_open(bc.opt.db, &lim, err, sizeof(err));
-	if (!bc.store) {
-		ws_log(WS_LOG_ERROR, "db-open failed=yes text=\"%s\"", err);
+	if (!bc.opt.redis && !open_store(&bc))
 		return WS_EXIT_SYSTEM;
-	}
-	int closed = bc_store_recover(bc.store, ws_clock_wall_ms());
-	if (closed < 0) {
-		bc_store_destroy(bc.store);
-		return WS_EXIT_SYSTEM;
-	}
-	ws_log(WS_LOG_INFO, "db path=%s recovered_memberships=%d rooms=%llu welcome_max=%llu",
-	       bc.opt.db, closed, (unsigned long long)bc_store_room_count(bc.store),
-	       (unsigned long long)bc.welcome_max);
 
 	static const struct ws_app app = {
 		.name = "ws-broadcast",
