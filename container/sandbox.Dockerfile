@@ -44,7 +44,10 @@ RUN for b in /opt/sandbox-ws/bin/*; do ln -sf "$b" /usr/local/bin/; done \
  && install -d -m 0700 /var/lib/sandbox-ws
 
 # Read by the servers the Worker starts (it passes the rest per process).
-ENV WS_BROADCAST_DB=/var/lib/sandbox-ws/rooms.db
+# ws-broadcast's own name, WS_DB: the Worker starts it directly, without the
+# s6 run script that maps WS_BROADCAST_DB (an image that set only that put
+# the rooms in ws-broadcast.db of the control plane's working directory).
+ENV WS_DB=/var/lib/sandbox-ws/rooms.db
 
 # wrangler dev only forwards ports the image declares. 3000 is the SDK's.
 EXPOSE 8080 8081 8082

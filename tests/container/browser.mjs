@@ -14,6 +14,7 @@ import { assert, assertEqual, until } from './lib/harness.mjs';
 import { Relay, serverToken } from './lib/relay.mjs';
 import { Runtime } from './lib/runtime.mjs';
 import { Tree } from './lib/tree.mjs';
+import { jwtKey } from './worker.mjs';
 
 const TOKEN = 'browser-token';
 const CHROMIUM = '/usr/bin/chromium';
@@ -28,7 +29,9 @@ export async function run(h, ctx) {
     return;
   }
   const ports = { echo: ctx.port(30), broadcast: ctx.port(31), rpc: ctx.port(32) };
-  const tree = new Tree({ root: ctx.root, build: ctx.build, ports, env: { WS_RPC_TOKEN: serverToken(TOKEN) } });
+  const tree = new Tree({
+    root: ctx.root, build: ctx.build, ports, env: { WS_RPC_TOKEN: serverToken(TOKEN), WS_BROADCAST_JWT_SECRET: jwtKey(TOKEN) },
+  });
   ctx.cleanup(() => tree.cleanup());
   // the next Worker (container/worker-next) in workerd, the servers under s6,
   // every WebSocket through the stand-in SDK's message-by-message relay

@@ -10,6 +10,8 @@
 //         nothing and waits for s6's readiness; without s6 it exec()s them.
 
 import { execFile } from 'node:child_process';
+import { createHmac } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
 import { request as httpRequest, createServer } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -22,6 +24,18 @@ import { Tree } from './lib/tree.mjs';
 
 const exec = promisify(execFile);
 const TOKEN = 'worker-hop-token';
+
+/** router.ts broadcastJwtSecret(): the key ws-broadcast verifies the Worker's JWTs with. */
+export const jwtKey = (secret) => createHmac('sha256', secret).update('ws-broadcast-jwt').digest('hex');
+
+/** Verifies an HS256 JWT with KEY (node:crypto, not the Worker's code); returns its claims. */
+function verifyJwt(jwt, key) {
+  const [h, p, sig] = jwt.split('.');
+  const want = createHmac('sha256', key).update(`${h}.${p}`).digest('base64url');
+  assertEqual(sig, want, 'JWT signature');
+  assertEqual(JSON.parse(Buffer.from(h, 'base64url').toString()), { alg: 'HS256', typ: 'JWT' }, 'JWT header');
+  return JSON.parse(Buffer.from(p, 'base64url').toString());
+}
 
 /** A raw HTTP/1.1 request (Node's fetch cannot send Connection/Upgrade): {status, body, headers}. */
 function rawRequest(url, headers) {
@@ -54,7 +68,9 @@ async function quietSocket(url) {
 }
 
 export async function run(h, ctx) {
-  for (const [line, offset] of [['0.12', 20], ['next', 40]]) {
+  // WS_WORKER_LINES=next (or 0.12) runs one Worker only, when working on it
+  const only = (process.env.WS_WORKER_LINES || '0.12 next').split(/[\s,]+/);
+  for (const [line, offset] of [['0.12', 20], ['next', 40]].filter(([l]) => only.includes(l))) {
     const section = h.section;
     h.section = `${section} ${line}`;
     try {
@@ -80,7 +96,10 @@ async function runLine(h, ctx, line, base) {
   const s6 = line === 'next';
   // next: the image's s6 runs the servers, ws-rpc holding the token the
   // Worker derives (its Durable Object's envVars); 0.12: the Worker starts them
-  const tree = s6 ? new Tree({ root: ctx.root, build: ctx.build, ports, env: { WS_RPC_TOKEN: serverToken(TOKEN), WS_LOG_LEVEL: 'info' } }) : null;
+  const tree = s6 ? new Tree({
+    root: ctx.root, build: ctx.build, ports,
+    env: { WS_RPC_TOKEN: serverToken(TOKEN), WS_BROADCAST_JWT_SECRET: jwtKey(TOKEN), WS_LOG_LEVEL: 'info' },
+  }) : null;
   if (tree) ctx.cleanup(() => tree.cleanup());
   const runtime = new Runtime({ build: ctx.build, ports: cports, tree, listen: port(3) });
   ctx.cleanup(() => runtime.cleanup());
@@ -170,7 +189,7 @@ async function runLine(h, ctx, line, base) {
   });
 
   await h.check(s6 ? 'the servers run under s6: the Worker started none' : 'the Worker started each server once (startProcess), and reuses it', async () => {
-    const programs = runtime.execs.map((e) => e.command[0]).filter((p) => p.startsWith('ws-'));
+    const programs = runtime.execs.map((e) => e.program).filter((p) => p.startsWith('ws-'));
     if (s6) assertEqual(programs, [], 'servers the Worker started');
     else assertEqual(programs, ['ws-echo'], 'servers the Worker started');
   });
@@ -194,6 +213,42 @@ async function runLine(h, ctx, line, base) {
       for (const c of members) await c.close().catch(() => c.terminate());
     }
   }, { timeout: 30_000 });
+
+  await h.check('signed identities: ws-broadcast holds the Worker\'s JWT key (0600 file, not in its environ) and refuses a client without a JWT', async () => {
+    const [c] = await joinRoom(ws(withToken('/ws/broadcast?sandbox=hop')), `jwt-${line}`, 'ada');
+    await c.close();
+    const pid = s6 ? (await tree.status('broadcast')).pid : runtime.running('ws-broadcast')[0]?.pid;
+    assert(pid, `no ws-broadcast: ${JSON.stringify([...runtime.procs.values()].map((p) => runtime.describe(p)))}\n${runtime.log().slice(-2000)}`);
+    const environ = readFileSync(`/proc/${pid}/environ`, 'utf8');
+    assert(!environ.includes(jwtKey(TOKEN)), 'the JWT key is in ws-broadcast\'s environment');
+    const file = /(?:^|\0)WS_JWT_SECRET_FILE=([^\0]+)/.exec(environ)?.[1];
+    assert(file, 'no WS_JWT_SECRET_FILE in ws-broadcast\'s environment');
+    assertEqual(readFileSync(file, 'utf8'), `${jwtKey(TOKEN)}\n`, 'the key file');
+    assertEqual((statSync(file).mode & 0o777).toString(8), '600', 'mode of the key file');
+    const r = await Client.refusal(`ws://127.0.0.1:${ports.broadcast}/?id=jwt&user=mallory`);
+    assertEqual(r.status, 401, 'straight to ws-broadcast without a JWT');
+  });
+
+  await h.check('signed identities through the Worker: from is the user the Worker vouched for, with its info; a user name the Worker will not vouch for gets 403', async () => {
+    const r = `ident-${line}-${Date.now()}`;
+    const [a] = await joinRoom(ws(withToken('/ws/broadcast?sandbox=hop')), r, 'ada.lovelace');
+    const [b] = await joinRoom(ws(withToken('/ws/broadcast?sandbox=hop')), r, 'bob');
+    try {
+      a.sendJson({ type: 'message', text: 'hi', from: 'bob' });
+      const m = await b.json((v) => v.type === 'message', 5_000, 'message');
+      assertEqual([m.from, m.info?.name], ['ada.lovelace', 'ada.lovelace'], 'from and info of the message');
+    } finally {
+      await a.close().catch(() => a.terminate());
+      await b.close().catch(() => b.terminate());
+    }
+    for (const user of ['%01evil', 'x'.repeat(65), '%0Aadmin', 'a%20b', '%C3%A9']) {
+      const x = await Client.refusal(ws(withToken(`/ws/broadcast?sandbox=hop&id=${r}&user=${user}`)));
+      assertEqual(x.status, 403, `user ${user.slice(0, 12)}`);
+    }
+    // the client's own Bearer (even a well-formed JWT) is the Worker's token check, never passed on
+    const forged = `${Buffer.from('{"alg":"HS256","typ":"JWT"}').toString('base64url')}.${Buffer.from(JSON.stringify({ sub: 'root', exp: 4e9 })).toString('base64url')}.x`;
+    assertEqual((await Client.refusal(ws(`/ws/broadcast?id=${r}`), { headers: { Authorization: `Bearer ${forged}` } })).status, 401, 'a client JWT instead of the token');
+  });
 
   await h.check('exec through the Worker streams: output in several messages before the result, exit code, kill', async () => {
     const c = await Client.connect(ws(withToken('/ws/json?sandbox=hop')));
@@ -329,6 +384,16 @@ async function runLine(h, ctx, line, base) {
       const j = await Client.connect(probe.wsUrl('/ws/json'), { headers: { Authorization: `Bearer ${TOKEN}` } });
       await j.close();
       assertEqual(seen.headers.authorization, `Bearer ${serverToken(TOKEN)}`, 'ws-rpc gets the derived token');
+      // ws-broadcast gets a JWT the Worker minted for the user, never the client's token
+      const t0 = Math.floor(Date.now() / 1000);
+      const b = await Client.connect(probe.wsUrl(withToken('/ws/broadcast?id=lobby&user=Grace')));
+      await b.close();
+      const auth = /^Bearer (.+)$/.exec(seen.headers.authorization ?? '')?.[1];
+      assert(auth && auth !== TOKEN, `ws-broadcast's Authorization: ${seen.headers.authorization}`);
+      const claims = verifyJwt(auth, jwtKey(TOKEN));
+      assertEqual([claims.sub, claims.rooms, claims.info, claims.exp - claims.iat], ['Grace', ['lobby'], { name: 'Grace' }, 60], 'claims');
+      assert(Math.abs(claims.iat - t0) <= 5, `iat ${claims.iat} vs now ${t0}`);
+      assertEqual(seen.url, '/ws/broadcast?id=lobby&user=Grace', 'ws-broadcast URL (token stripped)');
     } finally {
       await probe.cleanup();
       await rt.cleanup();
@@ -349,7 +414,11 @@ async function runLine(h, ctx, line, base) {
     const last = await Promise.all(members.map((c) => c.json((m) => m.type === 'message' && m.text === 'before', 5_000, 'before')));
     const seq = last[0].seq;
     if (s6) await tree.svcCmd('broadcast', '-r');
-    else for (const p of runtime.running('ws-broadcast')) p.child.kill('SIGTERM');
+    else {
+      const procs = runtime.running('ws-broadcast');
+      assertEqual(procs.length, 1, `ws-broadcast processes: ${JSON.stringify([...runtime.procs.values()].map((p) => runtime.describe(p)))}`);
+      procs[0].child.kill('SIGTERM');
+    }
     const closes = await Promise.all(members.map((c) => c.waitClosed(8_000)));
     assertEqual(closes.map((c) => c.code), [1001, 1001, 1001], 'close codes the members saw');
     // ann is back first and writes; ben and cai come back after, with since=
@@ -492,7 +561,7 @@ async function noSupervisor(h, ctx, port) {
     await echoCheck(relay.wsUrl(`/ws/echo?token=${TOKEN}`));
     await rpcCheck(relay.wsUrl(`/ws/json?token=${TOKEN}`));
     await echoCheck(relay.wsUrl(`/ws/echo?token=${TOKEN}`));
-    const started = runtime.execs.filter((e) => e.command[0].startsWith('ws-'));
+    const started = runtime.execs.filter((e) => e.program.startsWith('ws-'));
     assertEqual(started.map((e) => e.command), [['ws-echo'], ['ws-rpc']], 'exec calls of the Worker');
     assertEqual(runtime.running('ws-echo').length, 1, 'ws-echo running');
     const rpcEnv = started[1].env;

@@ -21,7 +21,7 @@
  */
 import { getSandbox, Sandbox, type SandboxProcess } from "@cloudflare/sandbox";
 import page from "../../demo/index.html";
-import { handle, serverEnv, serverToken, type Backend, type ServerRoute } from "../../worker/src/router";
+import { broadcastJwtSecret, handle, serverEnv, serverToken, type Backend, type ServerRoute } from "../../worker/src/router";
 
 export interface Env {
   Sandbox: DurableObjectNamespace<SandboxWs>;
@@ -45,8 +45,10 @@ const SUPERVISOR_MAX = 1000;
 
 /**
  * The container's environment at start, for the s6 image (its run script
- * hands WS_RPC_* to ws-rpc only): ws-rpc's token derived from the secret, and
- * WS_SERVER_ENV. The Durable Object class is ours so that the secret never
+ * hands WS_RPC_* to ws-rpc only, WS_BROADCAST_* to ws-broadcast only):
+ * ws-rpc's token and ws-broadcast's JWT key, both derived from the secret
+ * (the run script writes the key to a 0600 file for ws-broadcast's
+ * --jwt-secret-file), and WS_SERVER_ENV. The Durable Object class is ours so that the secret never
  * has to be sent per request.
  */
 async function imageEnv(env: Env): Promise<Record<string, string>> {
@@ -57,7 +59,10 @@ async function imageEnv(env: Env): Promise<Record<string, string>> {
       for (const [k, v] of Object.entries(parsed)) if (typeof v === "string" && k.startsWith("WS_")) out[k] = v;
     }
   }
-  if (env.WS_TOKEN) out.WS_RPC_TOKEN = await serverToken(env.WS_TOKEN);
+  if (env.WS_TOKEN) {
+    out.WS_RPC_TOKEN = await serverToken(env.WS_TOKEN);
+    out.WS_BROADCAST_JWT_SECRET = await broadcastJwtSecret(env.WS_TOKEN);
+  }
   return out;
 }
 

@@ -40,11 +40,13 @@ export interface ServerRoute {
   port: number;
   /** the server checks a token: it gets serverToken() as `Authorization: Bearer` */
   serverAuth?: boolean;
+  /** the server takes signed identities: it gets a JWT minted for the client (mintJwt) as `Authorization: Bearer` */
+  jwt?: boolean;
 }
 
 export const ROUTES: readonly ServerRoute[] = [
   { path: "/ws/echo", program: "ws-echo", service: "echo", port: 8080 },
-  { path: "/ws/broadcast", program: "ws-broadcast", service: "broadcast", port: 8081 },
+  { path: "/ws/broadcast", program: "ws-broadcast", service: "broadcast", port: 8081, jwt: true },
   { path: "/ws/json", program: "ws-rpc", service: "rpc", port: 8082, serverAuth: true },
   // the SDK's terminal protocol, served by ws-rpc; path and query go on unchanged
   { path: "/ws/terminal", program: "ws-rpc", service: "rpc", port: 8082, serverAuth: true },
@@ -58,9 +60,24 @@ export interface Backend {
   connect(sandboxId: string, route: ServerRoute, request: Request): Promise<Response>;
 }
 
+/** Who a client is, for ws-broadcast's signed identities (the JWT's sub and info). */
+export interface Identity {
+  /** the user name: the JWT's sub, shown as `from` on every message (1-64 characters) */
+  sub: string;
+  /** shown with the user on join, welcome and messages (a small object, e.g. {"name": "Ada", "color": "#f80"}) */
+  info?: Record<string, string>;
+}
+
 export interface RouterOptions {
   /** the shared secret; when empty every /ws/ request is refused (500) */
   token: string | undefined;
+  /**
+   * Who the client of a /ws/broadcast request is. THE place where a real
+   * application plugs in its own authentication (a session cookie, Cloudflare
+   * Access's JWT, ...): return null to refuse (403). The default,
+   * demoIdentity, believes the client's own ?user= and is a stand-in only.
+   */
+  identify?: (request: Request, url: URL) => Identity | null | Promise<Identity | null>;
   /** the demo page served at / */
   page: string;
   /** where errors go (console.error in a Worker) */
@@ -158,6 +175,61 @@ export async function serverEnv(secret: string | undefined, extraJson: string | 
 }
 
 /**
+ * The key ws-broadcast verifies JWTs with (its --jwt-secret-file holds it):
+ * hex(HMAC-SHA256(key = the Worker's secret, "ws-broadcast-jwt")), 64
+ * characters. Like serverToken(), a copy read out of a container does not
+ * give the Worker's secret, and it opens ws-broadcast only, not the Worker.
+ */
+export async function broadcastJwtSecret(secret: string): Promise<string> {
+  const enc = new TextEncoder();
+  const key = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, enc.encode("ws-broadcast-jwt")));
+  return [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** How long a minted JWT is valid: it is checked once, when the WebSocket opens. */
+export const JWT_TTL_S = 60;
+
+/** ws-broadcast's user names (a JWT's sub must be one). */
+const USER = /^[A-Za-z0-9._:-]{1,64}$/;
+
+/**
+ * The stand-in identity of the example: the client's own ?user= (as
+ * ws-broadcast takes it without JWTs), else "guest". It proves nothing about
+ * who the client is: replace it (RouterOptions.identify) with your own
+ * authentication before giving the token to people who must not pose as
+ * each other.
+ */
+export function demoIdentity(_request: Request, url: URL): Identity | null {
+  const user = url.searchParams.get("user") || "guest";
+  if (!USER.test(user)) return null;
+  return { sub: user, info: { name: user } };
+}
+
+function base64url(bytes: Uint8Array): string {
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+}
+
+/**
+ * An HS256 JWT for ws-broadcast: sub and info from WHO, exp = NOW + JWT_TTL_S
+ * (iat = NOW), and, when the client names a room (?id=), rooms = [that room]
+ * so the token opens that room only.
+ */
+export async function mintJwt(key: string, who: Identity, room: string | null, now = Math.floor(Date.now() / 1000)): Promise<string> {
+  const enc = new TextEncoder();
+  const claims: Record<string, unknown> = { sub: who.sub, iat: now, exp: now + JWT_TTL_S };
+  if (room !== null) claims.rooms = [room];
+  if (who.info) claims.info = who.info;
+  const head = base64url(enc.encode(JSON.stringify({ alg: "HS256", typ: "JWT" })));
+  const body = base64url(enc.encode(JSON.stringify(claims)));
+  const k = await crypto.subtle.importKey("raw", enc.encode(key), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const sig = new Uint8Array(await crypto.subtle.sign("HMAC", k, enc.encode(`${head}.${body}`)));
+  return `${head}.${body}.${base64url(sig)}`;
+}
+
+/**
  * URL without its token: every query parameter whose name, decoded the way
  * URLSearchParams decodes it (so `tok%65n` too), is "token" in any case.
  * The other parameters stay byte for byte.
@@ -176,11 +248,18 @@ export function withoutToken(url: URL): URL {
   return out;
 }
 
-/** What goes on to the server: the request without the client's token (query and header). */
-export async function forwardedRequest(request: Request, url: URL, route: ServerRoute, secret: string): Promise<Request> {
+/**
+ * What goes on to the server: the request without the client's token (query
+ * and header), with the server's own credential: the derived token (ws-rpc)
+ * or a JWT minted for WHO (ws-broadcast).
+ */
+export async function forwardedRequest(request: Request, url: URL, route: ServerRoute, secret: string, who: Identity | null = null): Promise<Request> {
   const headers = new Headers(request.headers);
   headers.delete("authorization");
   if (route.serverAuth) headers.set("authorization", `Bearer ${await serverToken(secret)}`);
+  if (route.jwt && who) {
+    headers.set("authorization", `Bearer ${await mintJwt(await broadcastJwtSecret(secret), who, url.searchParams.get("id"))}`);
+  }
   return new Request(withoutToken(url).href, new Request(request, { headers }));
 }
 
@@ -213,6 +292,12 @@ export async function handle(request: Request, opts: RouterOptions, backend: Bac
   const sandboxId = sandboxIdOf(url);
   if (!SANDBOX_ID.test(sandboxId)) return text(400, "Invalid sandbox id: use 1-64 of A-Za-z0-9._:-");
 
+  let who: Identity | null = null;
+  if (route.jwt) {
+    who = await (opts.identify ?? demoIdentity)(request, url);
+    if (!who) return text(403, "Forbidden: no identity for this user (a user name is 1-64 of A-Za-z0-9._:-)");
+  }
+
   try {
     await backend.ensure(sandboxId, route);
   } catch (e) {
@@ -220,7 +305,7 @@ export async function handle(request: Request, opts: RouterOptions, backend: Bac
     return text(503, "WebSocket server unavailable", { "retry-after": "1" });
   }
   try {
-    const forwarded = await forwardedRequest(request, url, route, opts.token);
+    const forwarded = await forwardedRequest(request, url, route, opts.token, who);
     const response = await backend.connect(sandboxId, route, forwarded);
     // the server's own refusals (400, 401, 403, 503 when full) pass through;
     // a gateway failure between here and the server does not

@@ -44,17 +44,24 @@ export class Runtime {
   }
 
   spawnProcess({ command, env = {}, processId }) {
-    const [name, ...args] = command;
+    // 0.12's startProcess(command) is a shell command line; a server started
+    // through one (`... exec ws-broadcast`) is that server
+    const shell = command.length === 1 && /\s/.test(command[0]);
+    const name = shell ? (/\bexec (ws-[a-z]+)\b/.exec(command[0])?.[1] ?? 'sh') : command[0];
+    // (exec: the process is the command line's, as the SDK's would be)
+    const args = shell ? ['-c', `exec ${command[0].replaceAll('/run/sandbox-ws', join(this.dir, 'run'))}`] : command.slice(1);
     if (this.external && name.startsWith('ws-')) return this.externalProcess(name);
-    const bin = this.program(name);
+    const bin = shell ? (this.program(name) && !this.refuse.has(name) ? 'sh' : null) : this.program(name);
     if (!bin || this.refuse.has(name)) throw new Error(`ProcessSpawnFailedError: ${name}: not found in the image`);
-    const cenv = { PATH: process.env.PATH, ...env };
+    const servers = ['echo', 'broadcast', 'rpc'].map((s) => join(this.build, 'servers', s));
+    const cenv = { PATH: [...servers, process.env.PATH].join(':'), ...env };
+    if (cenv.WS_JWT_SECRET_FILE) cenv.WS_JWT_SECRET_FILE = cenv.WS_JWT_SECRET_FILE.replaceAll('/run/sandbox-ws', join(this.dir, 'run'));
     if (name.startsWith('ws-')) {
       const port = this.ports[String(env.WS_PORT)];
       if (!port) throw new Error(`no loopback port for container port ${env.WS_PORT}`);
       cenv.WS_PORT = String(port);
       cenv.WS_HOST = '127.0.0.1';
-      cenv.WS_BROADCAST_DB ??= join(this.dir, 'rooms.db'); // sandbox.Dockerfile's ENV
+      cenv.WS_DB ??= join(this.dir, 'rooms.db'); // sandbox.Dockerfile's ENV WS_DB
       if (cenv.WS_RUN_AS === 'ws-exec' && !hasUser('ws-exec')) cenv.WS_RUN_AS = 'nobody';
     }
     const argv = args.map((a) => (this.tree && a.startsWith(SERVICE_DIR) ? this.tree.scandir + a.slice(SERVICE_DIR.length) : a));
@@ -62,7 +69,7 @@ export class Runtime {
     const child = spawn(bin, argv, { env: cenv, stdio: ['ignore', log, log] });
     closeSync(log);
     const id = processId ?? `proc-${this.next++}`;
-    const p = { id, pid: child.pid ?? 0, command, child, exit: null, startedAt: new Date().toISOString() };
+    const p = { id, pid: child.pid ?? 0, command, program: name, child, exit: null, startedAt: new Date().toISOString() };
     p.exited = new Promise((resolve) => {
       child.once('error', () => { p.exit = { code: 127, timedOut: false }; resolve(); });
       child.once('exit', (code, signal) => {
@@ -71,7 +78,7 @@ export class Runtime {
       });
     });
     this.procs.set(id, p);
-    this.execs.push({ command, env });
+    this.execs.push({ command, program: name, env });
     return p;
   }
 
@@ -80,7 +87,7 @@ export class Runtime {
     const id = `external-${name}`;
     let p = this.procs.get(id);
     if (!p) {
-      p = { id, pid: 1, command: [name], exit: null, startedAt: new Date().toISOString(), exited: new Promise(() => {}), child: null };
+      p = { id, pid: 1, command: [name], program: name, exit: null, startedAt: new Date().toISOString(), exited: new Promise(() => {}), child: null };
       this.procs.set(id, p);
     }
     return p;
@@ -155,7 +162,7 @@ export class Runtime {
 
   /** The running server processes started for PROGRAM (e.g. 'ws-echo'). */
   running(program) {
-    return [...this.procs.values()].filter((p) => p.command[0] === program && p.exit === null);
+    return [...this.procs.values()].filter((p) => (p.program ?? p.command[0]) === program && p.exit === null);
   }
 
   log() {
