@@ -440,6 +440,7 @@ link_lost(struct link *l)
 	l->connected = false;
 	if (l->sub && was) {
 		/* every subscription is gone with it; joins waiting on one fail */
+		r->st.rooms_subscribed = 0;
 		for (size_t i = 0; i < ROOM_BUCKETS; i++) {
 			struct eroom *e = r->rooms[i];
 			while (e) {

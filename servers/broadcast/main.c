@@ -1263,7 +1263,7 @@ redis_metrics(struct bc *bc, struct ws_buf *out)
 {
 	struct bc_redis_stats st;
 	bc_redis_stats(bc->redis, &st);
-	char s[1536];
+	char s[2048];
 	int n = snprintf(
 		s, sizeof(s),
 		"# HELP ws_broadcast_engine_up Whether the engine can serve (Redis "
@@ -1286,10 +1286,14 @@ redis_metrics(struct bc *bc, struct ws_buf *out)
 		"# HELP ws_broadcast_redis_reaped_total Members of dead servers removed by "
 		"this one.\n"
 		"# TYPE ws_broadcast_redis_reaped_total counter\n"
-		"ws_broadcast_redis_reaped_total %llu\n",
+		"ws_broadcast_redis_reaped_total %llu\n"
+		"# HELP ws_broadcast_redis_rooms_subscribed Rooms this server is subscribed to "
+		"(rooms with members here).\n"
+		"# TYPE ws_broadcast_redis_rooms_subscribed gauge\n"
+		"ws_broadcast_redis_rooms_subscribed %llu\n",
 		st.up ? 1 : 0, (unsigned long long)st.connects, (unsigned long long)st.disconnects,
 		(unsigned long long)st.published, (unsigned long long)st.publish_failed,
-		(unsigned long long)st.reaped);
+		(unsigned long long)st.reaped, (unsigned long long)st.rooms_subscribed);
 	if (n > 0 && (size_t)n < sizeof(s))
 		ws_buf_append(out, s, (size_t)n);
 }

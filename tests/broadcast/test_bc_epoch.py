@@ -22,7 +22,8 @@ def chat(ws, texts):
 
 def welcome(s, path):
     ws = s.ws(path)
-    w, _ = ws.join()
+    w = ws.recv_json()
+    assert w["type"] == "welcome", w
     return ws, w
 
 
@@ -118,6 +119,6 @@ def test_engine_sqlite_path_is_used(server, tmp_path):
     s = server(NAME, "--engine", "sqlite:%s" % db, cls=Server)
     import bchelp
     ws = bchelp.WS.connect(s.port, "/?id=viaengine")
-    ws.join()
+    assert ws.recv_json()["type"] == "welcome"
     ws.close()
     assert os.path.exists(db)

@@ -1,0 +1,196 @@
+"""The Redis engine (--engine redis://): several ws-broadcast nodes on one
+real redis-server form one room space. 300 clients spread over 3 nodes in
+one room, 5,000 messages sent from every node: each client gets every
+message once, in the same order, with the same seqs; ?since= replays from
+any node, with epoch, last_seq and recovered. Clients are Python's
+websockets."""
+
+import asyncio
+import json
+
+import pytest
+
+from bchelp import run_once
+from lib.proc import raise_nofile, t
+from redishelp import metric, redis, start_node  # noqa: F401 (fixture)
+
+pytest.importorskip("websockets")
+import websockets.client  # noqa: E402
+import websockets.exceptions  # noqa: E402
+
+CLIENTS = 300
+MESSAGES = 5000
+SENDERS_PER_NODE = 2
+
+
+async def connect(port, query):
+    return await websockets.client.connect("ws://127.0.0.1:%d/?%s" % (port, query),
+                                           max_size=1 << 24, max_queue=None,
+                                           ping_interval=None, open_timeout=t(20))
+
+
+async def welcome(ws):
+    w = json.loads(await asyncio.wait_for(ws.recv(), t(20)))
+    assert w["type"] == "welcome", w
+    return w
+
+
+async def read_messages(ws, n, timeout=60):
+    """Raw texts of the next n chat messages (joins and leaves skipped)."""
+    out = []
+    while len(out) < n:
+        raw = await asyncio.wait_for(ws.recv(), t(timeout))
+        if raw.startswith('{"type":"message"'):
+            out.append(raw)
+    return out
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+@pytest.mark.heavy
+@pytest.mark.ws_timeout(300)
+def test_300_clients_on_3_nodes_get_5000_messages_once_in_one_order(server, redis):
+    raise_nofile()
+    flags = ("--history-size", "10000", "--send-queue", "16m", "--max-connections", "2000")
+    nodes = [start_node(server, redis, *flags) for _ in range(3)]
+
+    async def main():
+        clients = []
+        for i in range(CLIENTS):
+            ws = await connect(nodes[i % 3].port, "id=big&user=c%d" % i)
+            await welcome(ws)
+            clients.append(ws)
+        readers = [asyncio.ensure_future(read_messages(ws, MESSAGES)) for ws in clients]
+        senders = [clients[i] for i in range(3 * SENDERS_PER_NODE)]  # on every node
+
+        async def send(k, ws):
+            for j in range(k, MESSAGES, len(senders)):
+                await ws.send(json.dumps({"type": "message", "text": "m%d" % j}))
+
+        await asyncio.gather(*(send(k, ws) for k, ws in enumerate(senders)))
+        got = await asyncio.gather(*readers)
+        for ws in clients:
+            await ws.close()
+        return got
+
+    got = run(main())
+    first = [json.loads(r) for r in got[0]]
+    seqs = [m["seq"] for m in first]
+    assert seqs == list(range(1, MESSAGES + 1)), "seqs not 1..5000 in order"
+    assert sorted(m["text"] for m in first) == sorted("m%d" % j for j in range(MESSAGES))
+    for i, g in enumerate(got):
+        # byte for byte: same order, same seqs, same ts, once each
+        assert g == got[0], "client %d (node %d) saw another sequence" % (i, i % 3)
+    total = sum(metric(n, "ws_broadcast_redis_published_total") for n in nodes)
+    assert total == MESSAGES
+
+
+def test_since_replays_from_any_node_with_epoch_and_recovered(server, redis):
+    nodes = [start_node(server, redis, "--history-size", "100") for _ in range(3)]
+
+    async def main():
+        a = await connect(nodes[0].port, "id=rep&user=a")
+        w = await welcome(a)
+        assert w["last_seq"] == 0 and len(w["epoch"]) == 16 and "recovered" not in w, w
+        for j in range(30):
+            await a.send("t%d" % j)
+        sent = await read_messages(a, 30)
+        epoch = w["epoch"]
+        for node in nodes:
+            for since, want in ((0, 30), (10, 20), (29, 1), (30, 0)):
+                c = await connect(node.port, "id=rep&since=%d&epoch=%s" % (since, epoch))
+                wc = await welcome(c)
+                assert wc["epoch"] == epoch and wc["last_seq"] == 30, wc
+                assert wc["recovered"] is True, (since, wc)
+                assert [json.dumps(h, separators=(",", ":")) for h in wc["history"]] == \
+                    sent[30 - want:], (node.port, since)
+                await c.close()
+            # another epoch, or a since past the room: told to reload
+            c = await connect(node.port, "id=rep&since=5&epoch=0123456789abcdef")
+            assert (await welcome(c))["recovered"] is False
+            await c.close()
+            c = await connect(node.port, "id=rep&since=31")
+            assert (await welcome(c))["recovered"] is False
+            await c.close()
+        await a.close()
+
+    run(main())
+
+
+def test_since_older_than_history_is_not_recovered(server, redis):
+    node = start_node(server, redis, "--history-size", "5")
+
+    async def main():
+        a = await connect(node.port, "id=short&user=a")
+        w = await welcome(a)
+        for j in range(12):
+            await a.send("x%d" % j)
+        await read_messages(a, 12)
+        for since, want in ((7, True), (6, False), (0, False), (12, True)):
+            c = await connect(node.port, "id=short&since=%d&epoch=%s" % (since, w["epoch"]))
+            wc = await welcome(c)
+            assert wc["recovered"] is want, (since, wc)
+            assert [h["seq"] for h in wc["history"]] == list(range(max(since, 7) + 1, 13))
+            await c.close()
+        await a.close()
+
+    run(main())
+
+
+def test_presence_and_joins_across_nodes(server, redis):
+    n1 = start_node(server, redis)
+    n2 = start_node(server, redis)
+
+    async def main():
+        a = await connect(n1.port, "id=p&user=alice")
+        wa = await welcome(a)
+        assert wa["count"] == 1 and wa["members"] == ["alice"]
+        assert json.loads(await a.recv()) == {"type": "join", "id": "alice", "room": "p",
+                                              "count": 1}
+        b = await connect(n2.port, "id=p&user=bob")
+        wb = await welcome(b)
+        assert wb["count"] == 2 and sorted(wb["members"]) == ["alice", "bob"], wb
+        assert json.loads(await b.recv())["id"] == "bob"
+        assert json.loads(await a.recv()) == {"type": "join", "id": "bob", "room": "p",
+                                              "count": 2}
+        await b.close()
+        assert json.loads(await a.recv()) == {"type": "leave", "id": "bob", "room": "p",
+                                              "count": 1}
+        await a.close()
+
+    run(main())
+
+
+def test_history_request_pages_through_redis(server, redis):
+    node = start_node(server, redis, "--history-size", "50", "--max-welcome", "2k")
+
+    async def main():
+        a = await connect(node.port, "id=pg&user=a")
+        await welcome(a)
+        for j in range(40):
+            await a.send("y" * 100 + str(j))
+        await read_messages(a, 40)
+        seen, since = [], 0
+        for _ in range(40):
+            await a.send(json.dumps({"type": "history", "since": since}))
+            while True:
+                page = json.loads(await a.recv())
+                if page["type"] == "history":
+                    break
+            assert len(json.dumps(page)) <= 2048 + 200
+            seen += [h["seq"] for h in page["history"]]
+            if not page["more"]:
+                break
+            since = seen[-1]
+        assert seen == list(range(1, 41))
+        await a.close()
+
+    run(main())
+
+
+def test_engine_url_checked(binary, tmp_path):
+    for bad in ("redis://", "redis://h:0", "redis://h:70000", "redis://h:1/x", "redis://[::1"):
+        rc, _, err, _ = run_once(["--engine", bad], tmp_path=tmp_path)
+        assert rc == 100 and "error: --engine" in err, (bad, err)
