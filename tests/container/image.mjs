@@ -4,6 +4,7 @@
 // the grace period), the room database on its volume. Then the Sandbox
 // image's self-contained bundle (sandbox.Dockerfile) on a stand-in base.
 
+import { createHmac } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { broadcastCheck, Client, echoCheck, execStream, join as joinRoom, rpcCheck } from './lib/client.mjs';
@@ -30,7 +31,7 @@ export async function run(h, ctx) {
   const ports = { echo: ctx.port(0), broadcast: ctx.port(1), rpc: ctx.port(2) };
   const u = (s, q = '') => `ws://127.0.0.1:${ports[s]}/${q}`;
   ctx.cleanup(async () => {
-    await podman(['rm', '-f', '-t', '0', name, `${name}-2`, `${name}-3`, `${name}-standin`]).catch(() => {});
+    await podman(['rm', '-f', '-t', '0', name, `${name}-2`, `${name}-3`, `${name}-4`, `${name}-standin`]).catch(() => {});
     await podman(['volume', 'rm', '-f', volume]).catch(() => {});
   });
 
@@ -228,6 +229,42 @@ export async function run(h, ctx) {
     await podman(['stop', '-t', String(GRACE), `${name}-3`], { timeout: (GRACE + 10) * 1000 });
   }, { timeout: 45_000 });
 
+  // the JWT key as the next Worker's Durable Object hands it in
+  const JWT_KEY = createHmac('sha256', 'image-worker-secret').update('ws-broadcast-jwt').digest('hex');
+  const mint = (claims) => {
+    const b = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+    const head = `${b({ alg: 'HS256', typ: 'JWT' })}.${b(claims)}`;
+    return `${head}.${createHmac('sha256', JWT_KEY).update(head).digest('base64url')}`;
+  };
+  await h.check('WS_BROADCAST_JWT_SECRET: written 0600 for ws into a 0700 data/, only WS_JWT_SECRET_FILE in ws-broadcast\'s environ, ws-exec cannot read it, JWTs required', async () => {
+    await podman(['run', '-d', '--name', `${name}-4`, '--network', 'host', '--health-interval', 'disable', ...env,
+      '-e', 'WS_SERVICES=broadcast rpc', '-e', `WS_BROADCAST_JWT_SECRET=${JWT_KEY}`, IMAGE]);
+    await until(15_000, async () => (await healthz(ports.broadcast).catch(() => 0)) === 200 && (await healthz(ports.rpc).catch(() => 0)) === 200,
+      'broadcast and rpc up', 50);
+    const dir = '/etc/sandbox-ws/service/broadcast/data';
+    const st = (await podman(['exec', `${name}-4`, 'stat', '-c', '%a %U', dir, `${dir}/jwt-secret`])).trim().split('\n');
+    assertEqual(st, ['700 ws', '600 ws'], 'modes and owners');
+    const env4 = await podman(['exec', `${name}-4`, 'sh', '-c', 'for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = ws-broadcast ] && tr "\\0" "\\n" <$p/environ; done']);
+    assert(env4.includes(`WS_JWT_SECRET_FILE=${dir}/jwt-secret`), `no WS_JWT_SECRET_FILE:\n${env4}`);
+    assert(!env4.includes(JWT_KEY) && !/WS_(BROADCAST_)?JWT_SECRET=/.test(env4), 'the key is in ws-broadcast\'s environment');
+    const c = await Client.connect(u('rpc', `?token=${TOKEN}`));
+    try {
+      const r = await execStream(c, 1, `cat ${dir}/jwt-secret >/dev/null 2>&1 && echo READ-KEY; ls ${dir} >/dev/null 2>&1 && echo LIST; exit 0`);
+      assertEqual(r.output.trim(), '', 'what ws-exec could do with the key');
+    } finally {
+      await c.close().catch(() => c.terminate());
+    }
+    assertEqual((await Client.refusal(u('broadcast', '?id=r&user=mallory'))).status, 401, 'no JWT');
+    const now = Math.floor(Date.now() / 1000);
+    const [a, w] = await joinRoom(u('broadcast'), 'r', 'ignored', { extra: `&token=${mint({ sub: 'ada', exp: now + 60, info: { name: 'Ada' } })}` });
+    assertEqual(w.type, 'welcome', 'welcome with a JWT');
+    a.sendJson({ type: 'message', text: 'signed' });
+    const m = await a.json((v) => v.type === 'message', 5_000, 'message');
+    assertEqual([m.from, m.info?.name], ['ada', 'Ada'], 'from and info');
+    await a.close();
+    await podman(['stop', '-t', String(GRACE), `${name}-4`], { timeout: (GRACE + 10) * 1000 });
+  }, { timeout: 45_000 });
+
   // sandbox.Dockerfile's base cannot be pulled here: its bundle is checked on
   // the bare minbase image instead, which has none of the runtime libraries
   const standin = await h.check('sandbox.Dockerfile builds on a stand-in base (bare Debian, no runtime libraries)', async () => {
@@ -256,8 +293,11 @@ export async function run(h, ctx) {
       const out = await logs(`${name}-standin`);
       assert(/loop=libuv/.test(out), 'the libuv event-loop plugin was not loaded from the bundle');
       const perms = await podman(['exec', `${name}-standin`, 'sh', '-c',
-        'getent passwd ws-exec | cut -d: -f6,7; stat -c %a /var/lib/sandbox-ws']);
-      assertEqual(perms.trim().split('\n'), ['/nonexistent:/usr/sbin/nologin', '700'], 'ws-exec and the state directory');
+        'getent passwd ws-exec | cut -d: -f6,7; stat -c %a /var/lib/sandbox-ws; ls /var/lib/sandbox-ws/rooms.db; ls ws-broadcast.db 2>&1 | grep -c "No such"']);
+      // the image's ENV WS_DB puts the rooms on /var/lib/sandbox-ws for a
+      // ws-broadcast started without the s6 run script (the Worker's way)
+      assertEqual(perms.trim().split('\n'), ['/nonexistent:/usr/sbin/nologin', '700', '/var/lib/sandbox-ws/rooms.db', '1'],
+        'ws-exec, the state directory, the database where WS_DB says');
     }, { timeout: 30_000 });
   }
 }

@@ -402,6 +402,49 @@ async function runLine(h, ctx, line, base) {
     }
   }, { timeout: 60_000 });
 
+  await h.check('hostile requests through the Worker: bad sandbox ids 400, a 64 KiB query refused, invalid UTF-8 never reaches a server as such, an encoded ?id= cannot widen a JWT; the Worker keeps serving', async () => {
+    for (const id of ['..%2Fetc', 'a'.repeat(65), '%00', 'x%20y', '']) {
+      const r = await Client.refusal(ws(withToken(`/ws/echo?sandbox=${id}`)));
+      assertEqual(r.status, 400, `sandbox=${id.slice(0, 12)}`);
+    }
+    const long = await Client.refusal(ws(withToken(`/ws/echo?sandbox=hop&pad=${'x'.repeat(64 * 1024)}`))).catch((e) => ({ status: `error ${e.message}` }));
+    assert(long.status !== 101, `a 64 KiB query: ${long.status}`);
+    // a text frame that is not UTF-8: straight to a server it is closed
+    // 1007; the relay decodes it itself, so either it closes the socket or
+    // the server gets (and echoes) valid text with U+FFFD in place of the
+    // bad bytes: never the bytes themselves, and the socket stays usable
+    const q = await quietSocket(ws(withToken('/ws/echo?sandbox=hop')));
+    q.ws.send(Buffer.from([0x68, 0xff, 0xfe]), { binary: false });
+    q.ws.send('after');
+    const got = await Promise.race([
+      q.closed.then((c) => `close ${c.code}`),
+      until(5_000, () => q.seen.messages.includes('after') && q.seen.messages.slice()),
+    ]);
+    if (Array.isArray(got)) {
+      assertEqual(got, ['h\ufffd\ufffd', 'after'], 'what came back');
+      h.note('invalid UTF-8 through the relay: replaced with U+FFFD by workerd, the server saw valid text');
+    } else {
+      assert(/^close (1007|1011)$/.test(got), got);
+      h.note(`invalid UTF-8 through the relay: ${got}`);
+    }
+    q.ws.terminate();
+    // the Worker signs the room URLSearchParams decodes first (?i%64=); the
+    // server must never admit the client into a room outside that claim
+    const roomA = `jwt-a-${Date.now()}`;
+    const roomB = `jwt-b-${Date.now()}`;
+    const c = await Client.connect(ws(withToken(`/ws/broadcast?sandbox=hop&user=eve&i%64=${roomA}&id=${roomB}`))).catch((e) => e);
+    if (c instanceof Client) {
+      const w = await c.json((m) => m.type === 'welcome', 5_000, 'welcome');
+      await c.close().catch(() => c.terminate());
+      assert(w.room !== roomB, `admitted to ${roomB}, a room the JWT does not name`);
+      h.note(`?i%64=A&id=B: admitted to ${w.room === roomA ? 'A (the signed room)' : w.room}`);
+    } else {
+      assert([401, 403].includes(c.status), `?i%64=A&id=B: ${c.message}`);
+      h.note(`?i%64=A&id=B: refused ${c.status}`);
+    }
+    await echoCheck(ws(withToken('/ws/echo?sandbox=hop')));
+  }, { timeout: 30_000 });
+
   await keepalive(h, ctx, line, port);
 
   // a server restarted while clients are connected
