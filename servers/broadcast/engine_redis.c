@@ -32,8 +32,8 @@
 /* clang-format off */
 static const char lua_msg[] =
 	"if redis.call('EXISTS',KEYS[4])==0 then redis.call('SET',KEYS[4],ARGV[7]) end\n"
-	"local seq=redis.call('INCR',KEYS[1])\n"
-	"local ev=redis.call('INCR',KEYS[2])\n"
+	"local seq=string.format('%d',redis.call('INCR',KEYS[1]))\n"
+	"local ev=string.format('%d',redis.call('INCR',KEYS[2]))\n"
 	"local m='{\"type\":\"message\",\"from\":'..ARGV[2]..',\"room\":'..ARGV[3]..',\"text\":'..ARGV[4]..',\"seq\":'..seq..',\"ts\":'..ARGV[5]..'}'\n"
 	"local cap=tonumber(ARGV[6])\n"
 	"if cap>0 then redis.call('XADD',KEYS[3],'MAXLEN',cap,seq..'-0','m',m) end\n"
@@ -45,13 +45,13 @@ static const char lua_join[] =
 	"if not epoch then epoch=ARGV[7]; redis.call('SET',KEYS[4],epoch) end\n"
 	"redis.call('HSET',KEYS[5],ARGV[2],ARGV[3])\n"
 	"local count=redis.call('HLEN',KEYS[5])\n"
-	"local ev=redis.call('INCR',KEYS[2])\n"
+	"local ev=string.format('%d',redis.call('INCR',KEYS[2]))\n"
 	"redis.call('PUBLISH',ARGV[1],ev..' {\"type\":\"join\",\"id\":'..ARGV[3]..',\"room\":'..ARGV[4]..',\"count\":'..count..'}')\n"
 	"local last=tonumber(redis.call('GET',KEYS[1]) or '0')\n"
 	"local since=tonumber(ARGV[5]); local limit=tonumber(ARGV[6])\n"
 	"if since<0 then since=last-limit; if since<0 then since=0 end end\n"
 	"local hist={}\n"
-	"if limit>0 then for i,e in ipairs(redis.call('XRANGE',KEYS[3],'('..since..'-0','+','COUNT',limit)) do hist[i]=e[2][2] end end\n"
+	"if limit>0 then for i,e in ipairs(redis.call('XRANGE',KEYS[3],'('..string.format('%d',since)..'-0','+','COUNT',limit)) do hist[i]=e[2][2] end end\n"
 	"local first=0\n"
 	"local f=redis.call('XRANGE',KEYS[3],'-','+','COUNT',1)\n"
 	"if f[1] then first=tonumber(string.match(f[1][1],'^(%d+)')) end\n"
@@ -65,7 +65,7 @@ static const char lua_leave[] =
 	"if not name then return 0 end\n"
 	"redis.call('HDEL',KEYS[1],ARGV[2])\n"
 	"local count=redis.call('HLEN',KEYS[1])\n"
-	"local ev=redis.call('INCR',KEYS[2])\n"
+	"local ev=string.format('%d',redis.call('INCR',KEYS[2]))\n"
 	"redis.call('PUBLISH',ARGV[1],ev..' {\"type\":\"leave\",\"id\":'..name..',\"room\":'..ARGV[3]..',\"count\":'..count..'}')\n"
 	"return 1\n";
 
@@ -78,7 +78,7 @@ static const char lua_reap[] =
 	"  if a==nil then a=(redis.call('EXISTS',ARGV[3]..node)==1); alive[node]=a end\n"
 	"  if not a then\n"
 	"   redis.call('HDEL',KEYS[1],all[i])\n"
-	"   local count=redis.call('HLEN',KEYS[1]); local ev=redis.call('INCR',KEYS[2])\n"
+	"   local count=redis.call('HLEN',KEYS[1]); local ev=string.format('%d',redis.call('INCR',KEYS[2]))\n"
 	"   redis.call('PUBLISH',ARGV[1],ev..' {\"type\":\"leave\",\"id\":'..all[i+1]..',\"room\":'..ARGV[2]..',\"count\":'..count..'}')\n"
 	"   n=n+1\n"
 	"  end\n"
@@ -157,6 +157,7 @@ struct bc_redis {
 	struct owed *owed;
 	size_t nowed;
 	struct bc_redis_stats st;
+	uint32_t pending; /* joins, messages and history reads awaiting Redis */
 };
 
 /* ---- url ---- */
@@ -738,6 +739,7 @@ eroom_get(struct bc_redis *r, const char *room)
 static void
 free_join(struct join *j)
 {
+	j->r->pending--;
 	free(j->name_json);
 	free(j);
 }
@@ -855,7 +857,7 @@ bool
 bc_redis_join(struct bc_redis *r, const char *room, uint64_t member, const char *name_json,
 	      int64_t since, uint32_t limit, bc_redis_welcome_fn fn, void *ctx)
 {
-	if (!is_up(r) || strlen(room) > ROOM_MAX)
+	if (!is_up(r) || strlen(room) > ROOM_MAX || r->pending >= r->cfg.max_pending)
 		return false;
 	struct eroom *e = eroom_get(r, room);
 	struct join *j = e ? calloc(1, sizeof(*j)) : NULL;
@@ -873,6 +875,7 @@ bc_redis_join(struct bc_redis *r, const char *room, uint64_t member, const char 
 	*m = (struct lmember){ .next = e->members, .id = member, .name_json = n1 };
 	e->members = m;
 	e->nmembers++;
+	r->pending++;
 	*j = (struct join){ .r = r,
 			    .member = member,
 			    .name_json = n2,
@@ -947,14 +950,16 @@ on_publish(redisAsyncContext *ac, void *reply, void *priv)
 {
 	struct pub *p = priv;
 	redisReply *rp = reply;
-	bool ok = rp && rp->type == REDIS_REPLY_INTEGER;
+	/* the script answers the seq as a string (exact past 2^53 in Lua's doubles) */
+	bool ok = rp && (rp->type == REDIS_REPLY_INTEGER || rp->type == REDIS_REPLY_STRING);
 	if (rp && rp->type == REDIS_REPLY_ERROR)
 		ws_log(WS_LOG_WARN, "redis-error op=publish error=\"%s\"", rp->str);
 	if (ok)
 		p->r->st.published++;
 	else
 		p->r->st.publish_failed++;
-	p->fn(p->ctx, ok, ok ? (uint64_t)rp->integer : 0);
+	p->r->pending--;
+	p->fn(p->ctx, ok, ok ? reply_uint(rp) : 0);
 	free(p);
 }
 
@@ -963,13 +968,14 @@ bc_redis_publish(struct bc_redis *r, const char *room, const char *from_json, si
 		 const char *text_json, size_t text_len, uint64_t ts, bc_redis_publish_fn fn,
 		 void *ctx)
 {
-	if (!r->cmd.connected || strlen(room) > ROOM_MAX) {
+	if (!r->cmd.connected || strlen(room) > ROOM_MAX || r->pending >= r->cfg.max_pending) {
 		r->st.publish_failed++;
 		return false;
 	}
 	struct pub *p = malloc(sizeof(*p));
 	if (!p)
 		return false;
+	r->pending++;
 	*p = (struct pub){ .fn = fn, .ctx = ctx, .r = r };
 	char ks[KEY_MAX], kev[KEY_MAX], kh[KEY_MAX], ke[KEY_MAX], ch[KEY_MAX], rj[KEY_MAX], tss[24],
 		cap[16], epoch[NODE_LEN + 1];
@@ -992,6 +998,7 @@ bc_redis_publish(struct bc_redis *r, const char *room, const char *from_json, si
 struct hist {
 	bc_redis_welcome_fn fn;
 	void *ctx;
+	struct bc_redis *r;
 };
 
 static void
@@ -1000,6 +1007,7 @@ on_history(redisAsyncContext *ac, void *reply, void *priv)
 	struct hist *h = priv;
 	redisReply *rp = reply;
 	struct bc_redis_welcome w = { 0 };
+	h->r->pending--;
 	if (!rp || rp->type != REDIS_REPLY_ARRAY || !answer(NULL, rp, &w, h->fn, h->ctx))
 		h->fn(h->ctx, NULL);
 	free(h);
@@ -1009,12 +1017,13 @@ bool
 bc_redis_history(struct bc_redis *r, const char *room, uint64_t since, uint32_t limit,
 		 bc_redis_welcome_fn fn, void *ctx)
 {
-	if (!r->cmd.connected || strlen(room) > ROOM_MAX)
+	if (!r->cmd.connected || strlen(room) > ROOM_MAX || r->pending >= r->cfg.max_pending)
 		return false;
 	struct hist *h = malloc(sizeof(*h));
 	if (!h)
 		return false;
-	*h = (struct hist){ .fn = fn, .ctx = ctx };
+	r->pending++;
+	*h = (struct hist){ .fn = fn, .ctx = ctx, .r = r };
 	char kh[KEY_MAX], from[32], count[16];
 	key(kh, room, "h");
 	snprintf(from, sizeof(from), "(%llu-0", (unsigned long long)since);
@@ -1198,4 +1207,5 @@ bc_redis_stats(const struct bc_redis *r, struct bc_redis_stats *out)
 {
 	*out = r->st;
 	out->up = is_up(r);
+	out->pending = r->pending;
 }

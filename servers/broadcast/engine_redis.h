@@ -33,6 +33,7 @@ struct bc_redis_config {
 	uint32_t history_size;    /* messages kept per room (stream MAXLEN); 0 = none */
 	uint32_t presence_ttl_ms; /* a node silent this long is dead */
 	uint32_t welcome_members; /* member names a join reads, at most */
+	uint32_t max_pending;     /* joins, messages and history reads awaiting Redis, at most */
 };
 
 /* What Redis tells the server, on the loop. */
@@ -90,7 +91,8 @@ bool bc_redis_up(const struct bc_redis *r);
  * JSON string) once the room's subscription is active, publishes its join,
  * and answers fn with the welcome's facts: history after since (since < 0:
  * the last `limit`), at most `limit` messages. fn is called exactly once.
- * Returns false (fn not called) when the engine is down or out of memory.
+ * Returns false (fn not called) when the engine is down, max_pending
+ * requests await Redis already, or out of memory.
  */
 bool bc_redis_join(struct bc_redis *r, const char *room, uint64_t member, const char *name_json,
 		   int64_t since, uint32_t limit, bc_redis_welcome_fn fn, void *ctx);
@@ -102,7 +104,8 @@ bool bc_redis_join(struct bc_redis *r, const char *room, uint64_t member, const 
 void bc_redis_leave(struct bc_redis *r, const char *room, uint64_t member);
 /*
  * Stores and publishes a message (from_json and text_json: JSON strings).
- * fn is called exactly once. False (fn not called) when the engine is down.
+ * fn is called exactly once. False (fn not called) when the engine is down
+ * or max_pending requests await Redis already.
  */
 bool bc_redis_publish(struct bc_redis *r, const char *room, const char *from_json, size_t from_len,
 		      const char *text_json, size_t text_len, uint64_t ts, bc_redis_publish_fn fn,
@@ -114,6 +117,7 @@ bool bc_redis_history(struct bc_redis *r, const char *room, uint64_t since, uint
 /* Counters for /metrics. */
 struct bc_redis_stats {
 	uint64_t connects, disconnects, published, publish_failed, reaped, rooms_subscribed;
+	uint64_t pending; /* requests awaiting Redis */
 	bool up;
 };
 void bc_redis_stats(const struct bc_redis *r, struct bc_redis_stats *out);

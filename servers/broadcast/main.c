@@ -44,6 +44,7 @@ struct options {
 	const char *db;
 	const char *redis; /* --engine redis://...: the URL */
 	uint32_t presence_ttl_ms;
+	uint32_t redis_max_pending;
 	uint32_t history_size;
 	uint32_t history_on_join;
 	uint32_t welcome_members;
@@ -1290,10 +1291,15 @@ redis_metrics(struct bc *bc, struct ws_buf *out)
 		"# HELP ws_broadcast_redis_rooms_subscribed Rooms this server is subscribed to "
 		"(rooms with members here).\n"
 		"# TYPE ws_broadcast_redis_rooms_subscribed gauge\n"
-		"ws_broadcast_redis_rooms_subscribed %llu\n",
+		"ws_broadcast_redis_rooms_subscribed %llu\n"
+		"# HELP ws_broadcast_redis_pending Joins, messages and history reads awaiting "
+		"Redis.\n"
+		"# TYPE ws_broadcast_redis_pending gauge\n"
+		"ws_broadcast_redis_pending %llu\n",
 		st.up ? 1 : 0, (unsigned long long)st.connects, (unsigned long long)st.disconnects,
 		(unsigned long long)st.published, (unsigned long long)st.publish_failed,
-		(unsigned long long)st.reaped, (unsigned long long)st.rooms_subscribed);
+		(unsigned long long)st.reaped, (unsigned long long)st.rooms_subscribed,
+		(unsigned long long)st.pending);
 	if (n > 0 && (size_t)n < sizeof(s))
 		ws_buf_append(out, s, (size_t)n);
 }
@@ -1313,6 +1319,7 @@ redis_confine(struct bc *bc, const struct ws_config *cfg)
 		.history_size = bc->opt.history_size,
 		.presence_ttl_ms = bc->opt.presence_ttl_ms,
 		.welcome_members = bc->opt.welcome_members,
+		.max_pending = bc->opt.redis_max_pending,
 	};
 	char err[256];
 	bc->redis = bc_redis_create(bc->srv, &rc, &ev, bc, err, sizeof(err));
@@ -1546,6 +1553,11 @@ static const struct ws_option bc_opts[] = {
 	  "Redis engine: a server silent this long is dead; its members' leaves are announced "
 	  "within 1.5x this",
 	  NULL },
+	{ "redis-max-pending", "WS_REDIS_MAX_PENDING", "N", WS_OPT_UINT, OPT(redis_max_pending), 1,
+	  10000000,
+	  "Redis engine: joins, messages and history reads awaiting Redis, at most; past it "
+	  "\"Service unavailable\"",
+	  NULL },
 	{ "db", "WS_DB", "PATH", WS_OPT_STRING, OPT(db), 0, 0,
 	  "SQLite database of rooms, memberships and history (--engine sqlite:PATH)", NULL },
 	{ "history-size", "WS_HISTORY_SIZE", "N", WS_OPT_UINT, OPT(history_size), 0, 1000000,
@@ -1728,6 +1740,7 @@ main(int argc, char **argv)
 			.max_db_size = 1024ull * 1024 * 1024,
 			.max_fanout = 16ull * 1024 * 1024,
 			.presence_ttl_ms = 15000,
+			.redis_max_pending = 10000,
 		},
 	};
 	struct ws_config cfg;

@@ -194,3 +194,91 @@ def test_engine_url_checked(binary, tmp_path):
     for bad in ("redis://", "redis://h:0", "redis://h:70000", "redis://h:1/x", "redis://[::1"):
         rc, _, err, _ = run_once(["--engine", bad], tmp_path=tmp_path)
         assert rc == 100 and "error: --engine" in err, (bad, err)
+
+
+HOSTILE = [
+    'quote " and backslash \\ and slash /',
+    '","seq":999,"from":"root","x":"',        # JSON injection into the script's concatenation
+    "]] .. redis.call('FLUSHALL') .. [[",      # Lua-looking text
+    "*3\r\n$3\r\nDEL\r\n$1\r\nx\r\n",          # RESP-looking text
+    "%s %n %d \x00 nul",                        # format strings and a NUL
+    "\x01\x02\x1f control \t tab \n newline",
+    "ünïcödé ✓ 😀 \u2028 \u2029",
+    "x" * 60000,
+]
+
+
+def test_hostile_texts_round_trip_exactly_and_add_no_fields(server, redis):
+    n1 = start_node(server, redis, "--max-chat-message", "64k", "--max-message", "1m")
+    n2 = start_node(server, redis, "--max-chat-message", "64k", "--max-message", "1m")
+
+    async def main():
+        a = await connect(n1.port, "id=evil&user=a")
+        await welcome(a)
+        b = await connect(n2.port, "id=evil&user=b")
+        await welcome(b)
+        for x in HOSTILE:
+            await a.send(json.dumps({"type": "message", "text": x}))
+        got = [json.loads(r) for r in await read_messages(b, len(HOSTILE))]
+        for i, (x, m) in enumerate(zip(HOSTILE, got)):
+            assert set(m) == {"type", "from", "room", "text", "seq", "ts"}, m
+            assert (m["text"], m["from"], m["seq"]) == (x, "a", i + 1), i
+        # history from Redis gives the same bytes back
+        c = await connect(n2.port, "id=evil&since=0")
+        wc = await welcome(c)
+        assert [h["text"] for h in wc["history"]] == HOSTILE
+        # over --max-chat-message: refused, the connection stays
+        await a.send("y" * 70000)
+        err = None
+        while err is None:
+            m = json.loads(await a.recv())
+            if m["type"] == "error":
+                err = m
+        assert err == {"type": "error", "error": "Message too large"}
+        await a.send('{"type":"message","text":')
+        while True:
+            m = json.loads(await a.recv())
+            if m["type"] == "error":
+                break
+        assert m["error"] == "Invalid message format"
+        for since in ("18446744073709551615", "9007199254740993", "9007199254740992"):
+            d = await connect(n1.port, "id=evil&since=%s" % since)
+            wd = await welcome(d)
+            assert wd["recovered"] is False and wd["history"] == [], wd
+            await d.close()
+        await a.send("still here")
+        assert json.loads((await read_messages(b, 1))[0])["seq"] == len(HOSTILE) + 1
+        for ws in (a, b, c):
+            await ws.close()
+
+    run(main())
+
+
+def test_redis_max_pending_bounds_what_waits_for_redis(server, redis):
+    import signal as sig
+    node = start_node(server, redis, "--redis-max-pending", "5")
+
+    async def main():
+        a = await connect(node.port, "id=stall&user=a")
+        await welcome(a)
+        redis.proc.send_signal(sig.SIGSTOP)  # Redis hangs: nothing it is asked answers
+        try:
+            for j in range(12):
+                await a.send("p%d" % j)
+            errors = 0
+            while errors < 7:
+                m = json.loads(await asyncio.wait_for(a.recv(), t(10)))
+                if m["type"] == "join":
+                    continue
+                assert m == {"type": "error", "error": "Service unavailable"}, m
+                errors += 1
+            assert metric(node, "ws_broadcast_redis_pending") == 5
+        finally:
+            redis.proc.send_signal(sig.SIGCONT)
+        got = [json.loads(r) for r in await read_messages(a, 5)]
+        assert [(m["text"], m["seq"]) for m in got] == [("p%d" % j, j + 1) for j in range(5)]
+        await a.send("after")
+        assert json.loads((await read_messages(a, 1))[0])["seq"] == 6
+        await a.close()
+
+    run(main())
