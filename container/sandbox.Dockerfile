@@ -23,7 +23,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       meson ninja-build pkg-config gcc libc6-dev binutils patchelf \
       libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libjansson-dev \
-      libsqlite3-dev libseccomp-dev libhttp-parser-dev libmd-dev \
+      libsqlite3-dev libseccomp-dev libhttp-parser-dev libmd-dev libhiredis-dev \
  && apt-get clean \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src

@@ -18,7 +18,7 @@ import { promisify } from 'node:util';
 import WebSocket, { WebSocketServer } from 'ws';
 import { Client, echoCheck, join as joinRoom, rpcCheck } from './lib/client.mjs';
 import { assert, assertEqual, until, within } from './lib/harness.mjs';
-import { Relay, serverToken, WORKERS } from './lib/relay.mjs';
+import { compiledWorker, Relay, serverToken, WORKERS } from './lib/relay.mjs';
 import { Runtime } from './lib/runtime.mjs';
 import { Tree } from './lib/tree.mjs';
 
@@ -68,6 +68,7 @@ async function quietSocket(url) {
 }
 
 export async function run(h, ctx) {
+  await routerFuzz(h, ctx);
   // WS_WORKER_LINES=next (or 0.12) runs one Worker only, when working on it
   const only = (process.env.WS_WORKER_LINES || '0.12 next').split(/[\s,]+/);
   for (const [line, offset] of [['0.12', 20], ['next', 40]].filter(([l]) => only.includes(l))) {
@@ -445,6 +446,35 @@ async function runLine(h, ctx, line, base) {
     await echoCheck(ws(withToken('/ws/echo?sandbox=hop')));
   }, { timeout: 30_000 });
 
+  await h.check('measured (noted, not asserted): echo round trips and 1 MiB messages straight to ws-echo and through the Worker', async () => {
+    const measure = async (url) => {
+      const c = await Client.connect(url);
+      try {
+        const rtt = [];
+        for (let i = 0; i < 500; i++) {
+          const t = performance.now();
+          c.send(`m${i}`);
+          await c.next();
+          rtt.push(performance.now() - t);
+        }
+        rtt.sort((a, b) => a - b);
+        const big = Buffer.alloc(1 << 20, 7);
+        const t = performance.now();
+        for (let i = 0; i < 10; i++) {
+          c.send(big);
+          await c.next(10_000);
+        }
+        return { p50: rtt[250], p99: rtt[495], mibs: 20 / ((performance.now() - t) / 1000) };
+      } finally {
+        await c.close().catch(() => c.terminate());
+      }
+    };
+    const fmt = (m) => `p50 ${m.p50.toFixed(2)} ms, p99 ${m.p99.toFixed(2)} ms, 1 MiB echoes ${m.mibs.toFixed(0)} MiB/s`;
+    const direct = await measure(`ws://127.0.0.1:${ports.echo}/`);
+    const relayed = await measure(ws(withToken('/ws/echo?sandbox=hop')));
+    h.note(`echo straight: ${fmt(direct)}; through workerd + relay: ${fmt(relayed)} (500 round trips, 10 x 1 MiB)`);
+  }, { timeout: 60_000 });
+
   await keepalive(h, ctx, line, port);
 
   // a server restarted while clients are connected
@@ -610,4 +640,80 @@ async function noSupervisor(h, ctx, port) {
     const rpcEnv = started[1].env;
     assertEqual([rpcEnv.WS_TOKEN, rpcEnv.WS_PORT, rpcEnv.WS_RUN_AS], [serverToken(TOKEN), '8082', 'ws-exec'], 'ws-rpc environment');
   }, { timeout: 40_000 });
+}
+
+/**
+ * The router's functions that read client bytes (the query, Upgrade and
+ * Connection, the user name), compiled from router.ts and run in Node on
+ * generated hostile input with a fixed seed: invariants, not examples.
+ */
+async function routerFuzz(h, ctx) {
+  await h.check('router fuzz: withoutToken, notAnUpgrade, demoIdentity, mintJwt on 20,000 generated inputs hold their invariants', async () => {
+    const dir = await compiledWorker(ctx.root, 'next');
+    const { copyFileSync, mkdtempSync, rmSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const tmp = mkdtempSync(join(tmpdir(), 'sandbox-ws-fuzz-'));
+    try {
+      copyFileSync(join(dir, 'worker', 'src', 'router.js'), join(tmp, 'router.mjs'));
+      const r = await import(join(tmp, 'router.mjs'));
+      let seed = 0x5eed;
+      const rnd = (n) => {
+        seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+        return seed % n;
+      };
+      const atoms = ['token', 'TOKEN', 'tok%65n', 'to%6Ben', '%74oken', 'token%00', 'tok', 'en', '=', '&', '&&', '+', '%', '%2', '%zz',
+        '%26', '%3D', 'a', 'id', 'user', 'é', '%C3%A9', '%FF', ';', ' ', '?', '#x', '\u0000', 'sandbox', '=='];
+      const pick = (k) => Array.from({ length: 1 + rnd(k) }, () => atoms[rnd(atoms.length)]).join('');
+      let n = 0;
+      for (let i = 0; i < 20_000; i++) {
+        const query = pick(12).replace(/#.*/, '');
+        let url;
+        try {
+          url = new URL(`http://w/ws/echo?${query}`);
+        } catch {
+          continue;
+        }
+        n++;
+        const out = r.withoutToken(url);
+        const parts = url.search.length > 1 ? url.search.slice(1).split('&') : [];
+        const keep = parts.filter((p) => {
+          let bad = false;
+          new URLSearchParams(p).forEach((_v, name) => { if (name.toLowerCase() === 'token') bad = true; });
+          return !bad;
+        });
+        assertEqual(out.search, keep.length ? `?${keep.join('&')}` : '', `withoutToken(${url.search})`);
+        for (const k of out.searchParams.keys()) assert(k.toLowerCase() !== 'token', `token left in ${out.search}`);
+        assertEqual(out.pathname, url.pathname, 'path');
+        // Upgrade / Connection: never throws, upgrade only with both
+        const up = atoms[rnd(atoms.length)] + (rnd(2) ? 'websocket' : '');
+        const conn = [pick(3), rnd(2) ? 'Upgrade' : '', pick(2)].join(rnd(2) ? ',' : ' ');
+        const headers = new Headers();
+        try {
+          headers.set('upgrade', up);
+          headers.set('connection', conn);
+        } catch {
+          continue; // not a header value at all
+        }
+        const why = r.notAnUpgrade(new Request('http://w/', { headers }));
+        const isUp = up.trim().toLowerCase() === 'websocket' && conn.toLowerCase().split(',').map((t) => t.trim()).includes('upgrade');
+        assertEqual(why === null, isUp, `notAnUpgrade(${JSON.stringify([up, conn])})`);
+        // a user name is vouched for only in ws-broadcast's alphabet
+        const who = r.demoIdentity(new Request(url), url);
+        const user = url.searchParams.get('user');
+        const ok = user === null || /^[A-Za-z0-9._:-]{1,64}$/.test(user);
+        assertEqual(who !== null, ok || user === '', `demoIdentity(${JSON.stringify(user)})`);
+        if (who && i % 20 === 0) {
+          const jwt = await r.mintJwt('k'.repeat(64), who, url.searchParams.get('id'), 1_700_000_000);
+          const [hd, pl, sig] = jwt.split('.');
+          assertEqual(sig, createHmac('sha256', 'k'.repeat(64)).update(`${hd}.${pl}`).digest('base64url'), 'signature');
+          const c = JSON.parse(Buffer.from(pl, 'base64url').toString());
+          assertEqual([c.sub, c.exp - c.iat], [who.sub, 60], 'claims');
+          if (url.searchParams.get('id') !== null) assertEqual(c.rooms, [url.searchParams.get('id')], 'rooms');
+        }
+      }
+      h.note(`router fuzz: ${n} URLs`);
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }, { timeout: 120_000 });
 }

@@ -34,6 +34,17 @@ export async function compileWorker(root, line, dir) {
   ], { cwd: worker, timeout: 120_000 }).catch((e) => { throw new Error(`tsc ${WORKERS[line].dir}: ${e.stdout}${e.stderr}`); });
 }
 
+/** The Worker of LINE compiled once per run: the directory holding worker/src/router.js (and the index). */
+export async function compiledWorker(root, line) {
+  if (!compiled[line]) {
+    const dir = mkdtempSync(join(tmpdir(), 'sandbox-ws-worker-'));
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    await compileWorker(root, line, dir);
+    compiled[line] = dir;
+  }
+  return compiled[line];
+}
+
 export function workerdBin(here) {
   return join(here, 'node_modules', '@cloudflare', 'workerd-linux-64', 'bin', 'workerd');
 }
@@ -52,13 +63,7 @@ export class Relay {
 
   async start() {
     const d = this.dir;
-    if (!compiled[this.line]) {
-      const dir = mkdtempSync(join(tmpdir(), 'sandbox-ws-worker-'));
-      process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
-      await compileWorker(this.root, this.line, dir);
-      compiled[this.line] = dir;
-    }
-    const out = compiled[this.line];
+    const out = await compiledWorker(this.root, this.line);
     const index = join(out, WORKERS[this.line].dir, 'src', 'index.js');
     const router = join(out, 'worker', 'src', 'router.js');
     for (const f of ['entry.js', 'sandbox-sdk.js', 'containers-relay.js']) copyFileSync(join(this.here, 'relay', f), join(d, f));
