@@ -202,6 +202,61 @@ rpc_proto_reply(enum rpc_dialect d, const char *type, json_t *id, json_t *result
 	return o;
 }
 
+/* Appends p[0..n) at *w when it fits before end. */
+static bool
+put_fit(char **w, const char *end, const char *p, size_t n)
+{
+	if ((size_t)(end - *w) < n)
+		return false;
+	memcpy(*w, p, n);
+	*w += n;
+	return true;
+}
+
+static bool
+put_str(char **w, const char *end, const char *s)
+{
+	return put_fit(w, end, s, strlen(s));
+}
+
+size_t
+rpc_proto_pong(enum rpc_dialect d, json_t *id, uint64_t ts, char *out, size_t cap)
+{
+	char *w = out, *end = out + cap;
+	char digits[24];
+	size_t nd = 0;
+	do {
+		digits[sizeof(digits) - ++nd] = (char)('0' + ts % 10);
+		ts /= 10;
+	} while (ts);
+	bool rpc = d == RPC_JSONRPC;
+	if (!put_str(&w, end, rpc ? "{\"jsonrpc\":\"2.0\",\"id\":" : "{\"type\":\"pong\""))
+		return 0;
+	if (!rpc && id && !put_str(&w, end, ",\"id\":"))
+		return 0;
+	if (json_is_integer(id) && json_integer_value(id) >= 0) {
+		/* the usual id: its digits without a trip through snprintf */
+		char idd[24];
+		size_t ni = 0;
+		for (uint64_t v = (uint64_t)json_integer_value(id); ni == 0 || v; v /= 10)
+			idd[sizeof(idd) - ++ni] = (char)('0' + v % 10);
+		if (!put_fit(&w, end, idd + sizeof(idd) - ni, ni))
+			return 0;
+	} else if (id) {
+		size_t n = json_dumpb(id, w, (size_t)(end - w), JSON_ENCODE_ANY | JSON_COMPACT);
+		if (n == 0 || n > (size_t)(end - w))
+			return 0;
+		w += n;
+	} else if (rpc && !put_str(&w, end, "null")) {
+		return 0;
+	}
+	if (!put_str(&w, end, rpc ? ",\"result\":{\"timestamp\":" : ",\"timestamp\":") ||
+	    !put_fit(&w, end, digits + sizeof(digits) - nd, nd) ||
+	    !put_str(&w, end, rpc ? "}}" : "}"))
+		return 0;
+	return (size_t)(w - out);
+}
+
 json_t *
 rpc_proto_event(enum rpc_dialect d, const char *type, const char *method, json_t *id,
 		json_t *fields)

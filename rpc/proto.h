@@ -10,6 +10,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 enum rpc_dialect {
 	RPC_TYPE,    /* {"type":"exec","id":1,...} */
@@ -78,6 +79,13 @@ json_t *rpc_proto_error(enum rpc_dialect d, json_t *id, enum rpc_error e, const 
  * for JSON-RPC, {"jsonrpc":"2.0","id":id,"result":result}. Steals result.
  */
 json_t *rpc_proto_reply(enum rpc_dialect d, const char *type, json_t *id, json_t *result);
+
+/*
+ * The pong rpc_proto_reply(d, "pong", id, {"timestamp": ts}) would make,
+ * written as JSON text straight into out: no objects built, nothing
+ * allocated. Returns its length, or 0 when it does not fit in cap.
+ */
+size_t rpc_proto_pong(enum rpc_dialect d, json_t *id, uint64_t ts, char *out, size_t cap);
 
 /*
  * An event about request id: for `type`, fields merged into {"type":type,"id":id};

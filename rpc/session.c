@@ -825,6 +825,16 @@ dispatch(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
 	case RPC_PING:
 		if (r->notification)
 			return NULL;
+		/* the most frequent request, answered without building a reply object */
+		if (!b) {
+			char text[512];
+			size_t n = rpc_proto_pong(r->dialect, r->id, ws_clock_wall_ms(), text,
+						  sizeof(text));
+			if (n) {
+				send_text(s, text, n);
+				return NULL;
+			}
+		}
 		return rpc_proto_reply(r->dialect, "pong", r->id,
 				       json_pack("{s:I}", "timestamp",
 						 (json_int_t)ws_clock_wall_ms()));
