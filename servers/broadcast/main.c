@@ -1153,7 +1153,11 @@ redis_open(struct bc *bc, struct ws_conn *c, const struct join_args *a)
 			      .bc = bc,
 			      .refs = 1,
 			      .pending = true };
-	unique_user(room, a->user, m->user, sizeof(m->user));
+	/* with JWTs the name is the token's subject as it is (a.user came from it) */
+	if (bc->jwt && a->has_user)
+		snprintf(m->user, sizeof(m->user), "%s", a->user);
+	else
+		unique_user(room, a->user, m->user, sizeof(m->user));
 	ws_list_insert(&room->members, &m->link);
 	room->count++;
 	room->pending++;

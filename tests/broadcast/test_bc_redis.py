@@ -282,3 +282,50 @@ def test_redis_max_pending_bounds_what_waits_for_redis(server, redis):
         await a.close()
 
     run(main())
+
+
+def test_jwt_identities_on_redis_from_is_the_tokens_sub(server, redis, tmp_path):
+    """With --jwt-secret-file on every node: ?user= is ignored, the name is the
+    token's sub as it is (two connections of one user on one node: no #2),
+    a room outside the token's rooms gets 403, and from is always sub."""
+    import base64
+    import hashlib
+    import hmac
+    import os
+    import time
+    secret = b"a-redis-test-secret-of-more-than-32-bytes-0123"
+    f = tmp_path / "jwt-secret"
+    f.write_bytes(secret)
+    os.chmod(f, 0o600)
+
+    def b64(d):
+        return base64.urlsafe_b64encode(d).rstrip(b"=").decode()
+
+    def mint(sub, **kw):
+        c = {"sub": sub, "exp": int(time.time()) + 600}
+        c.update(kw)
+        h = b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        p = b64(json.dumps(c).encode())
+        return h + "." + p + "." + b64(hmac.new(secret, (h + "." + p).encode(),
+                                                 hashlib.sha256).digest())
+
+    n1 = start_node(server, redis, "--jwt-secret-file", str(f))
+    n2 = start_node(server, redis, "--jwt-secret-file", str(f))
+
+    async def main():
+        tok = mint("alice", rooms=["team"])
+        a1 = await connect(n1.port, "id=team&user=mallory&token=" + tok)
+        a2 = await connect(n1.port, "id=team&user=root&token=" + tok)
+        b = await connect(n2.port, "id=team&token=" + mint("bob"))
+        for ws, want in ((a1, "alice"), (a2, "alice"), (b, "bob")):
+            assert (await welcome(ws))["id"] == want
+        with pytest.raises(websockets.exceptions.InvalidStatusCode) as e:
+            await connect(n2.port, "id=other&token=" + tok)
+        assert e.value.status_code == 403
+        await a2.send(json.dumps({"type": "message", "text": "hi", "from": "bob"}))
+        m = json.loads((await read_messages(b, 1))[0])
+        assert (m["from"], m["text"]) == ("alice", "hi"), m
+        for ws in (a1, a2, b):
+            await ws.close()
+
+    run(main())
