@@ -16,7 +16,7 @@ import { request as httpRequest, createServer } from 'node:http';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import WebSocket, { WebSocketServer } from 'ws';
-import { Client, echoCheck, join as joinRoom, rpcCheck } from './lib/client.mjs';
+import { broadcastCheck, Client, echoCheck, join as joinRoom, rpcCheck } from './lib/client.mjs';
 import { assert, assertEqual, until, within } from './lib/harness.mjs';
 import { compiledWorker, Relay, serverToken, WORKERS } from './lib/relay.mjs';
 import { Runtime } from './lib/runtime.mjs';
@@ -622,23 +622,36 @@ async function keepalive(h, ctx, line, port) {
 /** The next Worker on an image without s6: it exec()s the servers itself, once. */
 async function noSupervisor(h, ctx, port) {
   const cports = { 8080: port(11), 8081: port(12), 8082: port(13) };
-  const runtime = new Runtime({ build: ctx.build, ports: cports, listen: port(14) });
+  // the container's environment as SandboxWs sets it: exec() merges it into every process
+  const containerEnv = { WS_RPC_TOKEN: serverToken(TOKEN), WS_BROADCAST_JWT_SECRET: jwtKey(TOKEN) };
+  const runtime = new Runtime({ build: ctx.build, ports: cports, listen: port(14), containerEnv });
   const relay = new Relay({
     root: ctx.root, here: ctx.here, line: 'next', token: TOKEN, listen: port(15), ports: cports, control: runtime.url,
   });
   ctx.cleanup(() => relay.cleanup());
   ctx.cleanup(() => runtime.cleanup());
-  await h.check('no supervisor in the image: the next Worker starts each server with exec() once, waits on its handle, reuses it', async () => {
+  await h.check('no supervisor in the image: the next Worker starts each server with exec() once, waits on its handle, reuses it; the container-wide secrets stay out of the servers\' environ', async () => {
     await runtime.start();
     await relay.start();
     await echoCheck(relay.wsUrl(`/ws/echo?token=${TOKEN}`));
     await rpcCheck(relay.wsUrl(`/ws/json?token=${TOKEN}`));
     await echoCheck(relay.wsUrl(`/ws/echo?token=${TOKEN}`));
+    await broadcastCheck(relay.wsUrl(`/ws/broadcast?token=${TOKEN}`), `nosup-${Date.now()}`);
     const started = runtime.execs.filter((e) => e.program.startsWith('ws-'));
-    assertEqual(started.map((e) => e.command), [['ws-echo'], ['ws-rpc']], 'exec calls of the Worker');
-    assertEqual(runtime.running('ws-echo').length, 1, 'ws-echo running');
+    assertEqual(started.map((e) => e.program), ['ws-echo', 'ws-rpc', 'ws-broadcast'], 'servers the Worker exec()ed');
+    assert(started.every((e) => e.command[0] === 'sh' && e.command[1] === '-c'), 'started through the launch script');
+    for (const prog of ['ws-echo', 'ws-rpc', 'ws-broadcast']) {
+      assertEqual(runtime.running(prog).length, 1, `${prog} running`);
+      const environ = readFileSync(`/proc/${runtime.running(prog)[0].pid}/environ`, 'utf8');
+      assert(!environ.includes(jwtKey(TOKEN)) && !/(^|\0)WS_RPC_TOKEN=/.test(environ) && !/(^|\0)WS_BROADCAST_JWT_SECRET=/.test(environ),
+        `${prog} holds a container-wide secret`);
+    }
     const rpcEnv = started[1].env;
     assertEqual([rpcEnv.WS_TOKEN, rpcEnv.WS_PORT, rpcEnv.WS_RUN_AS], [serverToken(TOKEN), '8082', 'ws-exec'], 'ws-rpc environment');
+    const bEnv = readFileSync(`/proc/${runtime.running('ws-broadcast')[0].pid}/environ`, 'utf8');
+    const file = /(?:^|\0)WS_JWT_SECRET_FILE=([^\0]+)/.exec(bEnv)?.[1];
+    assertEqual((statSync(file).mode & 0o777).toString(8), '600', 'mode of the key file');
+    assertEqual((await Client.refusal(`ws://127.0.0.1:${cports[8081]}/?id=x&user=mallory`)).status, 401, 'straight to ws-broadcast without a JWT');
   }, { timeout: 40_000 });
 }
 

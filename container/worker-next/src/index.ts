@@ -12,7 +12,8 @@
  *     which returns at once when it is; the servers signal readiness on s6's
  *     notification fd) and connects;
  *   - no supervisor (an image without s6): the first request for a server
- *     starts it with exec([program], {env}) and waits on the handle's
+ *     starts it with exec(["sh", "-c", serverLaunch()'s script], {env}) and
+ *     waits on the handle's
  *     waitForPort(port, {mode: "http", path: "/healthz"}) — the SDK polls,
  *     the Worker never sleeps; a server already running (listProcesses) is
  *     reused.
@@ -21,7 +22,9 @@
  */
 import { getSandbox, Sandbox, type SandboxProcess } from "@cloudflare/sandbox";
 import page from "../../demo/index.html";
-import { broadcastJwtSecret, handle, serverEnv, serverToken, type Backend, type ServerRoute } from "../../worker/src/router";
+import {
+  broadcastJwtSecret, handle, isServerCommand, serverLaunch, serverToken, type Backend, type ServerRoute,
+} from "../../worker/src/router";
 
 export interface Env {
   Sandbox: DurableObjectNamespace<SandboxWs>;
@@ -125,13 +128,17 @@ class NextBackend implements Backend {
   /** The server already started for ROUTE, if it still runs. */
   private async running(sandbox: Client, route: ServerRoute): Promise<SandboxProcess | null> {
     const all = await sandbox.listProcesses();
-    const live = all.find((p) => p.state === "running" && p.command[0] === route.program);
+    const live = all.find((p) => p.state === "running" && isServerCommand(p.command, route));
     return live ? sandbox.getProcess(live.id) : null;
   }
 
   private async start(sandbox: Client, route: ServerRoute): Promise<SandboxProcess> {
     try {
-      return await sandbox.exec([route.program], { env: await serverEnv(this.env.WS_TOKEN, this.env.WS_SERVER_ENV, route) });
+      // through sh: the container-wide secrets (SandboxWs's envVars, which
+      // exec() merges in) leave the environment, ws-broadcast's JWT key goes
+      // to a 0600 file
+      const { script, env } = await serverLaunch(this.env.WS_TOKEN, this.env.WS_SERVER_ENV, route);
+      return await sandbox.exec(["sh", "-c", script], { env });
     } catch (e) {
       // a concurrent request may have started it a moment ago
       const again = await this.running(sandbox, route);

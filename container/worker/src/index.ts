@@ -9,7 +9,7 @@
  */
 import { getSandbox, type Process, type Sandbox } from "@cloudflare/sandbox";
 import page from "../../demo/index.html";
-import { broadcastJwtSecret, handle, serverEnv, type Backend, type ServerRoute } from "./router";
+import { handle, serverLaunch, type Backend, type ServerRoute } from "./router";
 
 // The Durable Object class behind the Sandbox binding (wrangler.jsonc).
 export { Sandbox } from "@cloudflare/sandbox";
@@ -25,8 +25,6 @@ export interface Env {
 /** How long a server that was just started may take to answer /healthz. */
 const READY_TIMEOUT_MS = 20_000;
 const LIVE = new Set(["starting", "running"]);
-/** Where the 0.12 image keeps ws-broadcast's JWT key (the sandbox's own filesystem: gone with the container). */
-const SECRET_DIR = "/run/sandbox-ws";
 
 const processId = (route: ServerRoute): string => `sandbox-ws-${route.program}`;
 
@@ -54,16 +52,9 @@ class SandboxBackend implements Backend {
   }
 
   private async start(sandbox: ReturnType<SandboxBackend["sandbox"]>, route: ServerRoute): Promise<Process> {
-    const env = await serverEnv(this.env.WS_TOKEN, this.env.WS_SERVER_ENV, route);
-    let command: string = route.program;
-    if (route.jwt && this.env.WS_TOKEN) {
-      // ws-broadcast reads its JWT key from a file: a shell writes it 0600
-      // (root's, the servers' user here; ws-rpc's commands run as ws-exec)
-      // and leaves the value out of the server's environment
-      env.WS_BROADCAST_JWT_SECRET = await broadcastJwtSecret(this.env.WS_TOKEN);
-      env.WS_JWT_SECRET_FILE = `${SECRET_DIR}/broadcast-jwt-secret`;
-      command = `sh -c 'umask 077 && mkdir -p ${SECRET_DIR} && printf "%s\\n" "$WS_BROADCAST_JWT_SECRET" >"$WS_JWT_SECRET_FILE" && unset WS_BROADCAST_JWT_SECRET && exec ${route.program}'`;
-    }
+    // through sh: ws-broadcast's JWT key goes to a 0600 file, not its environment
+    const { script, env } = await serverLaunch(this.env.WS_TOKEN, this.env.WS_SERVER_ENV, route);
+    const command = `sh -c '${script}'`;
     try {
       return await sandbox.startProcess(command, {
         processId: processId(route),

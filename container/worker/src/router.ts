@@ -229,6 +229,35 @@ export async function mintJwt(key: string, who: Identity, room: string | null, n
   return `${head}.${body}.${base64url(sig)}`;
 }
 
+/** Where a server the Worker starts keeps a key file (the sandbox's own filesystem: gone with the container). */
+export const SECRET_DIR = "/run/sandbox-ws";
+
+/**
+ * How a Worker starts ROUTE's server itself (no supervisor in the image): a
+ * script for `sh -c` and the environment it needs. The script drops the
+ * container-wide secrets first (WS_RPC_TOKEN, WS_BROADCAST_JWT_SECRET: the
+ * next SDK merges the container's envVars into every exec), writes
+ * ws-broadcast's JWT key to a 0600 file under SECRET_DIR when the Worker
+ * has a secret, and execs the server, whose environment then holds neither.
+ */
+export async function serverLaunch(secret: string | undefined, extraJson: string | undefined, route: ServerRoute): Promise<{ script: string; env: Record<string, string> }> {
+  const env = await serverEnv(secret, extraJson, route);
+  let script = "unset WS_RPC_TOKEN";
+  if (route.jwt && secret) {
+    env.WS_BROADCAST_JWT_SECRET = await broadcastJwtSecret(secret);
+    env.WS_JWT_SECRET_FILE = `${SECRET_DIR}/broadcast-jwt-secret`;
+    script += ` && umask 077 && mkdir -p ${SECRET_DIR} && printf "%s\\n" "$WS_BROADCAST_JWT_SECRET" >"$WS_JWT_SECRET_FILE"`;
+  }
+  script += ` && unset WS_BROADCAST_JWT_SECRET && exec ${route.program}`;
+  return { script, env };
+}
+
+/** Whether a process's argv is ROUTE's server, started directly or by serverLaunch()'s script. */
+export function isServerCommand(command: readonly string[], route: ServerRoute): boolean {
+  if (command[0] === route.program) return true;
+  return command[0] === "sh" && command[1] === "-c" && (command[2] ?? "").endsWith(`exec ${route.program}`);
+}
+
 /**
  * URL without its token: every query parameter whose name, decoded the way
  * URLSearchParams decodes it (so `tok%65n` too), is "token" in any case.

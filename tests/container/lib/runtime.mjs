@@ -25,8 +25,8 @@ function hasUser(name) {
 
 export class Runtime {
   /** BUILD: the meson build; PORTS: {container port: loopback port}; TREE: the s6 tree the image's supervisor stands for (optional). */
-  constructor({ build, ports, tree = null, listen, external = false }) {
-    Object.assign(this, { build, ports, tree, listen, external });
+  constructor({ build, ports, tree = null, listen, external = false, containerEnv = {} }) {
+    Object.assign(this, { build, ports, tree, listen, external, containerEnv });
     this.dir = mkdtempSync(join(tmpdir(), 'sandbox-ws-runtime-'));
     this.logPath = join(this.dir, 'processes.log');
     this.procs = new Map(); // id -> {id, pid, command, child, exit, exited, processId}
@@ -44,17 +44,21 @@ export class Runtime {
   }
 
   spawnProcess({ command, env = {}, processId }) {
-    // 0.12's startProcess(command) is a shell command line; a server started
-    // through one (`... exec ws-broadcast`) is that server
-    const shell = command.length === 1 && /\s/.test(command[0]);
-    const name = shell ? (/\bexec (ws-[a-z]+)\b/.exec(command[0])?.[1] ?? 'sh') : command[0];
-    // (exec: the process is the command line's, as the SDK's would be)
-    const args = shell ? ['-c', `exec ${command[0].replaceAll('/run/sandbox-ws', join(this.dir, 'run'))}`] : command.slice(1);
+    // 0.12's startProcess(command) is a shell command line, the Workers'
+    // own launch script is ["sh", "-c", SCRIPT]: a server started through
+    // one (`... exec ws-broadcast`) is that server
+    const line = command.length === 1 && /\s/.test(command[0]);
+    const script = line ? `exec ${command[0]}` : (command[0] === 'sh' && command[1] === '-c' ? command[2] : null);
+    const shell = script !== null;
+    const name = shell ? (/\bexec (ws-[a-z]+)'?\s*$/.exec(script)?.[1] ?? 'sh') : command[0];
+    const args = shell ? ['-c', script.replaceAll('/run/sandbox-ws', join(this.dir, 'run')), ...command.slice(line ? 1 : 3)] : command.slice(1);
     if (this.external && name.startsWith('ws-')) return this.externalProcess(name);
-    const bin = shell ? (this.program(name) && !this.refuse.has(name) ? 'sh' : null) : this.program(name);
+    const bin = shell && name.startsWith('ws-') ? (this.program(name) ? 'sh' : null) : this.program(shell ? 'sh' : name);
     if (!bin || this.refuse.has(name)) throw new Error(`ProcessSpawnFailedError: ${name}: not found in the image`);
     const servers = ['echo', 'broadcast', 'rpc'].map((s) => join(this.build, 'servers', s));
-    const cenv = { PATH: [...servers, process.env.PATH].join(':'), ...env };
+    // the container's own environment first (0.13.0-next merges the Durable
+    // Object's envVars into every exec), then the process's
+    const cenv = { PATH: [...servers, process.env.PATH].join(':'), ...this.containerEnv, ...env };
     if (cenv.WS_JWT_SECRET_FILE) cenv.WS_JWT_SECRET_FILE = cenv.WS_JWT_SECRET_FILE.replaceAll('/run/sandbox-ws', join(this.dir, 'run'));
     if (name.startsWith('ws-')) {
       const port = this.ports[String(env.WS_PORT)];
