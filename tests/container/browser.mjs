@@ -216,9 +216,58 @@ export async function run(h, ctx) {
     await a.locator('#echo-log', { hasText: '< after restart' }).waitFor();
   }, { timeout: 30_000 });
 
+  // the 0.12 Worker too: it starts the servers itself (no s6), the same page
+  const ports12 = { 8080: ctx.port(56), 8081: ctx.port(57), 8082: ctx.port(58) };
+  const runtime12 = new Runtime({ build: ctx.build, ports: ports12, listen: ctx.port(59) });
+  ctx.cleanup(() => runtime12.cleanup());
+  const relay12 = new Relay({
+    root: ctx.root, here: ctx.here, line: '0.12', token: TOKEN, listen: ctx.port(60), ports: ports12, control: runtime12.url,
+  });
+  ctx.cleanup(() => relay12.cleanup());
+  await h.check('the 0.12 Worker (it starts the servers): echo, chat between two pages, a command that streams', async () => {
+    await runtime12.start();
+    await relay12.start();
+    const url12 = `${relay12.url}/?token=${TOKEN}&sandbox=b12`;
+    const open12 = async () => {
+      const page = await browser.newPage();
+      assertEqual((await page.goto(url12)).status(), 200, 'GET /');
+      await page.locator('#echo-status[data-state="open"]').waitFor({ timeout: 20_000 });
+      await page.locator('#cmd-status[data-state="open"]').waitFor({ timeout: 20_000 });
+      return page;
+    };
+    const p1 = await open12();
+    const p2 = await open12();
+    try {
+      await p1.fill('#echo-input', 'hello 0.12');
+      await p1.press('#echo-input', 'Enter');
+      await p1.locator('#echo-log', { hasText: '< hello 0.12' }).waitFor();
+      const r12 = `b12-${process.pid}`;
+      for (const [page, who] of [[p1, 'ann'], [p2, 'ben']]) {
+        await page.fill('#chat-name', who);
+        await page.fill('#chat-room', r12);
+        await page.click('#chat-join');
+        await page.locator('#chat-status[data-state="open"]').waitFor();
+      }
+      await until(5_000, async () => (await text(p1, '#chat-count')) === '2', 'count 2');
+      await p2.fill('#chat-input', 'hi ann');
+      await p2.press('#chat-input', 'Enter');
+      await p1.locator('#chat-log', { hasText: 'ben: hi ann' }).waitFor();
+      await p1.fill('#cmd-input', 'for i in 1 2 3; do echo tock $i; sleep 0.4; done; exit 5');
+      await p1.click('#cmd-run');
+      await p1.locator('#cmd-log', { hasText: 'tock 1' }).waitFor();
+      assert(!(await text(p1, '#cmd-log')).includes('tock 3'), 'all output at once: not streamed');
+      await until(5_000, async () => (await text(p1, '#cmd-exit')) === '5', 'exit code 5');
+      assertEqual(runtime12.execs.map((e) => e.program).sort(), ['ws-broadcast', 'ws-echo', 'ws-rpc'], 'servers the Worker started');
+    } finally {
+      await p1.close();
+      await p2.close();
+    }
+  }, { timeout: 60_000 });
+
   await h.check('browser, relay and tree stop', async () => {
     await browser.close();
     browser = null;
+    await relay12.stop();
     await relay.stop();
     assertEqual((await tree.stop(10_000)).code, 0, 's6-svscan exit');
   });
