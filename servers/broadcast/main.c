@@ -73,6 +73,8 @@ struct member {
 	bool gone;       /* Redis engine: the connection has closed */
 	json_t *info;    /* the token's "info" object, or NULL */
 	char *info_json; /* the same as compact JSON (at most WS_JWT_INFO_MAX bytes) */
+	uint64_t turn;   /* the bc.turn of its join, whose event is pev in bc.pevs */
+	uint32_t pev;
 	char user[USER_MAX_LEN + 1];
 };
 
@@ -82,10 +84,17 @@ struct room {
 	uint64_t next_seq;
 	uint64_t committed_seq; /* next_seq at the last commit: where a failed turn goes back */
 	uint32_t count;
+	uint32_t batch; /* 1 + the index in bc.pending of its open presence batch; 0: none */
 	char name[NAME_MAX_LEN + 1];
 	char epoch[BC_EPOCH_LEN + 1];
 	struct ws_buf backlog; /* Redis engine: events for members awaiting their welcome */
 	uint32_t pending;      /* Redis engine: members awaiting their welcome */
+};
+
+enum pending_kind {
+	PENDING_FRAME,  /* a frame made when queued */
+	PENDING_JOINS,  /* joins of one turn, framed once when delivered */
+	PENDING_LEAVES, /* leaves, likewise */
 };
 
 /* A frame addressed to a room, waiting for the turn's commit. */
@@ -94,8 +103,20 @@ struct pending {
 	struct ws_conn *except; /* binary relays skip their sender */
 	struct ws_conn *sender; /* a chat message's sender, told when it fails; NULL if gone */
 	uint32_t off, len;      /* in bc.frames */
+	uint8_t kind;           /* enum pending_kind */
 	bool chat;              /* a stored message: delivered only once committed */
 	bool failed;            /* its transaction was rolled back: not delivered */
+	uint32_t first, last;   /* a batch's events in bc.pevs (linked by next) */
+	uint32_t n, count;      /* a batch's events, and the room's count after the last */
+};
+
+#define PEV_NONE UINT32_MAX
+
+/* One join or leave in a presence batch: the name, then any info JSON, in bc.pnames. */
+struct pev {
+	uint32_t next;
+	uint32_t off;
+	uint32_t name_len, info_len;
 };
 
 struct bc {
@@ -112,6 +133,12 @@ struct bc {
 	struct ws_buf scratch; /* a welcome or history page being written */
 	struct pending *pending;
 	size_t npending, cap_pending;
+	size_t nframes; /* PENDING_FRAME entries among them */
+	uint64_t turn;  /* deliveries so far, + 1 */
+	struct pev *pevs;
+	uint32_t npevs, cap_pevs;
+	struct ws_buf pnames; /* the events' names and infos */
+	struct ws_buf pjson;  /* one batch's JSON being written */
 	uint64_t persisted;
 	uint64_t failed[3]; /* chat messages refused by the store: busy, full, error */
 	uint64_t welcomes_cut;
@@ -321,13 +348,116 @@ stored(struct bc *bc, enum bc_store_status r)
 		fail_turn(bc, r);
 }
 
+/* A new entry for the room at the end of bc->pending (zeroed), or NULL when out of memory. */
+static struct pending *
+pending_add(struct bc *bc, struct room *room)
+{
+	if (bc->npending == bc->cap_pending) {
+		size_t cap = bc->cap_pending ? bc->cap_pending * 2 : 64;
+		struct pending *p = realloc(bc->pending, cap * sizeof(*p));
+		if (!p)
+			return NULL;
+		bc->pending = p;
+		bc->cap_pending = cap;
+	}
+	struct pending *p = &bc->pending[bc->npending++];
+	*p = (struct pending){ .room = room };
+	ws_server_defer(bc->srv);
+	return p;
+}
+
+/*
+ * Writes a presence batch's JSON into bc->pjson, from its event `from` on.
+ * One event keeps the shape every client knows,
+ * {"type":"join"|"leave","id","room","count"} (+ "info"); several become
+ * {"type":"presence","room","count","joined":[..]} (+ "joined_info") or
+ * "left":[..], in the order they happened, with the count after the last.
+ */
+static bool
+render_presence(struct bc *bc, const struct pending *p, uint32_t from)
+{
+	struct ws_buf *b = &bc->pjson;
+	b->len = 0;
+	b->head = 0;
+	const char *names = (const char *)bc->pnames.data;
+	const char *room = p->room->name;
+	bool join = p->kind == PENDING_JOINS, ok;
+	if (bc->pevs[from].next == PEV_NONE) {
+		const struct pev *e = &bc->pevs[from];
+		ok = put(b, join ? "{\"type\":\"join\",\"id\":" : "{\"type\":\"leave\",\"id\":") &&
+		     put_str(b, names + e->off, e->name_len) && put(b, ",\"room\":") &&
+		     put_str(b, room, strlen(room)) && put(b, ",\"count\":") &&
+		     put_uint(b, p->count);
+		if (join && e->info_len)
+			ok = ok && put(b, ",\"info\":") &&
+			     ws_buf_append(b, names + e->off + e->name_len, e->info_len);
+	} else {
+		ok = put(b, "{\"type\":\"presence\",\"room\":") && put_str(b, room, strlen(room)) &&
+		     put(b, ",\"count\":") && put_uint(b, p->count) &&
+		     put(b, join ? ",\"joined\":[" : ",\"left\":[");
+		bool info = false;
+		for (uint32_t i = from; ok && i != PEV_NONE; i = bc->pevs[i].next) {
+			const struct pev *e = &bc->pevs[i];
+			ok = (i == from || put(b, ",")) && put_str(b, names + e->off, e->name_len);
+			info |= e->info_len > 0;
+		}
+		ok = ok && put(b, "]");
+		if (join && info) {
+			ok = ok && put(b, ",\"joined_info\":[");
+			for (uint32_t i = from; ok && i != PEV_NONE; i = bc->pevs[i].next) {
+				const struct pev *e = &bc->pevs[i];
+				ok = (i == from || put(b, ",")) &&
+				     (e->info_len ? ws_buf_append(b, names + e->off + e->name_len,
+								  e->info_len)
+						  : put(b, "null"));
+			}
+			ok = ok && put(b, "]");
+		}
+	}
+	return ok && put(b, "}");
+}
+
+/*
+ * Delivers a presence batch: framed once for the members that were there
+ * before it; a member that joined during it gets it from its own join on
+ * (as it would have one notice at a time), and one that joined after it
+ * none of it: its welcome told it what came before.
+ */
+static void
+deliver_presence(struct bc *bc, struct pending *p)
+{
+	uint32_t off = bc->frames.len;
+	if (!render_presence(bc, p, p->first) ||
+	    !ws_frame_append(&bc->frames, WS_OP_TEXT, bc->pjson.data, bc->pjson.len))
+		return;
+	p->off = off;
+	p->len = bc->frames.len - off;
+	ws_list_for_each (l, &p->room->members) {
+		struct member *m = ws_list_entry(l, struct member, link);
+		/* the same room's batches of a turn hold disjoint, rising event ranges */
+		if (m->turn == bc->turn && m->pev > p->last)
+			continue;
+		if (m->turn == bc->turn && m->pev >= p->first) {
+			if (render_presence(bc, p, m->pev))
+				ws_conn_send(m->c, WS_OP_TEXT, bc->pjson.data, bc->pjson.len);
+			continue;
+		}
+		ws_conn_send_frame(m->c, bc->frames.data + p->off, p->len);
+	}
+}
+
 static void
 deliver_pending(struct bc *bc)
 {
 	for (size_t i = 0; i < bc->npending; i++) {
-		const struct pending *p = &bc->pending[i];
+		struct pending *p = &bc->pending[i];
+		p->room->batch = 0;
 		if (p->failed)
 			continue;
+		if (p->kind != PENDING_FRAME) {
+			deliver_presence(bc, p);
+			continue;
+		}
 		const uint8_t *frame = bc->frames.data + p->off;
 		ws_list_for_each (l, &p->room->members) {
 			struct member *m = ws_list_entry(l, struct member, link);
@@ -336,8 +466,13 @@ deliver_pending(struct bc *bc)
 		}
 	}
 	bc->npending = 0;
+	bc->nframes = 0;
+	bc->npevs = 0;
+	bc->turn++;
 	bc->frames.len = 0;
 	bc->frames.head = 0;
+	bc->pnames.len = 0;
+	bc->pnames.head = 0;
 }
 
 static void
@@ -361,35 +496,74 @@ static bool
 to_room(struct bc *bc, struct room *room, struct ws_conn *except, enum ws_opcode op,
 	const void *data, size_t len)
 {
-	if (bc->npending == bc->cap_pending) {
-		size_t cap = bc->cap_pending ? bc->cap_pending * 2 : 64;
-		struct pending *p = realloc(bc->pending, cap * sizeof(*p));
-		if (!p)
-			return false;
-		bc->pending = p;
-		bc->cap_pending = cap;
-	}
-	uint32_t off = bc->frames.len;
-	if (!ws_frame_append(&bc->frames, op, data, len))
+	struct pending *p = pending_add(bc, room);
+	if (!p)
 		return false;
-	bc->pending[bc->npending++] = (struct pending){
-		.room = room,
-		.except = except,
-		.off = off,
-		.len = bc->frames.len - off,
-	};
-	ws_server_defer(bc->srv);
+	uint32_t off = bc->frames.len;
+	if (!ws_frame_append(&bc->frames, op, data, len)) {
+		bc->npending--;
+		return false;
+	}
+	p->except = except;
+	p->off = off;
+	p->len = bc->frames.len - off;
+	bc->nframes++;
+	/* joins and leaves after this frame go after it: a new batch */
+	room->batch = 0;
 	return true;
 }
 
+/*
+ * A join or leave of m, for the room's members at turn end. Consecutive
+ * ones of one kind in a room (nothing else queued for it in between) share
+ * one batch, framed once when delivered: a storm of N joins costs each
+ * member one frame per turn, not N. A notice that cannot be queued (out of
+ * memory) is dropped; the next one's count is right again.
+ */
 static void
-to_room_json(struct bc *bc, struct room *room, json_t *obj)
+presence(struct bc *bc, struct room *room, enum pending_kind kind, struct member *m)
 {
-	char *s = json_dumps(obj, JSON_COMPACT);
-	json_decref(obj);
-	if (s)
-		to_room(bc, room, NULL, WS_OP_TEXT, s, strlen(s));
-	free(s);
+	size_t nl = strlen(m->user), il = m->info_json ? strlen(m->info_json) : 0;
+	if (bc->npevs == bc->cap_pevs) {
+		uint32_t cap = bc->cap_pevs ? bc->cap_pevs * 2 : 64;
+		struct pev *e = realloc(bc->pevs, cap * sizeof(*e));
+		if (!e)
+			return;
+		bc->pevs = e;
+		bc->cap_pevs = cap;
+	}
+	uint32_t off = bc->pnames.len;
+	if (!ws_buf_append(&bc->pnames, m->user, nl) ||
+	    (il && !ws_buf_append(&bc->pnames, m->info_json, il))) {
+		bc->pnames.len = off;
+		return;
+	}
+	struct pending *p = room->batch ? &bc->pending[room->batch - 1] : NULL;
+	if (!p || p->kind != kind) {
+		p = pending_add(bc, room);
+		if (!p) {
+			bc->pnames.len = off;
+			return;
+		}
+		p->kind = (uint8_t)kind;
+		p->first = PEV_NONE;
+		room->batch = (uint32_t)bc->npending;
+	}
+	uint32_t i = bc->npevs++;
+	bc->pevs[i] = (struct pev){
+		.next = PEV_NONE, .off = off, .name_len = (uint32_t)nl, .info_len = (uint32_t)il
+	};
+	if (p->first == PEV_NONE)
+		p->first = i;
+	else
+		bc->pevs[p->last].next = i;
+	p->last = i;
+	p->n++;
+	p->count = room->count;
+	if (kind == PENDING_JOINS) {
+		m->turn = bc->turn;
+		m->pev = i;
+	}
 }
 
 static void
@@ -736,8 +910,14 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 		redis_open(bc, c, &a);
 		return;
 	}
-	/* what is pending must be committed and out before this member counts */
-	end_turn(bc);
+	/*
+	 * a message pending must be committed and out before this member
+	 * counts (its welcome's history must not hold what a failed commit
+	 * takes back, nor may it get the message twice); joins and leaves
+	 * wait for the turn's end, batched
+	 */
+	if (bc->nframes)
+		end_turn(bc);
 
 	uint64_t t = ws_clock_wall_ms();
 	struct room **slot = room_slot(bc, a.room);
@@ -793,9 +973,7 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 	stored(bc, bc_store_join(bc->store, m->membership, room->name, m->user, ws_conn_id(c),
 				 ws_conn_addr(c), t));
 	send_welcome(bc, m, &a);
-	to_room_json(bc, room,
-		     json_pack("{s:s, s:s, s:s, s:I, s:O*}", "type", "join", "id", m->user, "room",
-			       room->name, "count", (json_int_t)room->count, "info", m->info));
+	presence(bc, room, PENDING_JOINS, m);
 }
 
 static void
@@ -823,9 +1001,7 @@ bc_close(void *app, struct ws_conn *c, uint16_t code)
 	uint64_t t = ws_clock_wall_ms();
 	snprintf(reason, sizeof(reason), "close %u", code);
 	stored(bc, bc_store_leave(bc->store, m->membership, t, reason));
-	to_room_json(bc, room,
-		     json_pack("{s:s, s:s, s:s, s:I}", "type", "leave", "id", m->user, "room",
-			       room->name, "count", (json_int_t)room->count));
+	presence(bc, room, PENDING_LEAVES, m);
 	json_decref(m->info);
 	free(m->info_json);
 	free(m);
@@ -1730,6 +1906,7 @@ int
 main(int argc, char **argv)
 {
 	static struct bc bc = {
+		.turn = 1, /* members' turn 0 is never the current one */
 		.opt = {
 			.history_size = 1000,
 			.history_on_join = 20,
@@ -1799,5 +1976,8 @@ main(int argc, char **argv)
 	free(bc.pending);
 	ws_buf_finish(&bc.frames);
 	ws_buf_finish(&bc.scratch);
+	free(bc.pevs);
+	ws_buf_finish(&bc.pnames);
+	ws_buf_finish(&bc.pjson);
 	return status;
 }

@@ -179,3 +179,24 @@ class AsyncWS:
             await asyncio.wait_for(self.writer.wait_closed(), t(5))
         except (OSError, asyncio.TimeoutError):
             pass
+
+
+def presence_events(obj):
+    """A join, leave or presence message as single join/leave events, in
+    order, each with the room's count after it (a presence batch carries the
+    count after its last event); [] for any other message."""
+    if obj.get("type") in ("join", "leave"):
+        return [obj]
+    if obj.get("type") != "presence":
+        return []
+    kind, names = ("join", obj["joined"]) if "joined" in obj else ("leave", obj["left"])
+    step = 1 if kind == "join" else -1
+    first = obj["count"] - step * (len(names) - 1)
+    infos = obj.get("joined_info") or [None] * len(names)
+    out = []
+    for i, (name, info) in enumerate(zip(names, infos)):
+        e = {"type": kind, "id": name, "room": obj["room"], "count": first + step * i}
+        if info is not None:
+            e["info"] = info
+        out.append(e)
+    return out
