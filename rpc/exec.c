@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -53,7 +54,8 @@ struct rpc_exec {
 	pid_t pid;
 	struct ws_watch *out[3]; /* [RPC_STDOUT], [RPC_STDERR] */
 	struct ws_watch *in;
-	int in_fd; /* owned by the `in` watch */
+	int in_fd;  /* owned by the `in` watch */
+	int pty_fd; /* the pty's master, owned by out[RPC_STDOUT]; -1 without a pty or once closed */
 	struct stream_ref ref[3];
 	struct ws_buf pending_in;
 	struct ws_timer *timer;
@@ -64,7 +66,7 @@ struct rpc_exec {
 	uint64_t t_begin, t_spawned, t_execed, t_exited;
 	int status;
 	enum phase phase;
-	bool in_eof, timed_out, truncated, abandoned, paused;
+	bool in_eof, timed_out, truncated, abandoned, paused, pty;
 };
 
 struct rpc_engine {
@@ -352,6 +354,8 @@ on_output(void *arg, struct ws_watch *w, int fd, enum ws_watch_event ev)
 			return true;
 	}
 	x->out[s] = NULL;
+	if (s == RPC_STDOUT)
+		x->pty_fd = -1;
 	maybe_finish(x);
 	return false;
 }
@@ -479,6 +483,7 @@ struct child_args {
 	struct rpc_engine *e;
 	const struct rpc_exec_spec *spec;
 	int in, out, err; /* its stdin, stdout, stderr */
+	int tty;          /* a pty's slave, or -1 */
 	int status_fd;
 };
 
@@ -487,6 +492,7 @@ static void __attribute__((noreturn)) child(const struct child_args *a)
 {
 	struct rpc_engine *e = a->e;
 	const struct rpc_exec_spec *spec = a->spec;
+	int in = a->in, out = a->out, err = a->err, tty = a->tty;
 	/*
 	 * Signals were blocked across fork: reset every handler (the loop's
 	 * would otherwise swallow a signal meant for the command before it
@@ -501,7 +507,17 @@ static void __attribute__((noreturn)) child(const struct child_args *a)
 		sigprocmask(SIG_SETMASK, &none, NULL);
 	}
 
-	if (dup2(a->in, 0) < 0 || dup2(a->out, 1) < 0 || dup2(a->err, 2) < 0 ||
+	if (tty >= 0) {
+		/*
+		 * A terminal: a session of its own, the pty as its controlling
+		 * terminal, before the sandbox (whose setsid then has nothing to
+		 * do) and its filter. Job control and SIGWINCH reach the command.
+		 */
+		if (setsid() < 0 || ioctl(tty, TIOCSCTTY, 0) != 0)
+			_exit(126);
+		in = out = err = tty;
+	}
+	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0 ||
 	    dup2(a->status_fd, ERR_FD) < 0 || fcntl(ERR_FD, F_SETFD, FD_CLOEXEC) < 0)
 		_exit(126);
 
@@ -510,7 +526,8 @@ static void __attribute__((noreturn)) child(const struct child_args *a)
 		if (e->setup(e->setup_ctx, msg, sizeof(msg)) != 0)
 			goto fail;
 	} else {
-		setsid();
+		if (tty < 0)
+			setsid();
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		close_range(ERR_FD + 1, ~0u, 0);
 	}
@@ -622,18 +639,45 @@ await_exec(pid_t pid, int fd, char *msg, size_t cap, const char **why)
 	return -1;
 }
 
+/* A pty pair: tty[0] the master, tty[1] the slave, both close-on-exec, sized cols x rows. */
+static int
+open_pty(int tty[2], uint16_t cols, uint16_t rows)
+{
+	char name[64];
+	tty[0] = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (tty[0] < 0)
+		return -1;
+	struct winsize ws = { .ws_row = rows, .ws_col = cols };
+	if (grantpt(tty[0]) != 0 || unlockpt(tty[0]) != 0 ||
+	    ptsname_r(tty[0], name, sizeof(name)) != 0 ||
+	    (tty[1] = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0 ||
+	    ioctl(tty[0], TIOCSWINSZ, &ws) != 0) {
+		int en = errno;
+		close_pair(tty);
+		tty[0] = tty[1] = -1;
+		errno = en;
+		return -1;
+	}
+	return 0;
+}
+
 struct rpc_exec *
 rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 	       const struct rpc_exec_ops *ops, void *arg, char *err, size_t errlen)
 {
 	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, er[2] = { -1, -1 }, st[2] = { -1, -1 };
+	int tty[2] = { -1, -1 }; /* master, slave */
 	uint64_t t_begin = now_us();
 	/* no input to give: /dev/null, not a pipe and a watch closed at once */
 	bool want_in = spec->stdin_len || spec->stdin_open;
 	struct rpc_exec *x = calloc(1, sizeof(*x));
-	if (!x || (want_in && pipe2(in, O_CLOEXEC)) || pipe2(out, O_CLOEXEC) ||
-	    pipe2(er, O_CLOEXEC) || pipe2(st, O_CLOEXEC)) {
-		snprintf(err, errlen, "cannot create pipes: %s", strerror(errno));
+	if (!x ||
+	    (spec->pty ? open_pty(tty, spec->cols, spec->rows) != 0
+		       : (want_in && pipe2(in, O_CLOEXEC)) || pipe2(out, O_CLOEXEC) ||
+				 pipe2(er, O_CLOEXEC)) ||
+	    pipe2(st, O_CLOEXEC)) {
+		snprintf(err, errlen, "cannot create %s: %s", spec->pty ? "a pty" : "pipes",
+			 strerror(errno));
 		goto fail;
 	}
 	if (!(x->timer = ws_timer_create(e->srv, on_timer, x))) {
@@ -650,6 +694,7 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 		.in = in[0] >= 0 ? in[0] : e->devnull,
 		.out = out[1],
 		.err = er[1],
+		.tty = tty[1],
 		.status_fd = st[1],
 	};
 	pid_t pid = spawn(e, &ca);
@@ -663,7 +708,8 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 
 	close_pair((int[2]){ in[0], out[1] });
 	close_pair((int[2]){ er[1], st[1] });
-	in[0] = out[1] = er[1] = st[1] = -1;
+	close_pair((int[2]){ tty[1], -1 });
+	in[0] = out[1] = er[1] = st[1] = tty[1] = -1;
 
 	/* set-up errors come back on the status pipe; exec closes it (CLOEXEC) */
 	char msg[256];
@@ -688,6 +734,8 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 		.timer = x->timer,
 		.max_output = spec->max_output,
 		.started_ms = ws_clock_mono_ms(),
+		.pty = spec->pty,
+		.pty_fd = -1,
 		.t_begin = t_begin,
 		.t_spawned = t_spawned,
 		.t_execed = now_us(),
@@ -695,21 +743,33 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 	ws_list_insert(&e->list, &x->link);
 	e->running++;
 
+	if (spec->pty) {
+		/* one descriptor both ways; stdin writes through its own copy (one watch per fd) */
+		out[0] = tty[0];
+		in[1] = fcntl(tty[0], F_DUPFD_CLOEXEC, 0);
+		x->pty_fd = tty[0];
+		tty[0] = -1;
+	}
 	set_nonblock(out[0]);
-	set_nonblock(er[0]);
+	if (er[0] >= 0)
+		set_nonblock(er[0]);
 	if (in[1] >= 0)
 		set_nonblock(in[1]);
 	x->ref[RPC_STDOUT] = (struct stream_ref){ x, RPC_STDOUT };
 	x->ref[RPC_STDERR] = (struct stream_ref){ x, RPC_STDERR };
 	x->out[RPC_STDOUT] = ws_watch_create(e->srv, out[0], on_output, &x->ref[RPC_STDOUT]);
-	x->out[RPC_STDERR] = ws_watch_create(e->srv, er[0], on_output, &x->ref[RPC_STDERR]);
+	if (er[0] >= 0)
+		x->out[RPC_STDERR] = ws_watch_create(e->srv, er[0], on_output, &x->ref[RPC_STDERR]);
+	if (!x->out[RPC_STDOUT])
+		x->pty_fd = -1;
 	x->in_fd = in[1];
 	x->in = in[1] >= 0 ? ws_watch_create(e->srv, in[1], on_stdin, x) : NULL;
 	if (x->in)
 		ws_watch_read(x->in, false);
 	if (spec->stdin_len)
 		ws_buf_append(&x->pending_in, spec->stdin_data, spec->stdin_len);
-	x->in_eof = !spec->stdin_open;
+	/* a terminal's input stays open: it is the keyboard */
+	x->in_eof = !spec->stdin_open && !spec->pty;
 	write_stdin(x);
 	if (spec->timeout_ms)
 		ws_timer_arm(x->timer, spec->timeout_ms);
@@ -719,6 +779,7 @@ fail:
 	close_pair(out);
 	close_pair(er);
 	close_pair(st);
+	close_pair(tty);
 	if (x)
 		ws_timer_destroy(x->timer);
 	free(x);
@@ -742,14 +803,28 @@ rpc_exec_stdin(struct rpc_exec *x, const uint8_t *data, size_t len, bool eof)
 {
 	if (!x->in || x->in_eof)
 		return -EPIPE;
-	if (x->pending_in.len + len > STDIN_MAX)
+	if (x->pending_in.len + len + 1 > STDIN_MAX)
 		return -ENOSPC;
 	if (len && !ws_buf_append(&x->pending_in, data, len))
 		return -ENOMEM;
-	if (eof)
+	/* a terminal has no end of input to close: its program reads ^D as one */
+	if (eof && x->pty && !ws_buf_append(&x->pending_in, "\x04", 1))
+		return -ENOMEM;
+	if (eof && !x->pty)
 		x->in_eof = true;
 	write_stdin(x);
 	return 0;
+}
+
+int
+rpc_exec_resize(struct rpc_exec *x, uint16_t cols, uint16_t rows)
+{
+	if (!x->pty)
+		return -ENOTTY;
+	if (x->pty_fd < 0)
+		return -ESRCH;
+	struct winsize ws = { .ws_row = rows, .ws_col = cols };
+	return ioctl(x->pty_fd, TIOCSWINSZ, &ws) == 0 ? 0 : -errno;
 }
 
 int

@@ -35,6 +35,14 @@ struct rpc_exec_spec {
 	bool stdin_open;     /* keep stdin open after stdin_data, for later writes */
 	uint64_t timeout_ms; /* 0: none */
 	uint64_t max_output; /* per stream; the rest is read and dropped */
+	/*
+	 * Run on a pseudo-terminal of cols x rows: the command leads its own
+	 * session with the pty as controlling terminal on 0, 1 and 2; its
+	 * output is one stream (RPC_STDOUT), and stdin's eof is the terminal's
+	 * end-of-file character (^D), not a close.
+	 */
+	bool pty;
+	uint16_t cols, rows;
 };
 
 struct rpc_exec_result {
@@ -97,6 +105,8 @@ uint64_t rpc_exec_elapsed_ms(const struct rpc_exec *x);
 
 /* Queues bytes for stdin (bounded); eof closes it after them. -EPIPE when closed. */
 int rpc_exec_stdin(struct rpc_exec *x, const uint8_t *data, size_t len, bool eof);
+/* Sets a pty command's window size (it gets SIGWINCH). -ENOTTY without a pty, -ESRCH when gone. */
+int rpc_exec_resize(struct rpc_exec *x, uint16_t cols, uint16_t rows);
 /* Signals the command's process group. */
 int rpc_exec_kill(struct rpc_exec *x, int sig);
 /* Stops (true) or resumes reading its output, for backpressure. */

@@ -7,8 +7,9 @@ static const struct {
 	const char *name;
 	enum rpc_method m;
 } methods[] = {
-	{ "ping", RPC_PING },   { "info", RPC_INFO }, { "exec", RPC_EXEC },
-	{ "stdin", RPC_STDIN }, { "kill", RPC_KILL }, { "list", RPC_LIST },
+	{ "ping", RPC_PING },     { "info", RPC_INFO },     { "exec", RPC_EXEC },
+	{ "stdin", RPC_STDIN },   { "kill", RPC_KILL },     { "list", RPC_LIST },
+	{ "attach", RPC_ATTACH }, { "detach", RPC_DETACH }, { "resize", RPC_RESIZE },
 };
 
 static enum rpc_method

@@ -24,6 +24,9 @@ enum rpc_method {
 	RPC_STDIN,
 	RPC_KILL,
 	RPC_LIST,
+	RPC_ATTACH, /* watch a kept process from an offset */
+	RPC_DETACH,
+	RPC_RESIZE, /* a terminal's window size */
 	RPC_METHOD_UNKNOWN,
 };
 

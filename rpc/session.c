@@ -16,6 +16,7 @@
 #include "encode.h"
 #include "info.h"
 #include "list.h"
+#include "log.h"
 #include "proto.h"
 #include "server.h"
 
@@ -66,10 +67,24 @@ struct cmd {
 	bool cut; /* a budget ran out: the rest of the output is dropped */
 };
 
+/* This connection watching a kept process (attach, or exec with keep). */
+struct watch {
+	struct rpc_session *s;
+	struct ws_list link; /* in s->watches */
+	struct rpc_kept_watcher *w;
+	char id[24];
+	enum rpc_dialect dialect;
+	bool base64;
+	uint8_t carry[3][4]; /* a UTF-8 sequence cut between chunks, and where it began */
+	uint8_t carry_len[3];
+	uint64_t carry_at[3];
+};
+
 struct rpc_session {
 	struct rpc_hub *hub;
 	struct ws_conn *c;
-	struct ws_list cmds; /* running commands (cmd.link) */
+	struct ws_list cmds;    /* running commands (cmd.link) */
+	struct ws_list watches; /* kept processes watched (watch.link) */
 	unsigned ncmds;
 	struct ws_rate rate;
 	uint64_t held;   /* output held for this connection's results */
@@ -130,7 +145,8 @@ answer(struct rpc_session *s, struct batch *b, json_t *o)
 	char *text = json_dumps(o, JSON_COMPACT);
 	size_t len = text ? strlen(text) : 0;
 	/* a batch's replies stay within --max-reply (its execs' output has its own share) */
-	if (text && b->bytes + len > s->hub->limits->max_reply) {
+	/* with the array's brackets and commas: the batch as it is sent */
+	if (text && b->bytes + len + b->n + 2 > s->hub->limits->max_reply) {
 		free(text);
 		json_t *e = rpc_proto_error(RPC_JSONRPC, json_object_get(o, "id"), RPC_E_INTERNAL,
 					    "reply larger than the server's --max-reply");
@@ -429,6 +445,158 @@ static const struct rpc_exec_ops exec_ops = {
 	.done = on_done,
 };
 
+/* ---- watching kept processes ---- */
+
+static const char *
+stream_name(enum rpc_stream st)
+{
+	return st == RPC_STDOUT ? "stdout" : "stderr";
+}
+
+static void
+watch_event(struct watch *w, const char *type, const char *method, json_t *fields)
+{
+	json_t *id = json_string(w->id);
+	send_json(w->s, rpc_proto_event(w->dialect, type, method, id, fields));
+	json_decref(id);
+}
+
+/* Sends bytes of stream st that begin at offset at (a cut UTF-8 sequence waits for the rest). */
+static void
+watch_data(struct watch *w, enum rpc_stream st, uint64_t at, const uint8_t *p, size_t n, bool final)
+{
+	size_t total = w->carry_len[st] + n;
+	if (!total)
+		return;
+	uint8_t *joined = malloc(total);
+	char *out = malloc(w->base64 ? 4 * ((total + 2) / 3) + 1 : 3 * total + 1);
+	if (!joined || !out) {
+		free(joined);
+		free(out);
+		return;
+	}
+	uint64_t first = w->carry_len[st] ? w->carry_at[st] : at;
+	memcpy(joined, w->carry[st], w->carry_len[st]);
+	if (n)
+		memcpy(joined + w->carry_len[st], p, n);
+	size_t used = total, len;
+	if (w->base64) {
+		len = ws_base64_encode(joined, total, out);
+	} else {
+		len = rpc_encode_utf8(joined, total, final, out, &used);
+	}
+	w->carry_len[st] = (uint8_t)(total - used);
+	memcpy(w->carry[st], joined + used, total - used);
+	w->carry_at[st] = first + used;
+	if (len)
+		watch_event(w, "output", "process.output",
+			    json_pack("{s:s, s:I, s:s%}", "stream", stream_name(st), "offset",
+				      (json_int_t)first, "data", out, len));
+	free(joined);
+	free(out);
+}
+
+static bool
+watch_output(void *arg, enum rpc_stream st, uint64_t offset, const uint8_t *p, size_t n)
+{
+	struct watch *w = arg;
+	watch_data(w, st, offset, p, n, false);
+	if (ws_conn_queued(w->s->c) <= RPC_KEPT_WATCH_QUEUED)
+		return true;
+	/* a slow client: the rest waits in the ring until it has read this */
+	ws_conn_notify_drained(w->s->c);
+	return false;
+}
+
+static void
+watch_lost(void *arg, enum rpc_stream st, uint64_t from, uint64_t to)
+{
+	struct watch *w = arg;
+	watch_data(w, st, 0, NULL, 0, true);
+	w->carry_len[st] = 0;
+	watch_event(w, "lost", "process.lost",
+		    json_pack("{s:s, s:I, s:I}", "stream", stream_name(st), "from",
+			      (json_int_t)from, "to", (json_int_t)to));
+}
+
+/* The fields every exit report carries (exec results use the same names). */
+static json_t *
+exit_fields(const struct rpc_kept_status *st)
+{
+	json_t *sig = json_null();
+	if (st->signal) {
+		const char *abbrev = sigabbrev_np(st->signal);
+		sig = abbrev ? json_sprintf("SIG%s", abbrev) : json_integer(st->signal);
+	}
+	return json_pack("{s:i, s:o, s:b, s:I, s:I, s:I}", "exitCode", st->exit_code, "signal", sig,
+			 "timedOut", st->timed_out, "durationMs", (json_int_t)st->duration_ms,
+			 "stdoutEnd", (json_int_t)st->end[RPC_STDOUT], "stderrEnd",
+			 (json_int_t)st->end[RPC_STDERR]);
+}
+
+static void
+watch_exit(void *arg, const struct rpc_kept_status *st)
+{
+	struct watch *w = arg;
+	watch_data(w, RPC_STDOUT, 0, NULL, 0, true);
+	watch_data(w, RPC_STDERR, 0, NULL, 0, true);
+	watch_event(w, "exit", "process.exit", exit_fields(st));
+}
+
+static void
+watch_free(struct watch *w)
+{
+	ws_list_remove(&w->link);
+	free(w);
+}
+
+static void
+watch_gone(void *arg)
+{
+	watch_free(arg);
+}
+
+static const struct rpc_kept_watch_ops watch_ops = {
+	.output = watch_output,
+	.lost = watch_lost,
+	.exit = watch_exit,
+	.gone = watch_gone,
+};
+
+static struct watch *
+find_watch(struct rpc_session *s, const char *id)
+{
+	ws_list_for_each (l, &s->watches) {
+		struct watch *w = ws_list_entry(l, struct watch, link);
+		if (strcmp(w->id, id) == 0)
+			return w;
+	}
+	return NULL;
+}
+
+/* This connection watches k from since (a second attach replaces the first). NULL on OOM. */
+static struct watch *
+watch_start(struct rpc_session *s, struct rpc_kept *k, enum rpc_dialect d, bool base64,
+	    const uint64_t since[3])
+{
+	struct watch *old = find_watch(s, rpc_kept_id(k));
+	if (old) {
+		rpc_kept_detach(old->w);
+		watch_free(old);
+	}
+	struct watch *w = calloc(1, sizeof(*w));
+	if (!w)
+		return NULL;
+	*w = (struct watch){ .s = s, .dialect = d, .base64 = base64 };
+	snprintf(w->id, sizeof(w->id), "%s", rpc_kept_id(k));
+	ws_list_insert(&s->watches, &w->link);
+	if (!(w->w = rpc_kept_attach(k, &watch_ops, w, since))) {
+		watch_free(w);
+		return NULL;
+	}
+	return w;
+}
+
 /* ---- exec ---- */
 
 struct exec_args {
@@ -437,7 +605,7 @@ struct exec_args {
 	char *label;
 	char *path; /* under a policy: the file that runs */
 	struct rpc_exec_spec spec;
-	bool stream, base64;
+	bool stream, base64, keep;
 };
 
 static void
@@ -530,6 +698,39 @@ uint_param(json_t *p, const char *key, uint64_t *out, bool *present)
 	return true;
 }
 
+bool
+rpc_session_size_valid(json_t *cols, json_t *rows, uint16_t *c, uint16_t *r)
+{
+	if (!json_is_integer(cols) || !json_is_integer(rows))
+		return false;
+	json_int_t cv = json_integer_value(cols), rv = json_integer_value(rows);
+	if (cv < 1 || cv > RPC_PTY_MAX || rv < 1 || rv > RPC_PTY_MAX)
+		return false;
+	*c = (uint16_t)cv;
+	*r = (uint16_t)rv;
+	return true;
+}
+
+/* "pty": true, or {"cols": C, "rows": R}. */
+static const char *
+pty_params(json_t *p, struct exec_args *a)
+{
+	json_t *pty = json_object_get(p, "pty");
+	if (!pty || json_is_false(pty))
+		return NULL;
+	a->spec.pty = true;
+	a->spec.cols = 80;
+	a->spec.rows = 24;
+	if (json_is_true(pty))
+		return NULL;
+	if (!json_is_object(pty) ||
+	    (json_object_size(pty) &&
+	     !rpc_session_size_valid(json_object_get(pty, "cols"), json_object_get(pty, "rows"),
+				     &a->spec.cols, &a->spec.rows)))
+		return RPC_PTY_BAD;
+	return NULL;
+}
+
 /*
  * Reads exec's params; returns NULL, or the "Invalid params: ..." detail
  * (*policy false) or the command policy's reason (*policy true).
@@ -578,11 +779,19 @@ exec_params(const struct rpc_limits *l, json_t *p, struct exec_args *a, bool *po
 	}
 
 	size_t ne = 0;
-	static const char *const base[] = {
+	const char *pty_bad = pty_params(p, a);
+	if (pty_bad)
+		return pty_bad;
+	json_t *keep = json_object_get(p, "keep");
+	if (keep && !json_is_boolean(keep))
+		return "keep must be a boolean";
+	/* a terminal is kept: it is what a person comes back to */
+	a->keep = json_is_true(keep) || a->spec.pty;
+	const char *const base[] = {
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"HOME=/tmp",
 		"LANG=C.UTF-8",
-		"TERM=dumb",
+		a->spec.pty ? "TERM=xterm-256color" : "TERM=dumb",
 	};
 	json_t *env = json_object_get(p, "env");
 	if (env && (!json_is_object(env) || json_object_size(env) > ENV_MAX))
@@ -651,6 +860,37 @@ exec_params(const struct rpc_limits *l, json_t *p, struct exec_args *a, bool *po
 	return NULL;
 }
 
+/*
+ * A kept command: it belongs to the server, not this connection, which
+ * only watches it (from offset 0, so it misses nothing). Frees *a.
+ */
+static json_t *
+exec_kept(struct rpc_session *s, const struct rpc_request *r, struct batch *b, struct exec_args *a)
+{
+	char err[256];
+	struct rpc_kept *k = NULL;
+	if (rpc_engine_running(s->hub->engine) >= s->hub->limits->max_exec)
+		snprintf(err, sizeof(err), "too many running commands");
+	else
+		k = rpc_kept_start(s->hub->kept, &a->spec, a->label, err, sizeof(err));
+	free_args(a);
+	if (!k)
+		return error_for(r,
+				 strncmp(err, "too many", 8) == 0 ? RPC_E_TOO_MANY : RPC_E_INTERNAL,
+				 err);
+	/* the reply first, then whatever the process writes */
+	if (!r->notification)
+		answer(s, b,
+		       rpc_proto_reply(r->dialect, "start", r->id,
+				       json_pack("{s:i, s:s, s:b}", "pid", (int)rpc_kept_pid(k),
+						 "process", rpc_kept_id(k), "pty", a->spec.pty)));
+	static const uint64_t zero[3];
+	if (!watch_start(s, k, r->dialect, a->base64, zero))
+		ws_log(WS_LOG_WARN, "watch failed=yes error=\"out of memory\" process=%s",
+		       rpc_kept_id(k));
+	return NULL;
+}
+
 static json_t *
 do_exec(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
 {
@@ -668,6 +908,8 @@ do_exec(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
 		free_args(&a);
 		return error_for(r, policy ? RPC_E_POLICY : RPC_E_PARAMS, bad);
 	}
+	if (a.keep)
+		return exec_kept(s, r, b, &a);
 	if (s->ncmds >= l->max_exec_per_conn || rpc_engine_running(s->hub->engine) >= l->max_exec) {
 		free_args(&a);
 		return error_for(r, RPC_E_TOO_MANY, NULL);
@@ -712,6 +954,102 @@ do_exec(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
 /* ---- the other methods ---- */
 
 static json_t *
+no_such(const struct rpc_request *r, json_t *target)
+{
+	char *t = json_dumps(target, JSON_ENCODE_ANY);
+	json_t *e = error_for(r, RPC_E_NO_SUCH, t);
+	free(t);
+	return e;
+}
+
+/* The kept process a string id names, or NULL. */
+static struct rpc_kept *
+find_kept(struct rpc_session *s, json_t *id)
+{
+	return json_is_string(id) && s->hub->kept
+		       ? rpc_kept_find(s->hub->kept, json_string_value(id))
+		       : NULL;
+}
+
+static bool
+offset_param(json_t *p, const char *key, uint64_t *out)
+{
+	json_t *v = json_object_get(p, key);
+	*out = 0;
+	if (!v)
+		return true;
+	if (!json_is_integer(v) || json_integer_value(v) < 0)
+		return false;
+	*out = (uint64_t)json_integer_value(v);
+	return true;
+}
+
+static json_t *
+do_attach(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
+{
+	json_t *target = json_object_get(r->params, "id");
+	json_t *enc = json_object_get(r->params, "encoding");
+	uint64_t since[3] = { 0 };
+	if (!json_is_string(target) || !offset_param(r->params, "since", &since[RPC_STDOUT]) ||
+	    !offset_param(r->params, "sinceStderr", &since[RPC_STDERR]) ||
+	    (enc && (!json_is_string(enc) || (strcmp(json_string_value(enc), "utf8") != 0 &&
+					      strcmp(json_string_value(enc), "base64") != 0))))
+		return error_for(r, RPC_E_PARAMS,
+				 "attach takes id (a process id), since and sinceStderr (byte "
+				 "offsets) and encoding (\"utf8\" or \"base64\")");
+	struct rpc_kept *k = find_kept(s, target);
+	if (!k)
+		return no_such(r, target);
+	if (!r->notification) {
+		json_t *o = rpc_kept_describe(k);
+		json_object_set_new(o, "process", json_string(rpc_kept_id(k)));
+		json_object_del(o, "id");
+		answer(s, b, rpc_proto_reply(r->dialect, "attached", r->id, o));
+	}
+	if (!watch_start(s, k, r->dialect, enc && strcmp(json_string_value(enc), "base64") == 0,
+			 since))
+		return error_for(r, RPC_E_INTERNAL, "out of memory");
+	return NULL;
+}
+
+static json_t *
+do_detach(struct rpc_session *s, const struct rpc_request *r)
+{
+	json_t *target = json_object_get(r->params, "id");
+	struct watch *w = json_is_string(target) ? find_watch(s, json_string_value(target)) : NULL;
+	if (!w)
+		return no_such(r, target ? target : json_null());
+	rpc_kept_detach(w->w);
+	watch_free(w);
+	if (r->notification)
+		return NULL;
+	return rpc_proto_reply(r->dialect, "detached", r->id, json_pack("{s:b}", "ok", 1));
+}
+
+static json_t *
+do_resize(struct rpc_session *s, const struct rpc_request *r)
+{
+	json_t *target = json_object_get(r->params, "id");
+	uint16_t cols, rows;
+	if (!json_is_string(target) ||
+	    !rpc_session_size_valid(json_object_get(r->params, "cols"),
+				    json_object_get(r->params, "rows"), &cols, &rows))
+		return error_for(r, RPC_E_PARAMS, "resize takes id, and " RPC_PTY_BAD);
+	struct rpc_kept *k = find_kept(s, target);
+	int rc = k ? rpc_kept_resize(k, cols, rows) : -ESRCH;
+	if (rc == -ENOTTY)
+		return error_for(r, RPC_E_PARAMS, "not a terminal (started without pty)");
+	if (rc == -ESRCH)
+		return no_such(r, target);
+	if (rc != 0)
+		return error_for(r, RPC_E_INTERNAL, strerror(-rc));
+	if (r->notification)
+		return NULL;
+	return rpc_proto_reply(r->dialect, "resize", r->id,
+			       json_pack("{s:b, s:i, s:i}", "ok", 1, "cols", cols, "rows", rows));
+}
+
+static json_t *
 do_stdin(struct rpc_session *s, const struct rpc_request *r)
 {
 	json_t *target = json_object_get(r->params, "id");
@@ -722,14 +1060,13 @@ do_stdin(struct rpc_session *s, const struct rpc_request *r)
 		return error_for(r, RPC_E_PARAMS,
 				 "stdin takes id, data (string) and eof (boolean)");
 	struct cmd *c = find_cmd(s, target);
-	if (!c) {
-		char *t = json_dumps(target, JSON_ENCODE_ANY);
-		json_t *e = error_for(r, RPC_E_NO_SUCH, t);
-		free(t);
-		return e;
-	}
-	int rc = rpc_exec_stdin(c->x, (const uint8_t *)(data ? json_string_value(data) : ""),
-				data ? json_string_length(data) : 0, json_is_true(eof));
+	struct rpc_kept *k = c ? NULL : find_kept(s, target);
+	if (!c && !k)
+		return no_such(r, target);
+	const uint8_t *bytes = (const uint8_t *)(data ? json_string_value(data) : "");
+	size_t n = data ? json_string_length(data) : 0;
+	int rc = c ? rpc_exec_stdin(c->x, bytes, n, json_is_true(eof))
+		   : rpc_kept_stdin(k, bytes, n, json_is_true(eof));
 	if (rc == -ENOSPC)
 		return error_for(r, RPC_E_PARAMS, "stdin buffer full");
 	if (rc < 0)
@@ -769,12 +1106,9 @@ do_kill(struct rpc_session *s, const struct rpc_request *r)
 	if (!rpc_proto_id_valid(target, s->hub->limits->max_id) || sig < 0)
 		return error_for(r, RPC_E_PARAMS, "kill takes id and a signal name such as TERM");
 	struct cmd *c = find_cmd(s, target);
-	if (!c || rpc_exec_kill(c->x, sig) != 0) {
-		char *t = json_dumps(target, JSON_ENCODE_ANY);
-		json_t *e = error_for(r, RPC_E_NO_SUCH, t);
-		free(t);
-		return e;
-	}
+	struct rpc_kept *k = c ? NULL : find_kept(s, target);
+	if (c ? rpc_exec_kill(c->x, sig) != 0 : !k || rpc_kept_kill(k, sig) != 0)
+		return no_such(r, target);
 	if (r->notification)
 		return NULL;
 	return rpc_proto_reply(r->dialect, "kill", r->id,
@@ -797,7 +1131,10 @@ do_list(struct rpc_session *s, const struct rpc_request *r)
 		json_object_set_new(e, "id", c->id ? json_incref(c->id) : json_null());
 		json_array_append_new(list, e);
 	}
-	return rpc_proto_reply(r->dialect, "list", r->id, json_pack("{s:o}", "commands", list));
+	return rpc_proto_reply(r->dialect, "list", r->id,
+			       json_pack("{s:o, s:o}", "commands", list, "processes",
+					 s->hub->kept ? rpc_kept_list(s->hub->kept)
+						      : json_array()));
 }
 
 static json_t *
@@ -848,6 +1185,12 @@ dispatch(struct rpc_session *s, const struct rpc_request *r, struct batch *b)
 		return do_kill(s, r);
 	case RPC_LIST:
 		return do_list(s, r);
+	case RPC_ATTACH:
+		return do_attach(s, r, b);
+	case RPC_DETACH:
+		return do_detach(s, r);
+	case RPC_RESIZE:
+		return do_resize(s, r);
 	case RPC_METHOD_UNKNOWN:
 		break;
 	}
@@ -953,6 +1296,12 @@ rpc_session_drained(struct rpc_session *s)
 {
 	release(s, s->unsent);
 	s->unsent = 0;
+	struct ws_list *next = s->watches.next;
+	while (next != &s->watches) {
+		struct watch *w = ws_list_entry(next, struct watch, link);
+		next = next->next;
+		rpc_kept_pump(w->w);
+	}
 	if (!s->paused)
 		return;
 	s->paused = false;
@@ -968,6 +1317,7 @@ rpc_session_create(struct rpc_hub *hub, struct ws_conn *c)
 		return NULL;
 	*s = (struct rpc_session){ .hub = hub, .c = c };
 	ws_list_init(&s->cmds);
+	ws_list_init(&s->watches);
 	ws_rate_init(&s->rate, &hub->limits->rate, ws_clock_mono_ms());
 	return s;
 }
@@ -984,6 +1334,11 @@ rpc_session_destroy(struct rpc_session *s)
 		if (c->batch && --c->batch->pending == 0)
 			batch_free(c->batch);
 		free_cmd(c);
+	}
+	while (!ws_list_empty(&s->watches)) {
+		struct watch *w = ws_list_entry(s->watches.next, struct watch, link);
+		rpc_kept_detach(w->w);
+		watch_free(w);
 	}
 	release(s, s->held);
 	free(s);

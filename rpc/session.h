@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "exec.h"
+#include "kept.h"
 #include "ratelimit.h"
 
 struct ws_conn;
@@ -60,8 +61,16 @@ struct rpc_hub {
 	struct rpc_engine *engine;
 	const struct rpc_limits *limits;
 	const char *server_name;
-	uint64_t held; /* output held for results, every session */
+	uint64_t held;               /* output held for results, every session */
+	struct rpc_kept_table *kept; /* exec with keep or pty, and terminals */
 };
+
+/* A terminal's columns and rows are each 1..RPC_PTY_MAX. */
+#define RPC_PTY_MAX 1000
+#define RPC_PTY_BAD "pty cols and rows must be integers from 1 to 1000"
+
+/* Whether cols and rows are a valid terminal size; if so, writes them. */
+bool rpc_session_size_valid(json_t *cols, json_t *rows, uint16_t *c, uint16_t *r);
 
 struct rpc_session;
 

@@ -421,7 +421,8 @@ ws_sandbox_child_apply(const struct ws_sandbox *sb, pid_t parent, int keep_fd,
 	if ((rc = ws_cgroup_join(&sb->pids)) != 0 || (rc = ws_cgroup_join(&sb->mem)) != 0 ||
 	    (rc = ws_cgroup_join(&sb->cpu)) != 0)
 		return failed(why, WS_SANDBOX_STEP_CGROUP, -rc);
-	if (setsid() < 0)
+	/* a terminal's command is already the leader of its own session (the pty's) */
+	if (setsid() < 0 && getsid(0) != getpid())
 		return failed(why, WS_SANDBOX_STEP_SETSID, errno);
 	if (close_fds(keep_fd) != 0)
 		return failed(why, WS_SANDBOX_STEP_FDS, errno);

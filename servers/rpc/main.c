@@ -17,6 +17,7 @@
 #include "sandbox_self.h"
 #include "server.h"
 #include "session.h"
+#include "term.h"
 
 struct options {
 	uint32_t exec_timeout_ms;
@@ -36,7 +37,18 @@ struct options {
 	uint64_t max_buffered_per_conn;
 	uint32_t max_batch;
 	uint32_t max_id_length;
+	uint64_t keep_buffer;
+	uint64_t kept_total;
+	uint32_t max_kept;
+	uint32_t kept_linger_ms;
+	const char *terminal_shell;
 	struct ws_sandbox_options sandbox; /* the commands' (docs/security.md) */
+};
+
+/* A connection is a ws-rpc session or a terminal (by its path). */
+struct conn_user {
+	struct rpc_session *session;
+	struct rpc_term *term;
 };
 
 struct rpc_server {
@@ -75,6 +87,15 @@ rpc_confine(void *app, const struct ws_config *cfg)
 	r->hub.engine = rpc_engine_create(r->hub.srv, rpc_child_setup, r, r->opt.kill_grace_ms);
 	if (!r->hub.engine)
 		return -1;
+	const struct rpc_kept_limits kl = {
+		.max = r->opt.max_kept,
+		.buffer = (size_t)r->opt.keep_buffer,
+		.total = r->opt.kept_total,
+		.linger_ms = r->opt.kept_linger_ms,
+	};
+	r->hub.kept = rpc_kept_table_create(r->hub.srv, r->hub.engine, &kl);
+	if (!r->hub.kept)
+		return -1;
 	/* the sandbox's child steps are system calls on its own stack: no copy of us needed */
 	if (!ws_sandbox_child_forks(r->sandbox))
 		rpc_engine_share_memory(r->hub.engine, true);
@@ -97,6 +118,9 @@ static void
 rpc_stop(void *app)
 {
 	struct rpc_server *r = app;
+	/* kept processes end with the server: hung up, then killed and reaped by the engine */
+	rpc_kept_table_destroy(r->hub.kept);
+	r->hub.kept = NULL;
 	rpc_engine_destroy(r->hub.engine);
 	r->hub.engine = NULL;
 }
@@ -105,42 +129,64 @@ static void
 rpc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 {
 	struct rpc_server *r = app;
-	struct rpc_session *s = rpc_session_create(&r->hub, c);
-	if (!s) {
+	struct conn_user *u = calloc(1, sizeof(*u));
+	if (!u) {
 		ws_conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
 		return;
 	}
-	ws_conn_set_user(c, s);
+	ws_conn_set_user(c, u);
+	if (rpc_term_path(req->path)) {
+		u->term = rpc_term_create(&r->hub, c, req, r->opt.terminal_shell);
+		return;
+	}
+	if (!(u->session = rpc_session_create(&r->hub, c)))
+		ws_conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
 }
 
 static void
 rpc_message(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data, size_t len)
 {
-	struct rpc_session *s = ws_conn_user(c);
-	if (s)
-		rpc_session_message(s, op == WS_OP_TEXT, data, len);
+	struct conn_user *u = ws_conn_user(c);
+	if (u && u->session)
+		rpc_session_message(u->session, op == WS_OP_TEXT, data, len);
+	else if (u && u->term)
+		rpc_term_message(u->term, op == WS_OP_TEXT, data, len);
 }
 
 static void
 rpc_rate_limited(void *app, struct ws_conn *c, enum ws_opcode op, const uint8_t *data, size_t len)
 {
-	struct rpc_session *s = ws_conn_user(c);
-	if (s)
-		rpc_session_rate_limited(s, data, len);
+	struct conn_user *u = ws_conn_user(c);
+	if (u && u->session)
+		rpc_session_rate_limited(u->session, data, len);
+	/*
+	 * A terminal's frames are keystrokes and resizes, not requests: typing
+	 * and pasting outrun any request rate. Its input is bounded by the
+	 * pty's 1 MiB of pending input instead.
+	 */
+	else if (u && u->term)
+		rpc_term_message(u->term, op == WS_OP_TEXT, (uint8_t *)data, len);
 }
 
 static void
 rpc_drained(void *app, struct ws_conn *c)
 {
-	struct rpc_session *s = ws_conn_user(c);
-	if (s)
-		rpc_session_drained(s);
+	struct conn_user *u = ws_conn_user(c);
+	if (u && u->session)
+		rpc_session_drained(u->session);
+	else if (u && u->term)
+		rpc_term_drained(u->term);
 }
 
 static void
 rpc_close(void *app, struct ws_conn *c, uint16_t code)
 {
-	rpc_session_destroy(ws_conn_user(c));
+	struct conn_user *u = ws_conn_user(c);
+	if (u) {
+		rpc_session_destroy(u->session);
+		rpc_term_destroy(u->term);
+		free(u);
+	}
 	ws_conn_set_user(c, NULL);
 }
 
@@ -161,6 +207,12 @@ rpc_metrics(void *app, struct ws_buf *out)
 static const char *const subprotocols[] = { "jsonrpc", "json", NULL };
 
 #define OPT(field) offsetof(struct options, field)
+
+static bool
+check_absolute(const char *v)
+{
+	return v[0] == '/';
+}
 
 /* Where argv[0] is looked up under a command policy: absolute directories only. */
 static bool
@@ -225,6 +277,16 @@ static const struct ws_option rpc_opts[] = {
 	  "requests in one JSON-RPC batch", NULL },
 	{ "max-id-length", "WS_MAX_ID_LENGTH", "BYTES", WS_OPT_UINT, OPT(max_id_length), 1,
 	  1u << 20, "longest string id a request may have", NULL },
+	{ "keep-buffer", "WS_KEEP_BUFFER", "BYTES", WS_OPT_SIZE, OPT(keep_buffer), 4096, 1ull << 30,
+	  "recent output a kept process (keep, pty, terminal) holds per stream for attach", NULL },
+	{ "kept-total", "WS_KEPT_TOTAL", "BYTES", WS_OPT_SIZE, OPT(kept_total), 4096, 1ull << 40,
+	  "output all kept processes hold together; past it the oldest exited go first", NULL },
+	{ "max-kept", "WS_MAX_KEPT", "N", WS_OPT_UINT, OPT(max_kept), 1, 100000,
+	  "kept processes, running or exited; past it the oldest exited one goes", NULL },
+	{ "kept-linger", "WS_KEPT_LINGER", "SECONDS", WS_OPT_SECONDS, OPT(kept_linger_ms), 0,
+	  86400u * 1000u, "how long an exited kept process stays listable and attachable", NULL },
+	{ "terminal-shell", "WS_TERMINAL_SHELL", "PATH", WS_OPT_STRING, OPT(terminal_shell), 0, 0,
+	  "what a new terminal runs, login style", check_absolute },
 	/* the commands' sandbox: ws_sandbox_options_rows() in main() */
 };
 
@@ -313,6 +375,11 @@ main(int argc, char **argv)
 			.max_buffered_per_conn = 32u << 20,
 			.max_batch = 100,
 			.max_id_length = 256,
+			.keep_buffer = 256u << 10,
+			.kept_total = 64u << 20,
+			.max_kept = 16,
+			.kept_linger_ms = 600u * 1000u,
+			.terminal_shell = "/bin/bash",
 		},
 	};
 	ws_sandbox_options_defaults(&r.opt.sandbox);

@@ -87,6 +87,7 @@ class Conn:
     async def start(self, timeout=10.0, **params):
         """exec with keep (and whatever else): the process id."""
         params.setdefault("keep", True)
+        params.setdefault("encoding", "base64")
         r = await self.request(dict(type="exec", **params), timeout)
         assert r["type"] == "start", r
         return r["process"]

@@ -119,7 +119,7 @@ def test_stdin_kill_list(ws):
         {"jsonrpc": V, "id": 10, "result": {"ok": True, "signal": "SIGKILL"}}
     r = ws.reply_to("sl")
     assert r["result"]["signal"] == "SIGKILL" and r["result"]["exitCode"] == 137
-    assert ws.rpc("list", {}, rid=11)["result"] == {"commands": []}
+    assert ws.rpc("list", {}, rid=11)["result"] == {"commands": [], "processes": []}
 
 
 # ---- errors

@@ -18,12 +18,13 @@ SESSION = ("import os\n"
            "os.close(os.open('/dev/tty', os.O_RDWR))\n"
            "print('ctty ok')\n")
 
+# os.write, not print: a handler that prints while print runs raises (reentrant call)
 WINCH = ("import os, signal, sys\n"
          "def on(*a):\n"
          "    c, r = os.get_terminal_size(0)\n"
-         "    print('winch %dx%d' % (c, r), flush=True)\n"
+         "    os.write(1, b'winch %dx%d\\n' % (c, r))\n"
          "signal.signal(signal.SIGWINCH, on)\n"
-         "print('ready', flush=True)\n"
+         "os.write(1, b'ready\\n')\n"
          "while True:\n"
          "    signal.pause()\n")
 
