@@ -1920,6 +1920,7 @@ main(int argc, char **argv)
 			.max_memberships = 100000,
 			.max_db_size = 1024ull * 1024 * 1024,
 			.max_fanout = 16ull * 1024 * 1024,
+			.jwt_leeway_ms = 5000,
 			.presence_ttl_ms = 15000,
 			.redis_max_pending = 10000,
 		},

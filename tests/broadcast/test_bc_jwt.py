@@ -182,7 +182,7 @@ def test_bad_tokens_get_401(jwt_bc, token_file, case):
 
 def test_expired_reason_is_told(jwt_bc):
     s = jwt_bc()
-    tok = mint({"sub": "alice", "exp": int(time.time()) - 5})
+    tok = mint({"sub": "alice", "exp": int(time.time()) - 60})
     req = ("GET /?id=r&token=%s HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
            "Sec-WebSocket-Version: 13\r\n\r\n" % tok)
