@@ -15,6 +15,11 @@
  *           ({"type":"ping","id":N} -> "pong") or exec
  *           ({"type":"exec","id":N,"command":"true"} -> "result").
  *
+ * --ports P1,P2,... spreads the receivers over several servers (round robin;
+ * the sender on the first): a room that spans nodes (ws-broadcast on Redis).
+ * --proto socketio speaks Socket.IO v4 over a plain WebSocket (engine.io
+ * "40" connect, events as 42["message",TEXT]) for the Socket.IO peer.
+ *
  * Output: one JSON line on stdout, a human line on stderr. Exit 0 clean,
  * 1 errors seen, 100 usage, 111 system failure. Bounded: open timeout,
  * warm-up, duration, 2 s drain.
@@ -53,6 +58,7 @@
 #define SETTLE_QUIET_NS (300000000ull)
 #define SETTLE_MAX_NS (5 * NS_PER_S)
 #define DRAIN_NS (2 * NS_PER_S)
+#define MAX_PORTS 8
 
 enum mode { MODE_FANOUT, MODE_RPC };
 enum kind { KIND_PING, KIND_EXEC };
@@ -74,6 +80,8 @@ static struct {
 	double rate, warmup, duration;
 	const char *room, *label, *host;
 	int server_pid;
+	unsigned ports[MAX_PORTS], nports; /* --ports: receivers round robin; 0: --port */
+	bool socketio;                     /* --proto socketio */
 } opt = { .receivers = 100,
 	  .window = 64,
 	  .inflight = 16,
@@ -351,6 +359,9 @@ handshake_in(struct conn *c)
 	memmove(c->in, c->in + hdr, c->in_len - hdr);
 	c->in_len -= hdr;
 	c->open = true;
+	/* Socket.IO: join the default namespace (the server puts the socket in the room) */
+	if (opt.socketio && !queue_frame(c, WSC_OP_TEXT, "40", 2))
+		return false;
 	return true;
 }
 
@@ -408,9 +419,9 @@ on_readable(struct conn *c, uint64_t now)
 /* ------------------------------------------------------------------ setup */
 
 static int
-open_conn(struct conn *c, const char *path)
+open_conn(struct conn *c, const char *path, unsigned port)
 {
-	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port) };
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
 	if (inet_pton(AF_INET, opt.host, &sa.sin_addr) != 1 ||
 	    (ntohl(sa.sin_addr.s_addr) >> 24) != 127) {
 		fprintf(stderr, "ws-roomgen: --host must be a 127.0.0.0/8 literal\n");
@@ -437,7 +448,7 @@ open_conn(struct conn *c, const char *path)
 		(char *)c->out, OUT_BUF,
 		"GET %s HTTP/1.1\r\nHost: %s:%u\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
 		"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n",
-		path, opt.host, opt.port, key);
+		path, opt.host, port, key);
 	c->out_len = (uint32_t)n;
 	c->fd = fd;
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT | EPOLLET, .data.ptr = c };
@@ -483,7 +494,10 @@ send_one(uint64_t now)
 	struct conn *c = &conns[0];
 	char msg[160];
 	int n;
-	if (opt.mode == MODE_FANOUT)
+	if (opt.mode == MODE_FANOUT && opt.socketio)
+		n = snprintf(msg, sizeof msg, "42[\"message\",\"t=%" PRIu64 ";i=%" PRIu64 "\"]",
+			     now, sent);
+	else if (opt.mode == MODE_FANOUT)
 		n = snprintf(msg, sizeof msg, "t=%" PRIu64 ";i=%" PRIu64, now, sent);
 	else if (opt.kind == KIND_PING)
 		n = snprintf(msg, sizeof msg, "{\"type\":\"ping\",\"id\":%" PRIu64 "}", sent);
@@ -522,7 +536,9 @@ usage(FILE *f)
 		"  --inflight P       rpc: requests outstanding (16)\n"
 		"  --warmup S --duration S   (1, 3)\n"
 		"  --server-pid PID   report that process's CPU while measuring\n"
-		"  --label NAME\n");
+		"  --label NAME\n"
+		"  --ports P1,P2,...  fanout: receivers round robin over these ports, the sender on P1\n"
+		"  --proto socketio   fanout: Socket.IO v4 over WebSocket (room from ?room=)\n");
 }
 
 int
@@ -577,6 +593,17 @@ main(int argc, char **argv)
 			opt.server_pid = atoi(v);
 		else if (!strcmp(a, "--label"))
 			opt.label = v;
+		else if (!strcmp(a, "--ports")) {
+			for (char *q = (char *)v; *q && opt.nports < MAX_PORTS;) {
+				opt.ports[opt.nports++] = (unsigned)strtoul(q, &q, 10);
+				if (*q == ',')
+					q++;
+				else if (*q)
+					break;
+			}
+			opt.port = opt.nports ? opt.ports[0] : 0;
+		} else if (!strcmp(a, "--proto"))
+			opt.socketio = !strcmp(v, "socketio");
 		else {
 			usage(stderr);
 			return 100;
@@ -611,12 +638,16 @@ main(int argc, char **argv)
 		conns[i].out = conns[i].in + IN_BUF;
 		conns[i].welcomed = opt.mode != MODE_FANOUT;
 		char path[256];
-		if (opt.mode == MODE_FANOUT)
+		if (opt.mode == MODE_FANOUT && opt.socketio)
+			snprintf(path, sizeof path, "/socket.io/?EIO=4&transport=websocket&room=%s",
+				 opt.room);
+		else if (opt.mode == MODE_FANOUT)
 			snprintf(path, sizeof path, "/?id=%s&user=%s%u", opt.room, i ? "r" : "s",
 				 i);
 		else
 			snprintf(path, sizeof path, "/");
-		int r = open_conn(&conns[i], path);
+		unsigned port = opt.nports ? opt.ports[i % opt.nports] : opt.port;
+		int r = open_conn(&conns[i], path, port);
 		if (r < 0) {
 			fprintf(stderr, "ws-roomgen: connection %u: %s\n", i, strerror(errno));
 			return -r;
