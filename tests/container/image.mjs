@@ -5,7 +5,7 @@
 // image's self-contained bundle (sandbox.Dockerfile) on a stand-in base.
 
 import { createHmac } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { broadcastCheck, Client, echoCheck, execStream, join as joinRoom, rpcCheck } from './lib/client.mjs';
 import { assert, assertEqual, until } from './lib/harness.mjs';
@@ -15,6 +15,21 @@ const TOKEN = 'image-test-token';
 const IMAGE = 'localhost/sandbox-ws:test';
 const STANDIN = 'localhost/sandbox-ws-sandbox-standin:test';
 const GRACE = 10;
+
+/**
+ * The environment of the process COMM in CONTAINER, read on the host through
+ * its host pid: inside the container even root cannot read a non-dumpable
+ * server's /proc/PID/environ (no CAP_SYS_PTRACE), which would make a check
+ * made there pass on an empty read.
+ */
+async function hostEnviron(container, comm) {
+  const rows = (await podman(['top', container, 'hpid', 'comm'])).trim().split('\n').slice(1).map((l) => l.trim().split(/\s+/));
+  const row = rows.find((r) => r[1] === comm);
+  if (!row) throw new Error(`no ${comm} in ${container}: ${JSON.stringify(rows)}`);
+  const environ = readFileSync(`/proc/${row[0]}/environ`, 'utf8');
+  if (!environ.includes('PATH=')) throw new Error(`${comm}'s environ read empty`);
+  return environ.split('\0').filter(Boolean);
+}
 
 async function healthz(port) {
   const r = await fetch(`http://127.0.0.1:${port}/healthz`);
@@ -170,10 +185,10 @@ export async function run(h, ctx) {
   });
 
   await h.check('WS_RPC_TOKEN (and every WS_RPC_* variable) is absent from ws-echo\'s and ws-broadcast\'s /proc/PID/environ', async () => {
-    const out = await podman(['exec', name, 'sh', '-c', 'for p in /proc/[0-9]*; do c=$(cat $p/comm 2>/dev/null) || continue; '
-      + 'case $c in ws-echo|ws-broadcast) echo "$c $(tr "\\0" "\\n" <$p/environ | grep -c "^WS_RPC_\\|^WS_TOKEN=\\|' + TOKEN + '")";; esac; done']);
-    const rows = out.trim().split('\n').sort();
-    assertEqual(rows, ['ws-broadcast 0', 'ws-echo 0'], 'WS_RPC_*, WS_TOKEN or the token in the environment');
+    for (const comm of ['ws-echo', 'ws-broadcast']) {
+      const bad = (await hostEnviron(name, comm)).filter((kv) => /^WS_RPC_|^WS_TOKEN=/.test(kv) || kv.includes(TOKEN));
+      assertEqual(bad, [], `WS_RPC_*, WS_TOKEN or the token in ${comm}'s environment`);
+    }
   });
 
   await h.check('ws-healthcheck in the container: WS_SERVICES=\' echo , rpc \' healthy, \'e*\' unhealthy naming \'e*\' (not a glob)', async () => {
@@ -241,28 +256,33 @@ export async function run(h, ctx) {
       '-e', 'WS_SERVICES=broadcast rpc', '-e', `WS_BROADCAST_JWT_SECRET=${JWT_KEY}`, IMAGE]);
     await until(15_000, async () => (await healthz(ports.broadcast).catch(() => 0)) === 200 && (await healthz(ports.rpc).catch(() => 0)) === 200,
       'broadcast and rpc up', 50);
-    const dir = '/etc/sandbox-ws/service/broadcast/data';
-    const st = (await podman(['exec', `${name}-4`, 'stat', '-c', '%a %U', dir, `${dir}/jwt-secret`])).trim().split('\n');
-    assertEqual(st, ['700 ws', '600 ws'], 'modes and owners');
-    const env4 = await podman(['exec', `${name}-4`, 'sh', '-c', 'for p in /proc/[0-9]*; do [ "$(cat $p/comm 2>/dev/null)" = ws-broadcast ] && tr "\\0" "\\n" <$p/environ; done']);
-    assert(env4.includes(`WS_JWT_SECRET_FILE=${dir}/jwt-secret`), `no WS_JWT_SECRET_FILE:\n${env4}`);
-    assert(!env4.includes(JWT_KEY) && !/WS_(BROADCAST_)?JWT_SECRET=/.test(env4), 'the key is in ws-broadcast\'s environment');
-    const c = await Client.connect(u('rpc', `?token=${TOKEN}`));
     try {
-      const r = await execStream(c, 1, `cat ${dir}/jwt-secret >/dev/null 2>&1 && echo READ-KEY; ls ${dir} >/dev/null 2>&1 && echo LIST; exit 0`);
-      assertEqual(r.output.trim(), '', 'what ws-exec could do with the key');
+      const dir = '/etc/sandbox-ws/service/broadcast/data';
+      const st = (await podman(['exec', `${name}-4`, 'stat', '-c', '%a %U', dir, `${dir}/jwt-secret`])).trim().split('\n');
+      assertEqual(st, ['700 ws', '600 ws'], 'modes and owners');
+      const env4 = (await hostEnviron(`${name}-4`, 'ws-broadcast')).join('\n');
+      assert(env4.includes(`WS_JWT_SECRET_FILE=${dir}/jwt-secret`), `no WS_JWT_SECRET_FILE:\n${env4}`);
+      assert(!env4.includes(JWT_KEY) && !/WS_(BROADCAST_)?JWT_SECRET=/.test(env4), 'the key is in ws-broadcast\'s environment');
+      assert(!(await hostEnviron(`${name}-4`, 'ws-rpc')).some((kv) => kv.includes(JWT_KEY)), 'the key is in ws-rpc\'s environment');
+      const c = await Client.connect(u('rpc', `?token=${TOKEN}`));
+      try {
+        const r = await execStream(c, 1, `cat ${dir}/jwt-secret >/dev/null 2>&1 && echo READ-KEY; ls ${dir} >/dev/null 2>&1 && echo LIST; exit 0`);
+        assertEqual(r.output.trim(), '', 'what ws-exec could do with the key');
+      } finally {
+        await c.close().catch(() => c.terminate());
+      }
+      assertEqual((await Client.refusal(u('broadcast', '?id=r&user=mallory'))).status, 401, 'no JWT');
+      const now = Math.floor(Date.now() / 1000);
+      const [a, w] = await joinRoom(u('broadcast'), 'r', 'ignored', { extra: `&token=${mint({ sub: 'ada', exp: now + 60, info: { name: 'Ada' } })}` });
+      assertEqual(w.type, 'welcome', 'welcome with a JWT');
+      a.sendJson({ type: 'message', text: 'signed' });
+      const m = await a.json((v) => v.type === 'message', 5_000, 'message');
+      assertEqual([m.from, m.info?.name], ['ada', 'Ada'], 'from and info');
+      await a.close();
     } finally {
-      await c.close().catch(() => c.terminate());
+      // its ports are the stand-in's below
+      await podman(['rm', '-f', '-t', '0', `${name}-4`]).catch(() => {});
     }
-    assertEqual((await Client.refusal(u('broadcast', '?id=r&user=mallory'))).status, 401, 'no JWT');
-    const now = Math.floor(Date.now() / 1000);
-    const [a, w] = await joinRoom(u('broadcast'), 'r', 'ignored', { extra: `&token=${mint({ sub: 'ada', exp: now + 60, info: { name: 'Ada' } })}` });
-    assertEqual(w.type, 'welcome', 'welcome with a JWT');
-    a.sendJson({ type: 'message', text: 'signed' });
-    const m = await a.json((v) => v.type === 'message', 5_000, 'message');
-    assertEqual([m.from, m.info?.name], ['ada', 'Ada'], 'from and info');
-    await a.close();
-    await podman(['stop', '-t', String(GRACE), `${name}-4`], { timeout: (GRACE + 10) * 1000 });
   }, { timeout: 45_000 });
 
   // sandbox.Dockerfile's base cannot be pulled here: its bundle is checked on
