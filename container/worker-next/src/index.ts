@@ -45,6 +45,15 @@ const S6_READY = '[ "$(s6-svstat -o wantedup "$2")" = true ] || exit 1; exec s6-
 /** Sandboxes whose supervisor is known, per isolate; bounded. */
 const SUPERVISOR = new Map<string, "s6" | "none">();
 const SUPERVISOR_MAX = 1000;
+/**
+ * Under s6, a service found ready is not asked again for this long (per
+ * isolate, "sandbox/service" -> when): each check is an exec() in the
+ * container (~20 ms here, more through the platform), and s6 keeps the
+ * server up anyway. A failed connect forgets it, so the next request waits
+ * for s6's readiness again.
+ */
+const READY = new Map<string, number>();
+const READY_TTL_MS = 10_000;
 
 /**
  * The container's environment at start, for the s6 image (its run script
@@ -113,11 +122,15 @@ class NextBackend implements Backend {
   async ensure(id: string, route: ServerRoute): Promise<void> {
     const sandbox = this.sandbox(id);
     if ((await this.supervisor(sandbox, id, route)) === "s6") {
+      const key = `${id}/${route.service}`;
+      if (Date.now() - (READY.get(key) ?? -Infinity) < READY_TTL_MS) return;
       // s6 restarts a server that dies: wait for up + ready, start nothing.
       // A service s6 keeps down (refused configuration, not in WS_SERVICES)
       // fails at once instead of after the timeout.
       const code = await this.run(sandbox, ["sh", "-c", S6_READY, "s6-ready", String(READY_TIMEOUT_MS), `${SERVICE_DIR}/${route.service}`]);
       if (code !== 0) throw new Error(`${route.program} is not up under s6 (exit ${code})`);
+      if (READY.size >= SUPERVISOR_MAX) READY.clear();
+      READY.set(key, Date.now());
       return;
     }
     const proc = (await this.running(sandbox, route)) ?? (await this.start(sandbox, route));
@@ -147,8 +160,16 @@ class NextBackend implements Backend {
     }
   }
 
-  connect(id: string, route: ServerRoute, request: Request): Promise<Response> {
-    return this.sandbox(id).wsConnect(request, route.port);
+  async connect(id: string, route: ServerRoute, request: Request): Promise<Response> {
+    const key = `${id}/${route.service}`;
+    try {
+      const response = await this.sandbox(id).wsConnect(request, route.port);
+      if (response.status >= 500) READY.delete(key);
+      return response;
+    } catch (e) {
+      READY.delete(key);
+      throw e;
+    }
   }
 }
 
