@@ -184,7 +184,11 @@ class Term:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise TimeoutError("%r not seen; screen ends %r" % (needle, bytes(self.screen[-300:])))
-            await self._next(left)
+            try:
+                await self._next(left)
+            except asyncio.TimeoutError:
+                raise TimeoutError("%r not seen; screen ends %r"
+                                   % (needle, bytes(self.screen[-300:]))) from None
         return self.screen.index(needle, start)
 
     async def type(self, text):

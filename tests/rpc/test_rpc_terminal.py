@@ -1,0 +1,228 @@
+"""The terminal endpoint (the Sandbox SDK's terminal protocol on any path
+ending /terminal), through Python's websockets: a shell on a pty, resize,
+reattach by id with replay from a cursor, `truncated` when the ring lost
+bytes, both generations' `exit`, the token rules, and what an attacker
+sends: malformed and huge control messages, bad ids, cursors and sizes,
+an input flood."""
+
+import json
+
+import pytest
+import websockets
+
+from termhelp import Conn, Term, run
+
+
+def test_a_shell_on_a_pty_echoes_and_sizes(srv):
+    async def go():
+        term = await Term.open(srv, "cols=91&rows=17")
+        assert term.ready["running"] is True and term.ready["id"].startswith("p")
+        await term.type("echo h''i; stty size; tty\r")
+        await term.expect(b"hi\r\n17 91\r\n/dev/pts/")
+        await term.resize(120, 40)
+        mark = len(term.screen)
+        await term.type("stty size; echo $TERM\r")
+        await term.expect(b"40 120\r\nxterm-256color\r\n", start=mark)
+        await term.type("exit 7\r")
+        ex = await term.control("exit")
+        # 0.12 reads code/signal, 0.13 exit.{code,signal} and the cursor
+        assert ex["code"] == 7 and ex["signal"] is None
+        assert ex["exit"] == {"code": 7, "signal": None}
+        assert int(ex["cursor"]) == term.cursor
+        assert await term.until_closed() == 1000
+    run(go())
+
+
+def test_both_paths_serve_it_and_other_paths_do_not(srv):
+    async def go():
+        for path in ("/terminal", "/ws/terminal", "/a/b/terminal"):
+            term = await Term.open(srv, path=path)
+            await term.type("exit\r")
+            await term.control("exit")
+        c = await Conn.open(srv, "/terminals")
+        r = await c.request({"type": "ping"})
+        assert r["type"] == "pong"
+        await c.close()
+    run(go())
+
+
+def test_reattach_by_id_replays_from_the_cursor_exactly(srv):
+    async def go():
+        a = await Term.open(srv)
+        tid = a.ready["id"]
+        await a.type("echo one-$((40+2))\r")
+        await a.expect(b"one-42\r\n")
+        cut = a.cursor
+        seen = bytes(a.screen)
+        a.abort()
+        # the shell keeps running: output while nobody is attached is kept
+        c = await Conn.open(srv)
+        await c.request({"type": "stdin", "id": tid, "data": "echo two-$((40+3))\r"})
+        b = await Term.open(srv, "id=%s&cursor=%d" % (tid, cut))
+        assert b.ready["id"] == tid and int(b.ready["cursor"]) == cut
+        await b.expect(b"two-43\r\n")
+        assert b.controls == []  # no truncated
+        # a third client replays everything from 0: what a saw, then what b saw
+        d = await Term.open(srv, "id=%s&cursor=0" % tid)
+        await d.expect(b"two-43\r\n")
+        assert bytes(d.screen) == seen + bytes(b.screen)
+        await c.request({"type": "kill", "id": tid, "signal": "KILL"})
+        ex = await b.control("exit")
+        assert ex["signal"] == "SIGKILL" and ex["exit"]["signal"] == "SIGKILL"
+        await c.close()
+    run(go())
+
+
+def test_a_cursor_the_ring_no_longer_holds_gets_truncated(rpc):
+    s = rpc("--rate-limit", "0", "--keep-buffer", "4k")
+
+    async def go():
+        a = await Term.open(s)
+        tid = a.ready["id"]
+        await a.type("head -c 20000 /dev/zero | tr '\\0' x; echo; echo do''ne; exit\r")
+        ex = await a.control("exit")
+        end = int(ex["cursor"])
+        assert end == a.cursor and end > 20000
+        # an exited terminal stays attachable (--kept-linger) with what its ring holds
+        b = await Term.open(s, "id=%s&cursor=5" % tid)
+        assert b.ready["running"] is False
+        t = await b.control("truncated")
+        assert (t["from"], t["to"], int(t["cursor"])) == (5, end - 4096, end - 4096)
+        ex = await b.control("exit")
+        assert len(b.screen) == 4096 and b.cursor == end == int(ex["cursor"])
+        assert bytes(b.screen) == bytes(a.screen[-4096:])
+    run(go())
+
+
+def test_two_terminals_on_one_process_see_the_same_bytes(srv):
+    async def go():
+        a = await Term.open(srv)
+        b = await Term.open(srv, "id=%s&cursor=0" % a.ready["id"])
+        await a.type("echo from-a\r")
+        await b.expect(b"from-a\r\n")
+        await b.type("echo from-b\r")
+        await a.expect(b"from-b\r\n")
+        await b.expect(b"from-b\r\n")
+        # both at the same cursor, with the same bytes
+        while a.cursor != b.cursor:
+            await (a if a.cursor < b.cursor else b)._next(5)
+        assert a.screen == b.screen
+        await a.type("exit\r")
+        for t in (a, b):
+            await t.control("exit")
+    run(go())
+
+
+def test_the_token_rules_are_ws_rpcs(rpc, tmp_path):
+    tok = tmp_path / "token"
+    tok.write_text("s3cret-terminal\n")
+    tok.chmod(0o600)
+    s = rpc("--token-file", tok, "--rate-limit", "0")
+
+    async def go():
+        with pytest.raises(websockets.InvalidStatusCode) as e:
+            await Term.open(s)
+        assert e.value.status_code == 401
+        term = await Term.open(s, "token=s3cret-terminal")
+        await term.type("exit\r")
+        await term.control("exit")
+    run(go())
+
+
+@pytest.mark.parametrize("query,why", [
+    ("id=p999", "no such terminal"),
+    ("id=" + "x" * 100, "id"),
+    ("id=%ZZ", "id"),
+    ("id=p1%00", "id"),
+    ("cursor=-1", "cursor"),
+    ("cursor=abc", "cursor"),
+    ("cursor=99999999999999999999999", "cursor"),
+    ("cursor=", "cursor"),
+    ("cols=0", "pty"),
+    ("rows=65535", "pty"),
+    ("cols=1001&rows=5", "pty"),
+    ("cols=-80", "pty"),
+])
+def test_bad_queries_get_an_error_and_a_close(srv, query, why):
+    async def go():
+        ws = await websockets.connect("ws://127.0.0.1:%d/ws/terminal?%s" % (srv.port, query))
+        m = json.loads(await ws.recv())
+        assert m["type"] == "error" and why in m["message"], m
+        with pytest.raises(websockets.ConnectionClosed) as e:
+            await ws.recv()
+        assert e.value.rcvd.code == 1008
+        c = await Conn.open(srv)
+        assert await c.processes() == {}  # nothing was started
+        await c.close()
+    run(go())
+
+
+@pytest.mark.parametrize("control,why", [
+    ("not json", "JSON"),
+    ("[1,2]", "JSON"),
+    ('{"type":7}', "JSON"),
+    ('{"cols":80}', "JSON"),
+    ('{"type":"resize","cols":0,"rows":24}', "resize"),
+    ('{"type":"resize","cols":65535,"rows":65535}', "resize"),
+    ('{"type":"resize","cols":"80","rows":24}', "resize"),
+    ('{"type":"resize"}', "resize"),
+    ('{"type":"launch-missiles"}', "unknown"),
+    ('{"type":"resize","cols":80,"rows":24' + ' ' * 5000 + '}', "4096"),
+])
+def test_bad_control_messages_get_an_error_and_the_terminal_goes_on(srv, control, why):
+    async def go():
+        term = await Term.open(srv, "cols=33&rows=11")
+        await term.send_control(control)
+        err = await term.control("error")
+        assert why in err["message"], err
+        await term.type("stty size\r")
+        await term.expect(b"11 33\r\n")
+        await term.type("exit\r")
+        await term.control("exit")
+    run(go())
+
+
+def test_an_input_flood_is_bounded_and_reported(srv):
+    async def go():
+        term = await Term.open(srv)
+        # the shell runs a program that reads nothing: input piles up in the pty, then is refused
+        await term.type("sleep 30\r")
+        chunk = b"y" * 65536
+        for _ in range(40):  # 2.5 MiB
+            await term.type(chunk)
+        err = await term.control("error", timeout=20)
+        assert "input dropped" in err["message"]
+        c = await Conn.open(srv)
+        procs = await c.processes()
+        assert procs[term.ready["id"]]["running"] is True
+        await c.request({"type": "kill", "id": term.ready["id"], "signal": "KILL"})
+        await term.control("exit")
+        await c.close()
+    run(go())
+
+
+def test_a_huge_binary_frame_is_refused_by_the_message_limit(rpc):
+    s = rpc("--rate-limit", "0", "--max-message", "64k")
+
+    async def go():
+        term = await Term.open(s)
+        await term.type(b"z" * (1 << 20))
+        code = await term.until_closed()
+        assert code == 1009
+        c = await Conn.open(s)
+        assert (await c.processes())[term.ready["id"]]["running"] is True
+        await c.close()
+    run(go())
+
+
+def test_the_terminal_limit_is_max_kept(rpc):
+    s = rpc("--rate-limit", "0", "--max-kept", "1")
+
+    async def go():
+        a = await Term.open(s)
+        ws = await websockets.connect("ws://127.0.0.1:%d/terminal" % s.port)
+        m = json.loads(await ws.recv())
+        assert m["type"] == "error" and "--max-kept" in m["message"]
+        await a.type("exit\r")
+        await a.control("exit")
+    run(go())
