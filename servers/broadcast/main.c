@@ -151,6 +151,10 @@ struct bc {
 };
 
 /* 1-64 of A-Za-z0-9._:- */
+	/* the last admitted upgrade's token, for its open (which follows at once) */
+	uint64_t admitted_id;
+	bool admitted_shared;
+	struct ws_jwt_claims admitted;
 static bool
 name_valid(const char *s)
 {
@@ -687,14 +691,14 @@ bc_admit(void *app, struct ws_conn *c, const struct ws_http_request *req, const 
 	if (!join_args(req, !bc->jwt, &a, why))
 		return 400;
 	if (bc->jwt) {
-		struct ws_jwt_claims claims;
-		bool shared;
-		int status = jwt_check(bc, req, a.room, &claims, &shared, why);
+		bc->admitted_id = 0;
+		int status = jwt_check(bc, req, a.room, &bc->admitted, &bc->admitted_shared, why);
 		if (status)
 			return status;
 	}
 	if (bc->opt.redis && !(bc->redis && bc_redis_up(bc->redis))) {
 		*why = "Service unavailable";
+		bc->admitted_id = ws_conn_id(c);
 		return 503;
 	}
 	struct room *r = *room_slot(bc, a.room);
@@ -889,15 +893,18 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 	struct ws_jwt_claims claims;
 	bool from_token = false;
 	if (bc->jwt) {
-		bool shared;
-		/* checked again: admit keeps no claims, and exp may have passed since */
-		if (jwt_check(bc, req, a.room, &claims, &shared, &why)) {
+		bool shared = bc->admitted_shared;
+		/* admit checked it just before (the 101 is all that comes between) */
+		if (bc->admitted_id == ws_conn_id(c))
+			claims = bc->admitted;
+		else if (jwt_check(bc, req, a.room, &claims, &shared, &why)) {
 			ws_conn_close(c, WS_CLOSE_POLICY, why);
 			return;
 		}
 		if (!shared) {
 			strcpy(a.user, claims.sub); /* name_valid: at most NAME_MAX_LEN */
 			a.has_user = from_token = true;
+		bc->admitted_id = 0;
 		}
 	}
 	if (!a.has_user) {
