@@ -148,13 +148,13 @@ struct bc {
 	uint64_t next_member;
 	struct ws_jwt_key *jwt;   /* --jwt-secret-file: identities come from tokens */
 	const char *shared_token; /* --token, taken aside when JWTs are on */
-};
-
-/* 1-64 of A-Za-z0-9._:- */
 	/* the last admitted upgrade's token, for its open (which follows at once) */
 	uint64_t admitted_id;
 	bool admitted_shared;
 	struct ws_jwt_claims admitted;
+};
+
+/* 1-64 of A-Za-z0-9._:- */
 static bool
 name_valid(const char *s)
 {
