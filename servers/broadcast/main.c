@@ -695,10 +695,10 @@ bc_admit(void *app, struct ws_conn *c, const struct ws_http_request *req, const 
 		int status = jwt_check(bc, req, a.room, &bc->admitted, &bc->admitted_shared, why);
 		if (status)
 			return status;
+		bc->admitted_id = ws_conn_id(c);
 	}
 	if (bc->opt.redis && !(bc->redis && bc_redis_up(bc->redis))) {
 		*why = "Service unavailable";
-		bc->admitted_id = ws_conn_id(c);
 		return 503;
 	}
 	struct room *r = *room_slot(bc, a.room);
@@ -901,6 +901,7 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 			ws_conn_close(c, WS_CLOSE_POLICY, why);
 			return;
 		}
+		bc->admitted_id = 0;
 		if (!shared) {
 			strcpy(a.user, claims.sub); /* name_valid: at most NAME_MAX_LEN */
 			a.has_user = from_token = true;
