@@ -905,7 +905,6 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 		if (!shared) {
 			strcpy(a.user, claims.sub); /* name_valid: at most NAME_MAX_LEN */
 			a.has_user = from_token = true;
-		bc->admitted_id = 0;
 		}
 	}
 	if (!a.has_user) {
