@@ -253,31 +253,52 @@ rpc_term_destroy(struct rpc_term *t)
 	free(t);
 }
 
-static void
-control(struct rpc_term *t, const uint8_t *data, size_t len)
+enum rpc_term_control
+rpc_term_parse_control(const uint8_t *data, size_t len, uint16_t *cols, uint16_t *rows,
+		       const char **why)
 {
 	if (len > CONTROL_MAX) {
-		send_error(t, "control message larger than 4096 bytes");
-		return;
+		*why = "control message larger than 4096 bytes";
+		return RPC_TERM_BAD;
 	}
 	json_t *msg = json_loadb((const char *)data, len, 0, NULL);
 	const char *type = json_string_value(json_object_get(msg, "type"));
+	enum rpc_term_control kind = RPC_TERM_BAD;
 	if (!type) {
-		send_error(t, "control messages are JSON objects with a \"type\"");
+		*why = "control messages are JSON objects with a \"type\"";
 	} else if (strcmp(type, "resize") == 0) {
-		uint16_t cols, rows;
-		struct rpc_kept *k = t->w ? rpc_kept_watched(t->w) : NULL;
-		if (!rpc_session_size_valid(json_object_get(msg, "cols"),
-					    json_object_get(msg, "rows"), &cols, &rows))
-			send_error(t, "resize: " RPC_PTY_BAD);
-		else if (!k || rpc_kept_resize(k, cols, rows) != 0)
-			send_error(t, "resize: the terminal has exited");
+		if (rpc_session_size_valid(json_object_get(msg, "cols"),
+					   json_object_get(msg, "rows"), cols, rows))
+			kind = RPC_TERM_RESIZE;
+		else
+			*why = "resize: " RPC_PTY_BAD;
 	} else if (strcmp(type, "ping") == 0) {
-		send_control(t, json_pack("{s:s}", "type", "pong"));
+		kind = RPC_TERM_PING;
 	} else {
-		send_error(t, "unknown control message type (the client sends resize)");
+		*why = "unknown control message type (the client sends resize)";
 	}
 	json_decref(msg);
+	return kind;
+}
+
+static void
+control(struct rpc_term *t, const uint8_t *data, size_t len)
+{
+	uint16_t cols, rows;
+	const char *why = NULL;
+	struct rpc_kept *k = t->w ? rpc_kept_watched(t->w) : NULL;
+	switch (rpc_term_parse_control(data, len, &cols, &rows, &why)) {
+	case RPC_TERM_RESIZE:
+		if (!k || rpc_kept_resize(k, cols, rows) != 0)
+			send_error(t, "resize: the terminal has exited");
+		return;
+	case RPC_TERM_PING:
+		send_control(t, json_pack("{s:s}", "type", "pong"));
+		return;
+	case RPC_TERM_BAD:
+		send_error(t, why);
+		return;
+	}
 }
 
 void

@@ -27,6 +27,16 @@ bool rpc_term_path(struct ws_slice path);
  * `error` and closes c. shell is the program a new terminal runs (login
  * style). Returns NULL when c is being closed.
  */
+enum rpc_term_control {
+	RPC_TERM_RESIZE, /* {"type":"resize","cols":C,"rows":R}: *cols and *rows set */
+	RPC_TERM_PING,   /* {"type":"ping"}: answered with {"type":"pong"} */
+	RPC_TERM_BAD,    /* anything else: *why says what is wrong (a static string) */
+};
+
+/* Reads one text frame from the client (at most 4096 bytes are parsed). */
+enum rpc_term_control rpc_term_parse_control(const uint8_t *data, size_t len, uint16_t *cols,
+					     uint16_t *rows, const char **why);
+
 struct rpc_term *rpc_term_create(struct rpc_hub *hub, struct ws_conn *c,
 				 const struct ws_http_request *req, const char *shell);
 /* The connection is gone; the process keeps running. NULL is a no-op. */
