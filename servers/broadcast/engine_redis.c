@@ -37,7 +37,7 @@ static const char lua_msg[] =
 	"local m='{\"type\":\"message\",\"from\":'..ARGV[2]..',\"room\":'..ARGV[3]..',\"text\":'..ARGV[4]..',\"seq\":'..seq..',\"ts\":'..ARGV[5]..'}'\n"
 	"local cap=tonumber(ARGV[6])\n"
 	"if cap>0 then redis.call('XADD',KEYS[3],'MAXLEN',cap,seq..'-0','m',m) end\n"
-	"redis.call('PUBLISH',ARGV[1],ev..' '..m)\n"
+	"redis.call('PUBLISH',ARGV[1],ev..' '..seq..' '..m)\n"
 	"return seq\n";
 
 static const char lua_join[] =
@@ -46,7 +46,7 @@ static const char lua_join[] =
 	"redis.call('HSET',KEYS[5],ARGV[2],ARGV[3])\n"
 	"local count=redis.call('HLEN',KEYS[5])\n"
 	"local ev=string.format('%d',redis.call('INCR',KEYS[2]))\n"
-	"redis.call('PUBLISH',ARGV[1],ev..' {\"type\":\"join\",\"id\":'..ARGV[3]..',\"room\":'..ARGV[4]..',\"count\":'..count..'}')\n"
+	"redis.call('PUBLISH',ARGV[1],ev..' 0 {\"type\":\"join\",\"id\":'..ARGV[3]..',\"room\":'..ARGV[4]..',\"count\":'..count..'}')\n"
 	"local last=tonumber(redis.call('GET',KEYS[1]) or '0')\n"
 	"local since=tonumber(ARGV[5]); local limit=tonumber(ARGV[6])\n"
 	"if since<0 then since=last-limit; if since<0 then since=0 end end\n"
@@ -66,7 +66,7 @@ static const char lua_leave[] =
 	"redis.call('HDEL',KEYS[1],ARGV[2])\n"
 	"local count=redis.call('HLEN',KEYS[1])\n"
 	"local ev=string.format('%d',redis.call('INCR',KEYS[2]))\n"
-	"redis.call('PUBLISH',ARGV[1],ev..' {\"type\":\"leave\",\"id\":'..name..',\"room\":'..ARGV[3]..',\"count\":'..count..'}')\n"
+	"redis.call('PUBLISH',ARGV[1],ev..' 0 {\"type\":\"leave\",\"id\":'..name..',\"room\":'..ARGV[3]..',\"count\":'..count..'}')\n"
 	"return 1\n";
 
 static const char lua_reap[] =
@@ -79,16 +79,22 @@ static const char lua_reap[] =
 	"  if not a then\n"
 	"   redis.call('HDEL',KEYS[1],all[i])\n"
 	"   local count=redis.call('HLEN',KEYS[1]); local ev=string.format('%d',redis.call('INCR',KEYS[2]))\n"
-	"   redis.call('PUBLISH',ARGV[1],ev..' {\"type\":\"leave\",\"id\":'..all[i+1]..',\"room\":'..ARGV[2]..',\"count\":'..count..'}')\n"
+	"   redis.call('PUBLISH',ARGV[1],ev..' 0 {\"type\":\"leave\",\"id\":'..all[i+1]..',\"room\":'..ARGV[2]..',\"count\":'..count..'}')\n"
 	"   n=n+1\n"
 	"  end\n"
 	" end\n"
 	"end\n"
 	"return n\n";
+/* where the room is now (ev), and the messages after a seq: a resubscribed room catches up */
+static const char lua_catchup[] =
+	"local ev=string.format('%d',tonumber(redis.call('GET',KEYS[2]) or '0'))\n"
+	"local seq=string.format('%d',tonumber(redis.call('GET',KEYS[3]) or '0'))\n"
+	"return {ev,redis.call('XRANGE',KEYS[1],'('..ARGV[1]..'-0','+','COUNT',ARGV[2]),seq}\n";
 /* clang-format on */
 
-enum script { SC_MSG, SC_JOIN, SC_LEAVE, SC_REAP, SC_COUNT };
-static const char *const scripts[SC_COUNT] = { lua_msg, lua_join, lua_leave, lua_reap };
+enum script { SC_MSG, SC_JOIN, SC_LEAVE, SC_REAP, SC_CATCHUP, SC_COUNT };
+static const char *const scripts[SC_COUNT] = { lua_msg, lua_join, lua_leave, lua_reap,
+					       lua_catchup };
 
 struct link {
 	struct bc_redis *r;
@@ -127,6 +133,7 @@ struct eroom {
 	struct join **waiting_tail;
 	uint32_t nmembers;
 	enum sub_state sub;
+	bool resync; /* its subscription was lost: events may have been missed */
 	char name[ROOM_MAX + 1];
 };
 
@@ -447,6 +454,7 @@ link_lost(struct link *l)
 			while (e) {
 				struct eroom *enext = e->hnext;
 				e->sub = SUB_NONE;
+				e->resync = e->nmembers > 0;
 				struct join *j = e->waiting;
 				e->waiting = NULL;
 				e->waiting_tail = &e->waiting;
@@ -655,17 +663,25 @@ on_sub(redisAsyncContext *ac, void *reply, void *priv)
 		redisReply *p = rp->element[2];
 		if (p->type != REDIS_REPLY_STRING || r->closing)
 			return;
+		/* "EV SEQ JSON" (SEQ 0: not a message) */
 		char *sp = memchr(p->str, ' ', p->len);
-		if (!sp)
+		char *sp2 = sp ? memchr(sp + 1, ' ', p->len - (size_t)(sp + 1 - p->str)) : NULL;
+		if (!sp2)
 			return;
 		uint64_t ev = strtoull(p->str, NULL, 10);
-		size_t off = (size_t)(sp + 1 - p->str);
-		r->ev.event(r->app, room, ev, p->str + off, p->len - off);
+		uint64_t seq = strtoull(sp + 1, NULL, 10);
+		size_t off = (size_t)(sp2 + 1 - p->str);
+		r->ev.event(r->app, room, ev, seq, p->str + off, p->len - off);
 	} else if (strcmp(kind, "subscribe") == 0) {
 		if (!e)
 			return;
 		e->sub = SUB_ACTIVE;
 		r->st.rooms_subscribed++;
+		if (e->resync) {
+			e->resync = false;
+			if (r->ev.resync)
+				r->ev.resync(r->app, room);
+		}
 		struct join *j = e->waiting;
 		e->waiting = NULL;
 		e->waiting_tail = &e->waiting;
@@ -770,10 +786,12 @@ answer(const redisReply *mem, const redisReply *hist, struct bc_redis_welcome *w
 	const char **m = calloc(nm + 1, sizeof(*m));
 	const char **h = calloc(nh + 1, sizeof(*h));
 	size_t *hl = calloc(nh + 1, sizeof(*hl));
-	if (!m || !h || !hl) {
+	uint64_t *hs = calloc(nh + 1, sizeof(*hs));
+	if (!m || !h || !hl || !hs) {
 		free(m);
 		free(h);
 		free(hl);
+		free(hs);
 		return false;
 	}
 	for (size_t i = 0; i < nm; i++)
@@ -781,11 +799,16 @@ answer(const redisReply *mem, const redisReply *hist, struct bc_redis_welcome *w
 			m[w->nmembers++] = mem->element[i]->str;
 	for (size_t i = 0; i < nh; i++) {
 		const redisReply *e = hist->element[i];
-		/* XRANGE: [id, [field, value]]; the join script: the value */
+		uint64_t seq = 0;
+		/* XRANGE: [SEQ-0, [field, value]]; the join script: the value */
 		if (e->type == REDIS_REPLY_ARRAY && e->elements == 2 &&
-		    e->element[1]->type == REDIS_REPLY_ARRAY && e->element[1]->elements == 2)
+		    e->element[0]->type == REDIS_REPLY_STRING &&
+		    e->element[1]->type == REDIS_REPLY_ARRAY && e->element[1]->elements == 2) {
+			seq = strtoull(e->element[0]->str, NULL, 10);
 			e = e->element[1]->element[1];
+		}
 		if (e->type == REDIS_REPLY_STRING) {
+			hs[w->nhist] = seq;
 			h[w->nhist] = e->str;
 			hl[w->nhist++] = e->len;
 		}
@@ -793,10 +816,12 @@ answer(const redisReply *mem, const redisReply *hist, struct bc_redis_welcome *w
 	w->members = m;
 	w->hist = h;
 	w->hist_len = hl;
+	w->hist_seq = hs;
 	fn(ctx, w);
 	free(m);
 	free(h);
 	free(hl);
+	free(hs);
 	return true;
 }
 
@@ -1030,6 +1055,49 @@ bc_redis_history(struct bc_redis *r, const char *room, uint64_t since, uint32_t 
 	snprintf(count, sizeof(count), "%u", limit ? limit : 1);
 	const char *v[] = { "XRANGE", kh, from, "+", "COUNT", count };
 	command(r->cmd.ac, on_history, h, 6, v);
+	return true;
+}
+
+static void
+on_catchup(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct hist *h = priv;
+	redisReply *rp = reply;
+	h->r->pending--;
+	struct bc_redis_welcome w = { 0 };
+	if (!rp || rp->type != REDIS_REPLY_ARRAY || rp->elements != 3 ||
+	    rp->element[1]->type != REDIS_REPLY_ARRAY) {
+		h->fn(h->ctx, NULL);
+		free(h);
+		return;
+	}
+	w.ev = reply_uint(rp->element[0]);
+	w.last_seq = reply_uint(rp->element[2]);
+	if (!answer(NULL, rp->element[1], &w, h->fn, h->ctx))
+		h->fn(h->ctx, NULL);
+	free(h);
+}
+
+bool
+bc_redis_catchup(struct bc_redis *r, const char *room, uint64_t since, uint32_t limit,
+		 bc_redis_welcome_fn fn, void *ctx)
+{
+	if (!r->cmd.connected || strlen(room) > ROOM_MAX)
+		return false;
+	struct hist *h = malloc(sizeof(*h));
+	if (!h)
+		return false;
+	r->pending++;
+	*h = (struct hist){ .fn = fn, .ctx = ctx, .r = r };
+	char kh[KEY_MAX], kev[KEY_MAX], ks[KEY_MAX], from[24], count[16];
+	key(kh, room, "h");
+	key(kev, room, "ev");
+	key(ks, room, "seq");
+	snprintf(from, sizeof(from), "%llu", (unsigned long long)since);
+	snprintf(count, sizeof(count), "%u", limit ? limit : 1);
+	const char *a[] = { kh, kev, ks, from, count };
+	size_t l[5] = { 0 };
+	eval(r, on_catchup, h, SC_CATCHUP, 3, a, l, 5);
 	return true;
 }
 

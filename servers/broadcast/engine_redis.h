@@ -38,8 +38,17 @@ struct bc_redis_config {
 
 /* What Redis tells the server, on the loop. */
 struct bc_redis_events {
-	/* An event published in a room this node is subscribed to, in the room's order. */
-	void (*event)(void *app, const char *room, uint64_t ev, const char *json, size_t len);
+	/*
+	 * An event published in a room this node is subscribed to, in the
+	 * room's order: ev its position, seq the message's (0: a join or leave).
+	 */
+	void (*event)(void *app, const char *room, uint64_t ev, uint64_t seq, const char *json,
+		      size_t len);
+	/*
+	 * Optional. The room's subscription was lost and is active again:
+	 * events published meanwhile were not received (bc_redis_catchup()).
+	 */
+	void (*resync)(void *app, const char *room);
 	/* The engine can serve (both links up) or cannot any more. */
 	void (*link)(void *app, bool up);
 };
@@ -55,6 +64,7 @@ struct bc_redis_welcome {
 	const char **members; /* JSON strings, as stored */
 	const char **hist;    /* message objects (JSON), oldest first */
 	const size_t *hist_len;
+	const uint64_t *hist_seq; /* each message's seq (0 where unknown: a join's history) */
 };
 
 /* w is NULL when the engine failed (Redis down or an error reply). */
@@ -112,6 +122,14 @@ bool bc_redis_publish(struct bc_redis *r, const char *room, const char *from_jso
 		      void *ctx);
 /* The room's messages after since, at most limit (welcome: only hist is set). */
 bool bc_redis_history(struct bc_redis *r, const char *room, uint64_t since, uint32_t limit,
+		      bc_redis_welcome_fn fn, void *ctx);
+
+/*
+ * After resync: where the room is (w->ev, the last event published;
+ * w->last_seq, its last message) and its messages after since (at most
+ * limit, with hist_seq), read at once.
+ */
+bool bc_redis_catchup(struct bc_redis *r, const char *room, uint64_t since, uint32_t limit,
 		      bc_redis_welcome_fn fn, void *ctx);
 
 /* Counters for /metrics. */

@@ -89,6 +89,8 @@ struct room {
 	char epoch[BC_EPOCH_LEN + 1];
 	struct ws_buf backlog; /* Redis engine: events for members awaiting their welcome */
 	uint32_t pending;      /* Redis engine: members awaiting their welcome */
+	uint64_t last_seq;     /* Redis engine: the last message seq received for the room */
+	bool catchup;          /* Redis engine: resubscribed, reading what it missed */
 };
 
 enum pending_kind {
@@ -145,6 +147,7 @@ struct bc {
 	uint64_t fanout_limited;
 	struct bc_redis *redis; /* --engine redis://: rooms live in Redis */
 	struct ws_buf rframe;   /* an event from Redis, framed once for every local member */
+	uint64_t caught_up;     /* messages delivered by a resubscribed room's catch-up */
 	uint64_t next_member;
 	struct ws_jwt_key *jwt;   /* --jwt-secret-file: identities come from tokens */
 	const char *shared_token; /* --token, taken aside when JWTs are on */
@@ -1182,6 +1185,16 @@ backlog_clear(struct room *room)
 }
 
 static void
+close_members(struct room *room, const char *why)
+{
+	ws_list_for_each (l, &room->members) {
+		struct member *m = ws_list_entry(l, struct member, link);
+		if (!m->pending)
+			ws_conn_close(m->c, WS_CLOSE_INTERNAL, why);
+	}
+}
+
+static void
 close_pending(struct room *room, const char *why)
 {
 	ws_list_for_each (l, &room->members) {
@@ -1197,12 +1210,14 @@ close_pending(struct room *room, const char *why)
  * position) for those still waiting for theirs.
  */
 static void
-redis_event(void *app, const char *name, uint64_t ev, const char *json, size_t len)
+redis_event(void *app, const char *name, uint64_t ev, uint64_t seq, const char *json, size_t len)
 {
 	struct bc *bc = app;
 	struct room *room = *room_slot(bc, name);
 	if (!room)
 		return;
+	if (seq > room->last_seq)
+		room->last_seq = seq;
 	struct ws_buf *f = &bc->rframe;
 	f->len = 0;
 	f->head = 0;
@@ -1210,12 +1225,14 @@ redis_event(void *app, const char *name, uint64_t ev, const char *json, size_t l
 		return;
 	const uint8_t *frame = ws_buf_begin(f);
 	uint32_t flen = f->len;
-	ws_list_for_each (l, &room->members) {
-		struct member *m = ws_list_entry(l, struct member, link);
-		if (!m->pending)
-			ws_conn_send_frame(m->c, frame, flen);
+	if (!room->catchup) {
+		ws_list_for_each (l, &room->members) {
+			struct member *m = ws_list_entry(l, struct member, link);
+			if (!m->pending)
+				ws_conn_send_frame(m->c, frame, flen);
+		}
 	}
-	if (!room->pending)
+	if (!room->pending && !room->catchup)
 		return;
 	uint8_t hdr[12];
 	memcpy(hdr, &ev, 8);
@@ -1226,7 +1243,99 @@ redis_event(void *app, const char *name, uint64_t ev, const char *json, size_t l
 		/* the joiners cannot be told everything in order: they reconnect */
 		backlog_clear(room);
 		close_pending(room, "Service unavailable");
+		if (room->catchup)
+			close_members(room, "missed messages: reconnect with since");
 	}
+}
+
+/*
+ * The room's subscription came back after a loss: events published
+ * meanwhile never arrived. Live events wait in the backlog while the
+ * messages after the last one received are read; then both go out, in
+ * order. A gap the history cannot fill closes the members (1011): they
+ * reconnect with since and epoch, and are told recovered:false.
+ */
+struct resync {
+	struct bc *bc;
+	char room[NAME_MAX_LEN + 1];
+};
+
+static void redis_caught_up(void *ctx, const struct bc_redis_welcome *w);
+
+static void
+redis_resync(void *app, const char *name)
+{
+	struct bc *bc = app;
+	struct room *room = *room_slot(bc, name);
+	if (!room || room->catchup || !bc->redis)
+		return;
+	struct resync *ctx = malloc(sizeof(*ctx));
+	if (ctx) {
+		ctx->bc = bc;
+		snprintf(ctx->room, sizeof(ctx->room), "%s", name);
+	}
+	if (!ctx || !bc_redis_catchup(bc->redis, name, room->last_seq, bc->opt.history_size,
+				      redis_caught_up, ctx)) {
+		free(ctx);
+		close_members(room, "missed messages: reconnect with since");
+		return;
+	}
+	room->catchup = true;
+}
+
+static void
+send_to_live(struct room *room, const uint8_t *frame, size_t len)
+{
+	ws_list_for_each (l, &room->members) {
+		struct member *m = ws_list_entry(l, struct member, link);
+		if (!m->pending)
+			ws_conn_send_frame(m->c, frame, len);
+	}
+}
+
+static void
+redis_caught_up(void *ctx, const struct bc_redis_welcome *w)
+{
+	struct resync *rs = ctx;
+	struct bc *bc = rs->bc;
+	struct room *room = *room_slot(bc, rs->room);
+	free(rs);
+	if (!room || !room->catchup)
+		return;
+	room->catchup = false;
+	/* missed messages the history no longer holds (or never held: --history-size 0) */
+	bool gap = w && w->last_seq > room->last_seq &&
+		   (!w->nhist || w->hist_seq[0] > room->last_seq + 1);
+	if (!w || gap) {
+		backlog_clear(room);
+		close_pending(room, "missed messages: reconnect with since");
+		close_members(room, "missed messages: reconnect with since");
+		return;
+	}
+	/* the messages it missed, then what arrived meanwhile, from after the read on */
+	struct ws_buf *f = &bc->rframe;
+	for (size_t i = 0; i < w->nhist; i++) {
+		if (w->hist_seq[i] <= room->last_seq)
+			continue;
+		f->len = 0;
+		f->head = 0;
+		if (ws_frame_append(f, WS_OP_TEXT, w->hist[i], w->hist_len[i]))
+			send_to_live(room, ws_buf_begin(f), f->len);
+		room->last_seq = w->hist_seq[i];
+		bc->caught_up++;
+	}
+	const uint8_t *p = ws_buf_begin(&room->backlog);
+	for (size_t off = 0; off + 12 <= room->backlog.len;) {
+		uint64_t ev;
+		uint32_t flen;
+		memcpy(&ev, p + off, 8);
+		memcpy(&flen, p + off + 8, 4);
+		if (ev > w->ev)
+			send_to_live(room, p + off + 12, flen);
+		off += 12 + flen;
+	}
+	if (!room->pending)
+		backlog_clear(room);
 }
 
 /* "history":[...] of stored message objects, cut at the byte bound like put_history. */
@@ -1285,6 +1394,8 @@ redis_welcome(void *ctx, const struct bc_redis_welcome *w)
 	send_page(bc, m->c, ok && put_raw_history(bc, b, w, false));
 	m->pending = false;
 	room->pending--;
+	if (w->last_seq > room->last_seq)
+		room->last_seq = w->last_seq;
 	/* then what Redis published from this member's own join on, in order */
 	const uint8_t *p = ws_buf_begin(&room->backlog);
 	for (size_t off = 0; off + 12 <= room->backlog.len;) {
@@ -1482,11 +1593,15 @@ redis_metrics(struct bc *bc, struct ws_buf *out)
 		"# HELP ws_broadcast_redis_pending Joins, messages and history reads awaiting "
 		"Redis.\n"
 		"# TYPE ws_broadcast_redis_pending gauge\n"
-		"ws_broadcast_redis_pending %llu\n",
+		"ws_broadcast_redis_pending %llu\n"
+		"# HELP ws_broadcast_redis_caught_up_total Messages a room missed while "
+		"resubscribing, delivered from the history.\n"
+		"# TYPE ws_broadcast_redis_caught_up_total counter\n"
+		"ws_broadcast_redis_caught_up_total %llu\n",
 		st.up ? 1 : 0, (unsigned long long)st.connects, (unsigned long long)st.disconnects,
 		(unsigned long long)st.published, (unsigned long long)st.publish_failed,
 		(unsigned long long)st.reaped, (unsigned long long)st.rooms_subscribed,
-		(unsigned long long)st.pending);
+		(unsigned long long)st.pending, (unsigned long long)bc->caught_up);
 	if (n > 0 && (size_t)n < sizeof(s))
 		ws_buf_append(out, s, (size_t)n);
 }
@@ -1500,7 +1615,7 @@ redis_metrics(struct bc *bc, struct ws_buf *out)
 static int
 redis_confine(struct bc *bc, const struct ws_config *cfg)
 {
-	static const struct bc_redis_events ev = { .event = redis_event };
+	static const struct bc_redis_events ev = { .event = redis_event, .resync = redis_resync };
 	struct bc_redis_config rc = {
 		.url = bc->opt.redis,
 		.history_size = bc->opt.history_size,

