@@ -18,6 +18,7 @@
 #include "server.h"
 #include "session.h"
 #include "term.h"
+#include "xterm_assets.h"
 
 struct options {
 	uint32_t exec_timeout_ms;
@@ -188,6 +189,25 @@ rpc_close(void *app, struct ws_conn *c, uint16_t code)
 		free(u);
 	}
 	ws_conn_set_user(c, NULL);
+}
+
+/* GET /xterm/...: the terminal's xterm.js, bundled at build time. */
+static bool
+rpc_http(void *app, struct ws_conn *c, const struct ws_http_request *req)
+{
+	/* by the end of the path: behind the Worker it is /ws/xterm/..., like /ws/terminal */
+	for (const struct xterm_asset *a = xterm_assets; a->path; a++) {
+		size_t n = strlen(a->path);
+		if (req->path.n >= n && memcmp(req->path.p + req->path.n - n, a->path, n) == 0) {
+			/* any page may load it (the demo page may come from another port or the Worker) */
+			ws_conn_respond(c, 200, a->content_type,
+					"Cache-Control: max-age=3600\r\n"
+					"Access-Control-Allow-Origin: *\r\n",
+					a->data, a->len);
+			return true;
+		}
+	}
+	return false;
 }
 
 static void
@@ -501,6 +521,7 @@ main(int argc, char **argv)
 		.drained = rpc_drained,
 		.close = rpc_close,
 		.metrics = rpc_metrics,
+		.http = rpc_http,
 		.subprotocols = subprotocols,
 	};
 	int status = ws_server_run(&app, &r, &cfg);
