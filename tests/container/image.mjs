@@ -10,6 +10,8 @@ import { join } from 'node:path';
 import { broadcastCheck, Client, echoCheck, execStream, join as joinRoom, rpcCheck } from './lib/client.mjs';
 import { assert, assertEqual, until } from './lib/harness.mjs';
 import { BASE, baseImage, build, configure, logs, podman } from './lib/podman.mjs';
+import { Relay, serverToken } from './lib/relay.mjs';
+import { Runtime } from './lib/runtime.mjs';
 
 const TOKEN = 'image-test-token';
 const IMAGE = 'localhost/sandbox-ws:test';
@@ -46,7 +48,10 @@ export async function run(h, ctx) {
   const ports = { echo: ctx.port(0), broadcast: ctx.port(1), rpc: ctx.port(2) };
   const u = (s, q = '') => `ws://127.0.0.1:${ports[s]}/${q}`;
   ctx.cleanup(async () => {
-    await podman(['rm', '-f', '-t', '0', name, `${name}-2`, `${name}-3`, `${name}-4`, `${name}-standin`]).catch(() => {});
+    // one by one: `podman rm` stops at the first name that is not there
+    for (const n of [name, `${name}-2`, `${name}-3`, `${name}-4`, `${name}-5`, `${name}-standin`]) {
+      await podman(['rm', '-f', '-v', '-t', '0', n]).catch(() => {}); // -v: its anonymous volume too
+    }
     await podman(['volume', 'rm', '-f', volume]).catch(() => {});
   });
 
@@ -281,9 +286,61 @@ export async function run(h, ctx) {
       await a.close();
     } finally {
       // its ports are the stand-in's below
-      await podman(['rm', '-f', '-t', '0', `${name}-4`]).catch(() => {});
+      await podman(['rm', '-f', '-v', '-t', '0', `${name}-4`]).catch(() => {});
     }
   }, { timeout: 45_000 });
+
+  // the next API's path end to end: container/worker-next in workerd (the
+  // stand-in SDK, its relay) in front of this image, the container's
+  // environment as its SandboxWs Durable Object sets it
+  await h.check('the 1.0 path: worker-next in front of this image (s6 runs the servers, the Worker starts none): echo 1 MiB, three signed users, exec streaming, s6-svc -r with members connected', async () => {
+    const WT = 'image-worker-secret'; // JWT_KEY is derived from it
+    const cports = { 8080: ports.echo, 8081: ports.broadcast, 8082: ports.rpc };
+    await podman(['run', '-d', '--name', `${name}-5`, '--network', 'host', '--health-interval', 'disable',
+      '-e', 'WS_HOST=127.0.0.1', '-e', `WS_ECHO_PORT=${ports.echo}`, '-e', `WS_BROADCAST_PORT=${ports.broadcast}`, '-e', `WS_RPC_PORT=${ports.rpc}`,
+      '-e', `WS_RPC_TOKEN=${serverToken(WT)}`, '-e', `WS_BROADCAST_JWT_SECRET=${JWT_KEY}`, IMAGE]);
+    const runtime = new Runtime({ build: ctx.build, ports: cports, listen: ctx.port(3), container: `${name}-5` });
+    const relay = new Relay({ root: ctx.root, here: ctx.here, line: 'next', token: WT, listen: ctx.port(4), ports: cports, control: runtime.url });
+    try {
+      await until(15_000, async () => {
+        for (const p of Object.values(ports)) if ((await healthz(p).catch(() => 0)) !== 200) return false;
+        return true;
+      }, 'three /healthz 200', 50);
+      await runtime.start();
+      await relay.start();
+      const w = (path) => relay.wsUrl(`${path}${path.includes('?') ? '&' : '?'}token=${WT}`);
+      const e = await Client.connect(w('/ws/echo'));
+      const big = Buffer.alloc(1 << 20, 0x5a);
+      e.send(big);
+      const back = await e.next(10_000);
+      assert(back.isBinary && back.data.equals(big), '1 MiB through the Worker into the container');
+      await e.close();
+      const r = `img-next-${tag}`;
+      const members = [];
+      for (const user of ['ann', 'ben', 'cai']) members.push((await joinRoom(w('/ws/broadcast'), r, user))[0]);
+      members[0].sendJson({ type: 'message', text: 'signed by the Worker', from: 'cai' });
+      const got = await Promise.all(members.map((c) => c.json((v) => v.type === 'message', 5_000, 'message')));
+      assertEqual(got.map((m) => m.from), ['ann', 'ann', 'ann'], 'from (the JWT\'s sub)');
+      await rpcCheck(w('/ws/json'));
+      assertEqual(runtime.execs.filter((x) => x.program.startsWith('ws-')).length, 0, 'servers the Worker started');
+      // a restart under the image's s6 with the members connected
+      await podman(['exec', `${name}-5`, 's6-svc', '-r', '/etc/sandbox-ws/service/broadcast']);
+      const closes = await Promise.all(members.map((c) => c.waitClosed(8_000)));
+      assertEqual(closes.map((c) => c.code), [1001, 1001, 1001], 'close codes through the relay');
+      const [a2] = await until(10_000, () => joinRoom(w('/ws/broadcast'), r, 'ann', { since: got[0].seq }).catch(() => null), 'ann back', 100);
+      a2.sendJson({ type: 'message', text: 'while you were away' });
+      const m2 = await a2.json((v) => v.type === 'message', 5_000, 'own message');
+      const [b2, wb] = await joinRoom(w('/ws/broadcast'), r, 'ben', { since: got[0].seq });
+      assertEqual(wb.history.map((m) => [m.seq, m.text, m.from]), [[m2.seq, 'while you were away', 'ann']], 'what ben missed');
+      await a2.close();
+      await b2.close();
+      h.note(`worker-next + image: s6 readiness checks through podman exec: ${runtime.execs.length}`);
+    } finally {
+      await relay.cleanup();
+      await runtime.cleanup();
+      await podman(['rm', '-f', '-v', '-t', '0', `${name}-5`]).catch(() => {});
+    }
+  }, { timeout: 120_000 });
 
   // sandbox.Dockerfile's base cannot be pulled here: its bundle is checked on
   // the bare minbase image instead, which has none of the runtime libraries

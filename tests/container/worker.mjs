@@ -54,6 +54,74 @@ function rawRequest(url, headers) {
   });
 }
 
+/**
+ * A client of the Sandbox SDK's terminal protocol (0.13.0-next framing, as
+ * ws-rpc serves it): text frames are JSON control, each binary frame of
+ * output is announced by {"type":"chunk","cursor","byteLength"}.
+ */
+class Terminal {
+  static async open(url) {
+    const t = new Terminal(new WebSocket(url, { perMessageDeflate: false }));
+    await within(5_000, new Promise((resolve, reject) => {
+      t.ws.once('open', resolve);
+      t.ws.once('unexpected-response', (_q, r) => reject(new Error(`HTTP ${r.statusCode}`)));
+      t.ws.once('error', reject);
+    }), `open ${url}`);
+    t.ready = await t.until((c) => c.type === 'ready');
+    t.cursor = Number(t.ready.cursor);
+    return t;
+  }
+
+  constructor(ws) {
+    this.ws = ws;
+    this.screen = '';
+    this.controls = [];
+    this.header = null;
+    this.waiters = [];
+    this.closed = new Promise((resolve) => ws.once('close', (code) => resolve({ code })));
+    ws.on('error', () => {});
+    ws.on('message', (data, isBinary) => {
+      if (isBinary) {
+        if (!this.header || this.header.byteLength !== data.length) throw new Error('a binary frame without its chunk header');
+        this.screen += data.toString('latin1');
+        this.cursor = Number(this.header.cursor);
+        this.header = null;
+      } else {
+        const c = JSON.parse(data.toString());
+        if (c.type === 'chunk') this.header = c;
+        else this.controls.push(c);
+      }
+      for (const w of this.waiters.splice(0)) w();
+    });
+  }
+
+  type(text) {
+    this.ws.send(Buffer.from(text));
+  }
+
+  control(obj) {
+    this.ws.send(JSON.stringify(obj));
+  }
+
+  async wait(pred, what) {
+    const end = Date.now() + 10_000;
+    for (;;) {
+      const v = pred();
+      if (v) return v;
+      if (Date.now() > end) throw new Error(`${what}: not within 10 s; screen ends ${JSON.stringify(this.screen.slice(-200))}`);
+      await within(end - Date.now(), new Promise((resolve) => this.waiters.push(resolve)), what).catch(() => {});
+    }
+  }
+
+  until(pred) {
+    return this.wait(() => this.controls.find(pred), 'control message');
+  }
+
+  expect(text) {
+    return this.wait(() => this.screen.includes(text), JSON.stringify(text));
+  }
+}
+
 /** Opens a raw `ws` socket that does not answer pings itself; records the pings and pongs it sees. */
 async function quietSocket(url) {
   const ws = new WebSocket(url, { autoPong: false, perMessageDeflate: false });
@@ -282,6 +350,31 @@ async function runLine(h, ctx, line, base) {
     const s = (await relay.seen()).slice(n);
     assertEqual(s.map((x) => [x.port, x.url, x.authorization]), [[8082, '/ws/terminal?sandbox=hop&cols=80', `Bearer ${serverToken(TOKEN)}`]], 'what wsConnect got');
   });
+
+  await h.check('a terminal through the Worker (ws-rpc\'s SDK terminal protocol): a shell on a pty, resize, reattach by id from a cursor with every byte once, exit', async () => {
+    const a = await Terminal.open(ws(withToken('/ws/terminal?sandbox=hop&cols=91&rows=17')));
+    const id = a.ready.id;
+    a.type("echo h''i; stty size\r");
+    await a.expect('hi\r\n17 91\r\n');
+    a.control({ type: 'resize', cols: 120, rows: 40 });
+    a.type('stty size\r');
+    await a.expect('40 120\r\n');
+    const cut = a.cursor;
+    const seen = a.screen;
+    a.ws.terminate(); // the relay closes ws-rpc's side 1000; the shell goes on
+    const b = await Terminal.open(ws(withToken(`/ws/terminal?sandbox=hop&id=${encodeURIComponent(id)}&cursor=${cut}`)));
+    assertEqual([b.ready.id, Number(b.ready.cursor)], [id, cut], 'reattached where it left');
+    b.type('echo two-$((40+3))\r');
+    await b.expect('two-43\r\n');
+    const all = await Terminal.open(ws(withToken(`/ws/terminal?sandbox=hop&id=${encodeURIComponent(id)}&cursor=0`)));
+    await all.expect('two-43\r\n');
+    assertEqual(all.screen, seen + b.screen.slice(0, all.screen.length - seen.length), 'replay from 0: what a saw, then what b saw');
+    b.type('exit 7\r');
+    const ex = await b.until((c) => c.type === 'exit');
+    assertEqual([ex.code ?? ex.exit?.code, ex.exit?.code], [7, 7], 'exit code');
+    assertEqual((await b.closed).code, 1000, 'close after exit');
+    all.ws.terminate();
+  }, { timeout: 30_000 });
 
   await h.check('?tok%65n= is accepted, and the servers never see the token: not in their logs', async () => {
     const before = serverLog().length;

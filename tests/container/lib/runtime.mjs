@@ -3,8 +3,9 @@
 // Sandbox to run. ws-* programs are the built servers, started with the
 // Worker's environment where WS_PORT (a container port) becomes its loopback
 // port; s6-svok and s6-svwait run against the test's s6 tree, whose
-// /etc/sandbox-ws/service they see in place of the image's. Anything else
-// fails to spawn, as a program missing from the image would.
+// /etc/sandbox-ws/service they see in place of the image's, or, with
+// CONTAINER, in the real image through `podman exec`. Anything else fails
+// to spawn, as a program missing from the image would.
 
 import { spawn } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
@@ -25,8 +26,8 @@ function hasUser(name) {
 
 export class Runtime {
   /** BUILD: the meson build; PORTS: {container port: loopback port}; TREE: the s6 tree the image's supervisor stands for (optional). */
-  constructor({ build, ports, tree = null, listen, external = false, containerEnv = {} }) {
-    Object.assign(this, { build, ports, tree, listen, external, containerEnv });
+  constructor({ build, ports, tree = null, listen, external = false, containerEnv = {}, container = null }) {
+    Object.assign(this, { build, ports, tree, listen, external, containerEnv, container });
     this.dir = mkdtempSync(join(tmpdir(), 'sandbox-ws-runtime-'));
     this.logPath = join(this.dir, 'processes.log');
     this.procs = new Map(); // id -> {id, pid, command, child, exit, exited, processId}
@@ -39,7 +40,7 @@ export class Runtime {
   program(name) {
     const m = /^ws-(echo|broadcast|rpc)$/.exec(name);
     if (m) return join(this.build, 'servers', m[1], name);
-    if (/^(s6-svok|s6-svwait|s6-svstat|sh)$/.test(name) && this.tree) return name;
+    if (/^(s6-svok|s6-svwait|s6-svstat|sh)$/.test(name) && (this.tree || this.container)) return name;
     return null;
   }
 
@@ -55,6 +56,7 @@ export class Runtime {
     if (this.external && name.startsWith('ws-')) return this.externalProcess(name);
     const bin = shell && name.startsWith('ws-') ? (this.program(name) ? 'sh' : null) : this.program(shell ? 'sh' : name);
     if (!bin || this.refuse.has(name)) throw new Error(`ProcessSpawnFailedError: ${name}: not found in the image`);
+    if (this.container) return this.podmanExec(command, name, processId);
     const servers = ['echo', 'broadcast', 'rpc'].map((s) => join(this.build, 'servers', s));
     // the container's own environment first (0.13.0-next merges the Durable
     // Object's envVars into every exec), then the process's
@@ -72,6 +74,19 @@ export class Runtime {
     const log = openSync(this.logPath, 'a');
     const child = spawn(bin, argv, { env: cenv, stdio: ['ignore', log, log] });
     closeSync(log);
+    return this.track(child, command, name, processId, env);
+  }
+
+  /** CONTAINER: the image's s6 runs the servers; s6-svok, s6-svwait and sh run in it through `podman exec`. */
+  podmanExec(command, name, processId) {
+    if (name.startsWith('ws-')) throw new Error(`ProcessSpawnFailedError: ${name}: this runtime only asks the image's s6`);
+    const log = openSync(this.logPath, 'a');
+    const child = spawn('podman', ['exec', this.container, ...command], { env: process.env, stdio: ['ignore', log, log] });
+    closeSync(log);
+    return this.track(child, command, name, processId, {});
+  }
+
+  track(child, command, name, processId, env) {
     const id = processId ?? `proc-${this.next++}`;
     const p = { id, pid: child.pid ?? 0, command, program: name, child, exit: null, startedAt: new Date().toISOString() };
     p.exited = new Promise((resolve) => {
