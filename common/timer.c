@@ -15,8 +15,10 @@ static void
 fire(lws_sorted_usec_list_t *sul)
 {
 	struct ws_timer *t = lws_container_of(sul, struct ws_timer, sul);
+	struct ws_server *srv = t->srv;
+	/* the callback may destroy its timer (a command's end, a kept process dropped) */
 	t->fn(t->arg);
-	ws_conn_flush_all(t->srv);
+	ws_conn_flush_all(srv);
 }
 
 struct ws_timer *

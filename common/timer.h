@@ -12,7 +12,7 @@ struct ws_timer;
 
 typedef void (*ws_timer_fn)(void *arg);
 
-/* A disarmed timer; NULL on OOM. */
+/* A disarmed timer; NULL on OOM. Its callback may destroy it. */
 struct ws_timer *ws_timer_create(struct ws_server *srv, ws_timer_fn fn, void *arg);
 /* (Re)arms it to fire once, ms from now. */
 void ws_timer_arm(struct ws_timer *t, uint64_t ms);
