@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "event.h"
 #include "log.h"
 #include "timer.h"
 #include "watch.h"
@@ -663,15 +664,12 @@ on_sub(redisAsyncContext *ac, void *reply, void *priv)
 		redisReply *p = rp->element[2];
 		if (p->type != REDIS_REPLY_STRING || r->closing)
 			return;
-		/* "EV SEQ JSON" (SEQ 0: not a message) */
-		char *sp = memchr(p->str, ' ', p->len);
-		char *sp2 = sp ? memchr(sp + 1, ' ', p->len - (size_t)(sp + 1 - p->str)) : NULL;
-		if (!sp2)
+		struct bc_event pe;
+		if (!bc_event_parse(p->str, p->len, &pe)) {
+			ws_log(WS_LOG_WARN, "redis-event malformed=yes room=%s", room);
 			return;
-		uint64_t ev = strtoull(p->str, NULL, 10);
-		uint64_t seq = strtoull(sp + 1, NULL, 10);
-		size_t off = (size_t)(sp2 + 1 - p->str);
-		r->ev.event(r->app, room, ev, seq, p->str + off, p->len - off);
+		}
+		r->ev.event(r->app, room, pe.ev, pe.seq, pe.json, pe.len);
 	} else if (strcmp(kind, "subscribe") == 0) {
 		if (!e)
 			return;
