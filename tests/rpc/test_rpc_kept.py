@@ -283,9 +283,12 @@ def test_stopping_the_server_ends_kept_processes_and_their_children(rpc):
         await c.close()
     run(go())
     groups = [os.getpgid(p) for p in pids]
-    members = [q for q in map(int, filter(str.isdigit, os.listdir("/proc")))
-               if _pgid(q) in groups]
-    assert len(members) >= 3  # sh, its two sleeps; and the pty's sleep
+    def in_groups():
+        return [q for q in map(int, filter(str.isdigit, os.listdir("/proc")))
+                if _pgid(q) in groups]
+    # sh, its two sleeps; and the pty's sleep
+    wait_until(lambda: len(in_groups()) >= 4, 10, "the commands and their children to start")
+    members = in_groups()
     assert s.finish() == []
 
     def gone():
