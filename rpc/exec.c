@@ -339,17 +339,24 @@ on_output(void *arg, struct ws_watch *w, int fd, enum ws_watch_event ev)
 		return true;
 	if (ev == WS_WATCH_READABLE) {
 		uint8_t buf[65536];
+		size_t have = 0;
 		bool eof = false;
-		/* a few reads, then the next turn: a flood must not starve the rest */
-		for (int i = 0; i < READS_PER_EVENT && !eof && !x->paused; i++) {
-			ssize_t n = read(fd, buf, sizeof(buf));
+		/*
+		 * A few reads, then the next turn: a flood must not starve the
+		 * rest. What they got leaves as one piece: a pty gives at most
+		 * 4 KiB a read, and each piece costs a message to every client.
+		 */
+		for (int i = 0; i < READS_PER_EVENT && !eof && have < sizeof(buf); i++) {
+			ssize_t n = read(fd, buf + have, sizeof(buf) - have);
 			if (n > 0)
-				deliver(x, s, buf, (size_t)n);
+				have += (size_t)n;
 			else if (n < 0 && errno == EAGAIN)
-				return true;
+				break;
 			else if (!(n < 0 && errno == EINTR))
 				eof = true; /* EOF or error */
 		}
+		if (have)
+			deliver(x, s, buf, have);
 		if (!eof)
 			return true;
 	}
