@@ -110,9 +110,17 @@ struct pending {
 	bool failed;            /* its transaction was rolled back: not delivered */
 	uint32_t first, last;   /* a batch's events in bc.pevs (linked by next) */
 	uint32_t n, count;      /* a batch's events, and the room's count after the last */
+	uint32_t bytes;         /* a batch's JSON, about: at most PRESENCE_BATCH_MAX */
 };
 
 #define PEV_NONE UINT32_MAX
+/*
+ * A presence batch's names and infos, at most (bytes): past it the next
+ * event starts another batch, so one notice stays far below --send-queue
+ * (10,000 joins with 512-byte infos would otherwise make a 5 MiB frame
+ * for every member) and a joiner's own tail of a batch stays small.
+ */
+#define PRESENCE_BATCH_MAX (16u * 1024)
 
 /* One join or leave in a presence batch: the name, then any info JSON, in bc.pnames. */
 struct pev {
@@ -530,7 +538,8 @@ to_room(struct bc *bc, struct room *room, struct ws_conn *except, enum ws_opcode
 static void
 presence(struct bc *bc, struct room *room, enum pending_kind kind, struct member *m)
 {
-	size_t nl = strlen(m->user), il = m->info_json ? strlen(m->info_json) : 0;
+	size_t nl = strlen(m->user);
+	size_t il = kind == PENDING_JOINS && m->info_json ? strlen(m->info_json) : 0;
 	if (bc->npevs == bc->cap_pevs) {
 		uint32_t cap = bc->cap_pevs ? bc->cap_pevs * 2 : 64;
 		struct pev *e = realloc(bc->pevs, cap * sizeof(*e));
@@ -546,7 +555,9 @@ presence(struct bc *bc, struct room *room, enum pending_kind kind, struct member
 		return;
 	}
 	struct pending *p = room->batch ? &bc->pending[room->batch - 1] : NULL;
-	if (!p || p->kind != kind) {
+	/* the name, the info or null, quotes and commas */
+	uint32_t bytes = (uint32_t)(nl + il + 8);
+	if (!p || p->kind != kind || p->bytes + bytes > PRESENCE_BATCH_MAX) {
 		p = pending_add(bc, room);
 		if (!p) {
 			bc->pnames.len = off;
@@ -566,6 +577,7 @@ presence(struct bc *bc, struct room *room, enum pending_kind kind, struct member
 		bc->pevs[p->last].next = i;
 	p->last = i;
 	p->n++;
+	p->bytes += bytes;
 	p->count = room->count;
 	if (kind == PENDING_JOINS) {
 		m->turn = bc->turn;

@@ -395,3 +395,33 @@ def test_info_rides_on_batched_joins(jwt_bc):
     print("presence messages among %d joins: %d" % (n, batched))
     # 40 handshakes at once: some share a loop turn, so joined_info was on the wire
     assert batched >= 1
+
+
+def test_presence_batches_are_bounded_in_size(jwt_bc):
+    """Joins with large infos in one turn are cut into several presence
+    messages of at most ~16 KiB each (PRESENCE_BATCH_MAX), never one frame
+    that grows with the storm; together they still carry every join."""
+    from bchelp import presence_events
+    s = jwt_bc("--rate-limit", "0")
+    n = 80
+
+    async def go():
+        obs = await connect(s, "?id=r&token=" + mint(claims("observer")))
+        await recv(obs, "welcome")
+        await recv(obs, "join")
+        names = ["big%d" % i for i in range(n)]
+        joiners = await asyncio.gather(*(
+            connect(s, "?id=r&token=" + mint(claims(name, info={"pad": name * 0 + "x" * 480})))
+            for name in names))
+        seen, largest = [], 0
+        while len(seen) < n:
+            raw = await asyncio.wait_for(obs.recv(), 10)
+            largest = max(largest, len(raw))
+            seen += [e["id"] for e in presence_events(json.loads(raw))]
+        assert sorted(seen) == sorted(names)
+        await asyncio.gather(*(ws.close() for ws in joiners + [obs]))
+        return largest
+    largest = run(go())
+    print("largest presence message: %d bytes" % largest)
+    # 80 x ~500 bytes of info = 40 KB: more than one batch, each within the bound
+    assert largest < 17 * 1024, largest
