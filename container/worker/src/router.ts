@@ -26,7 +26,9 @@
  * for byte, headers) goes on as wsConnect() sends it. ws-rpc, which needs a
  * token of its own, is given a key derived from the Worker's secret
  * (serverToken()) in an Authorization header: the container never holds the
- * token clients use.
+ * token clients use. ws-broadcast gets a JWT minted per connection (mintJwt:
+ * sub and info from RouterOptions.identify, the place for a real app's
+ * authentication) signed with another derived key (broadcastJwtSecret()).
  */
 
 export interface ServerRoute {
@@ -143,10 +145,15 @@ export function sandboxIdOf(url: URL): string {
  * hex(HMAC-SHA256(key = the Worker's secret, "sandbox-ws server token v1")).
  * Knowing it (a leak from a container) does not give the secret.
  */
-export async function serverToken(secret: string): Promise<string> {
+export function serverToken(secret: string): Promise<string> {
+  return derive(secret, "sandbox-ws server token v1");
+}
+
+/** hex(HMAC-SHA256(key = SECRET, LABEL)): one key per use, none giving the secret. */
+async function derive(secret: string, label: string): Promise<string> {
   const enc = new TextEncoder();
   const key = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, enc.encode("sandbox-ws server token v1")));
+  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, enc.encode(label)));
   return [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
@@ -180,11 +187,8 @@ export async function serverEnv(secret: string | undefined, extraJson: string | 
  * characters. Like serverToken(), a copy read out of a container does not
  * give the Worker's secret, and it opens ws-broadcast only, not the Worker.
  */
-export async function broadcastJwtSecret(secret: string): Promise<string> {
-  const enc = new TextEncoder();
-  const key = await crypto.subtle.importKey("raw", enc.encode(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  const mac = new Uint8Array(await crypto.subtle.sign("HMAC", key, enc.encode("ws-broadcast-jwt")));
-  return [...mac].map((b) => b.toString(16).padStart(2, "0")).join("");
+export function broadcastJwtSecret(secret: string): Promise<string> {
+  return derive(secret, "ws-broadcast-jwt");
 }
 
 /** How long a minted JWT is valid: it is checked once, when the WebSocket opens. */
