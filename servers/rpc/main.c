@@ -214,12 +214,27 @@ static void
 rpc_metrics(void *app, struct ws_buf *out)
 {
 	struct rpc_server *r = app;
-	char s[256];
-	int n = snprintf(s, sizeof(s),
-			 "# HELP ws_rpc_commands_running Commands running now.\n"
-			 "# TYPE ws_rpc_commands_running gauge\n"
-			 "ws_rpc_commands_running %u\n",
-			 r->hub.engine ? rpc_engine_running(r->hub.engine) : 0);
+	char s[768];
+	unsigned kept_running = 0, kept_held = 0;
+	uint64_t kept_bytes = 0;
+	if (r->hub.kept)
+		rpc_kept_counts(r->hub.kept, &kept_running, &kept_held, &kept_bytes);
+	int n = snprintf(
+		s, sizeof(s),
+		"# HELP ws_rpc_commands_running Commands running now.\n"
+		"# TYPE ws_rpc_commands_running gauge\n"
+		"ws_rpc_commands_running %u\n"
+		"# HELP ws_rpc_kept_processes Kept processes (keep, pty, terminals) held.\n"
+		"# TYPE ws_rpc_kept_processes gauge\n"
+		"ws_rpc_kept_processes %u\n"
+		"# HELP ws_rpc_kept_running Kept processes still running.\n"
+		"# TYPE ws_rpc_kept_running gauge\n"
+		"ws_rpc_kept_running %u\n"
+		"# HELP ws_rpc_kept_buffer_bytes Ring storage of kept processes' output.\n"
+		"# TYPE ws_rpc_kept_buffer_bytes gauge\n"
+		"ws_rpc_kept_buffer_bytes %llu\n",
+		r->hub.engine ? rpc_engine_running(r->hub.engine) : 0, kept_held, kept_running,
+		(unsigned long long)kept_bytes);
 	if (n > 0 && (size_t)n < sizeof(s))
 		ws_buf_append(out, s, (size_t)n);
 }
@@ -487,6 +502,11 @@ main(int argc, char **argv)
 	 * the URLs that carry it, and the text of an allowlist is a map of what
 	 * to try next. The operator has the flags.
 	 */
+	json_object_set_new(r.limits.described, "kept",
+			    json_pack("{s:I, s:I, s:i, s:I}", "keep_buffer",
+				      (json_int_t)r.opt.keep_buffer, "kept_total",
+				      (json_int_t)r.opt.kept_total, "max_kept", (int)r.opt.max_kept,
+				      "kept_linger_ms", (json_int_t)r.opt.kept_linger_ms));
 	json_object_set_new(r.limits.described, "command_policy",
 			    json_pack("{s:b, s:b, s:b}", "allowlist", r.opt.allow_command != NULL,
 				      "denylist", r.opt.deny_command != NULL, "shell",

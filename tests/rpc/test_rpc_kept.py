@@ -327,3 +327,33 @@ def test_list_reports_offsets_and_attached_counts(srv):
         await c.request({"type": "kill", "id": pid, "signal": "KILL"})
         await c.close()
     run(go())
+
+
+def _gauge(s, name):
+    status, _, body = s.get("/metrics")
+    assert status == 200
+    for line in body.decode().splitlines():
+        if line.startswith(name + " "):
+            return int(line.split()[1])
+    return None
+
+
+def test_info_and_metrics_report_the_kept_processes(rpc):
+    s = rpc("--rate-limit", "0", "--keep-buffer", "8k", "--max-kept", "3")
+    s.metric = lambda name: _gauge(s, name)
+
+    async def go():
+        c = await Conn.open(s)
+        r = await c.request({"type": "info"})
+        assert r["server"]["limits"]["kept"] == {"keep_buffer": 8192, "kept_total": 64 << 20,
+                                                "max_kept": 3, "kept_linger_ms": 600000}
+        pid = await c.start(command="printf 12345; sleep 30")
+        await c.collect(pid, until_exit=False, stop=lambda o: o["stdout"] == b"12345")
+        assert s.metric("ws_rpc_kept_processes") == 1
+        assert s.metric("ws_rpc_kept_running") == 1
+        assert s.metric("ws_rpc_kept_buffer_bytes") >= 5
+        await c.request({"type": "kill", "id": pid, "signal": "KILL"})
+        await c.collect(pid)
+        assert s.metric("ws_rpc_kept_running") == 0
+        await c.close()
+    run(go())
