@@ -28,7 +28,12 @@ rpc_ring_wants(const struct rpc_ring *r, size_t n)
 {
 	if (r->size >= r->cap || r->len + n <= r->size)
 		return 0;
+	/* at least double (from 4 KiB): growing copies what is held */
 	size_t want = r->len + n - r->size;
+	if (want < r->size)
+		want = r->size;
+	if (want < 4096)
+		want = 4096;
 	return want < r->cap - r->size ? want : r->cap - r->size;
 }
 

@@ -26,7 +26,8 @@ void rpc_ring_finish(struct rpc_ring *r);
 
 /*
  * How much more storage a write of n bytes would like (0 when the ring is
- * already as large as it will be, or n fits in what it has).
+ * already as large as it will be, or n fits in what it has): at least
+ * double what it has, up to cap.
  */
 size_t rpc_ring_wants(const struct rpc_ring *r, size_t n);
 
