@@ -664,6 +664,13 @@ on_sub(redisAsyncContext *ac, void *reply, void *priv)
 		redisReply *p = rp->element[2];
 		if (p->type != REDIS_REPLY_STRING || r->closing)
 			return;
+		struct bc_relay br;
+		if (p->len && p->str[0] == 'B') {
+			if (r->ev.relay && bc_relay_parse(p->str, p->len, &br))
+				r->ev.relay(r->app, room, strcmp(br.node, r->node) == 0, br.member,
+					    br.data, br.len);
+			return;
+		}
 		struct bc_event pe;
 		if (!bc_event_parse(p->str, p->len, &pe)) {
 			ws_log(WS_LOG_WARN, "redis-event malformed=yes room=%s", room);
@@ -1034,6 +1041,36 @@ on_history(redisAsyncContext *ac, void *reply, void *priv)
 	if (!rp || rp->type != REDIS_REPLY_ARRAY || !answer(NULL, rp, &w, h->fn, h->ctx))
 		h->fn(h->ctx, NULL);
 	free(h);
+}
+
+static void
+on_relayed(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct bc_redis *r = priv;
+	r->pending--;
+}
+
+bool
+bc_redis_relay(struct bc_redis *r, const char *room, uint64_t member, const void *data, size_t len)
+{
+	if (!r->cmd.connected || strlen(room) > ROOM_MAX || r->pending >= r->cfg.max_pending)
+		return false;
+	char ch[KEY_MAX], head[48];
+	chan(ch, room);
+	int hn = snprintf(head, sizeof(head), "B%s:%llu ", r->node, (unsigned long long)member);
+	/* one argument of head + data: hiredis copies it into its output buffer */
+	char *msg = malloc((size_t)hn + len);
+	if (!msg)
+		return false;
+	memcpy(msg, head, (size_t)hn);
+	if (len)
+		memcpy(msg + hn, data, len);
+	const char *v[] = { "PUBLISH", ch, msg };
+	size_t lens[] = { 7, strlen(ch), (size_t)hn + len };
+	r->pending++;
+	redisAsyncCommandArgv(r->cmd.ac, on_relayed, r, 3, v, lens);
+	free(msg);
+	return true;
 }
 
 bool

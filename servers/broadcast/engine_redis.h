@@ -49,6 +49,12 @@ struct bc_redis_events {
 	 * events published meanwhile were not received (bc_redis_catchup()).
 	 */
 	void (*resync)(void *app, const char *room);
+	/*
+	 * Optional. A binary message relayed in the room; self: sent by this
+	 * server's member `member` (who does not get it back).
+	 */
+	void (*relay)(void *app, const char *room, bool self, uint64_t member, const uint8_t *data,
+		      size_t len);
 	/* The engine can serve (both links up) or cannot any more. */
 	void (*link)(void *app, bool up);
 };
@@ -120,6 +126,13 @@ void bc_redis_leave(struct bc_redis *r, const char *room, uint64_t member);
 bool bc_redis_publish(struct bc_redis *r, const char *room, const char *from_json, size_t from_len,
 		      const char *text_json, size_t text_len, uint64_t ts, bc_redis_publish_fn fn,
 		      void *ctx);
+/*
+ * Publishes a binary message of this server's member to the room's
+ * servers (not stored, no seq). False when the engine is down or
+ * max_pending requests await Redis already.
+ */
+bool bc_redis_relay(struct bc_redis *r, const char *room, uint64_t member, const void *data,
+		    size_t len);
 /* The room's messages after since, at most limit (welcome: only hist is set). */
 bool bc_redis_history(struct bc_redis *r, const char *room, uint64_t since, uint32_t limit,
 		      bc_redis_welcome_fn fn, void *ctx);

@@ -1,8 +1,9 @@
 /*
- * event: what the Redis engine's scripts publish on a room's channel,
- * "EV SEQ JSON": the room's event counter, the message's seq (0 for a join
- * or leave), and the JSON object members receive. Parsed from Redis' bytes
- * before anything is sent to a member.
+ * event: what the Redis engine publishes on a room's channel: "EV SEQ
+ * JSON" from its scripts (the room's event counter, the message's seq, 0
+ * for a join or leave, and the JSON object members receive), and "B..."
+ * binary relays. Parsed from Redis' bytes before anything is sent to a
+ * member.
  */
 #ifndef BC_EVENT_H
 #define BC_EVENT_H
@@ -23,5 +24,16 @@ struct bc_event {
  * object of at least "{}". False for anything else (and for EV 0).
  */
 bool bc_event_parse(const char *p, size_t n, struct bc_event *out);
+
+/* A binary relay: "B" NODE ":" MEMBER " " BYTES (from the member's server). */
+struct bc_relay {
+	char node[17]; /* 16 lower-case hex digits */
+	uint64_t member;
+	const uint8_t *data; /* into the input */
+	size_t len;
+};
+
+/* Splits a relay; false for anything else. */
+bool bc_relay_parse(const char *p, size_t n, struct bc_relay *out);
 
 #endif

@@ -688,6 +688,7 @@ static void redis_open(struct bc *bc, struct ws_conn *c, const struct join_args 
 static void redis_close(struct bc *bc, struct ws_conn *c, struct member *m);
 static void redis_chat(struct bc *bc, struct member *m, const char *text, size_t len);
 static void redis_history(struct bc *bc, struct member *m, uint64_t since);
+static void redis_relay_out(struct bc *bc, struct member *m, const uint8_t *data, size_t len);
 static void redis_metrics(struct bc *bc, struct ws_buf *out);
 static int redis_confine(struct bc *bc, const struct ws_config *cfg);
 
@@ -1132,7 +1133,11 @@ bc_message(void *app, struct ws_conn *c, enum ws_opcode op, uint8_t *data, size_
 	if (!m)
 		return;
 	if (op == WS_OP_BINARY) {
-		if (fanout_ok(bc, m, len + WS_FRAME_HEADER_MAX, m->room->count - 1))
+		if (!fanout_ok(bc, m, len + WS_FRAME_HEADER_MAX, m->room->count - 1))
+			return;
+		if (bc->opt.redis)
+			redis_relay_out(bc, m, data, len);
+		else
 			to_room(bc, m->room, c, WS_OP_BINARY, data, len);
 		return;
 	}
@@ -1258,6 +1263,34 @@ redis_event(void *app, const char *name, uint64_t ev, uint64_t seq, const char *
 		if (room->catchup)
 			close_members(room, "missed messages: reconnect with since");
 	}
+}
+
+/* A binary message relayed through Redis: to every member with a welcome but its sender. */
+static void
+redis_relay(void *app, const char *name, bool self, uint64_t member, const uint8_t *data,
+	    size_t len)
+{
+	struct bc *bc = app;
+	struct room *room = *room_slot(bc, name);
+	if (!room)
+		return;
+	struct ws_buf *f = &bc->rframe;
+	f->len = 0;
+	f->head = 0;
+	if (!ws_frame_append(f, WS_OP_BINARY, data, len))
+		return;
+	ws_list_for_each (l, &room->members) {
+		struct member *m = ws_list_entry(l, struct member, link);
+		if (!m->pending && !(self && m->membership == member))
+			ws_conn_send_frame(m->c, ws_buf_begin(f), f->len);
+	}
+}
+
+static void
+redis_relay_out(struct bc *bc, struct member *m, const uint8_t *data, size_t len)
+{
+	if (!bc->redis || !bc_redis_relay(bc->redis, m->room->name, m->membership, data, len))
+		send_error(m->c, "Service unavailable");
 }
 
 /*
@@ -1627,7 +1660,11 @@ redis_metrics(struct bc *bc, struct ws_buf *out)
 static int
 redis_confine(struct bc *bc, const struct ws_config *cfg)
 {
-	static const struct bc_redis_events ev = { .event = redis_event, .resync = redis_resync };
+	static const struct bc_redis_events ev = {
+		.event = redis_event,
+		.resync = redis_resync,
+		.relay = redis_relay,
+	};
 	struct bc_redis_config rc = {
 		.url = bc->opt.redis,
 		.history_size = bc->opt.history_size,

@@ -329,3 +329,36 @@ def test_jwt_identities_on_redis_from_is_the_tokens_sub(server, redis, tmp_path)
             await ws.close()
 
     run(main())
+
+
+def test_binary_relays_reach_every_node_but_not_the_sender(server, redis):
+    n1 = start_node(server, redis, "--max-message", "1m")
+    n2 = start_node(server, redis, "--max-message", "1m")
+
+    async def main():
+        a = await connect(n1.port, "id=bin&user=a")
+        a2 = await connect(n1.port, "id=bin&user=a2")
+        b = await connect(n2.port, "id=bin&user=b")
+        for ws in (a, a2, b):
+            await welcome(ws)
+        blobs = [bytes(range(256)), b"", b"B0123456789abcdef:1 forged header", bytes(100000)]
+        for x in blobs:
+            await a.send(x)
+        for ws in (a2, b):
+            got = []
+            while len(got) < len(blobs):
+                m = await asyncio.wait_for(ws.recv(), t(20))
+                if isinstance(m, bytes):
+                    got.append(m)
+            assert got == blobs
+        # the sender gets none back: its next frame is the marker it sends now
+        await a.send("marker")
+        while True:
+            m = await asyncio.wait_for(a.recv(), t(20))
+            assert not isinstance(m, bytes), "the sender got its own binary back"
+            if '"marker"' in m:
+                break
+        for ws in (a, a2, b):
+            await ws.close()
+
+    run(main())

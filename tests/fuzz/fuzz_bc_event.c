@@ -1,9 +1,10 @@
 /*
- * fuzz_bc_event: bc_event_parse() on what a Redis channel may carry (the
- * Redis engine's "EV SEQ JSON"). Invariants: an accepted event's JSON lies
- * inside the input, is an object ('{' ... '}'), starts after the two
- * numbers, and EV is not 0; printing the numbers back and parsing again
- * gives the same event.
+ * fuzz_bc_event: bc_event_parse() and bc_relay_parse() on what a Redis
+ * channel may carry (the Redis engine's "EV SEQ JSON" and "B" relays).
+ * Invariants: an accepted event's JSON lies inside the input, is an object
+ * ('{' ... '}'), starts after the two numbers, and EV is not 0; printing
+ * the numbers back and parsing again gives the same event. An accepted
+ * relay's node is 16 hex digits and its bytes are the input's tail.
  */
 #include "event.h"
 
@@ -17,6 +18,11 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *p = (const char *)data;
+	struct bc_relay r;
+	if (bc_relay_parse(p, size, &r)) {
+		assert(strlen(r.node) == 16 && strspn(r.node, "0123456789abcdef") == 16);
+		assert(r.data > data + 18 && r.data + r.len == data + size);
+	}
 	struct bc_event e;
 	if (!bc_event_parse(p, size, &e))
 		return 0;
