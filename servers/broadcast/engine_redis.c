@@ -35,7 +35,9 @@ static const char lua_msg[] =
 	"if redis.call('EXISTS',KEYS[4])==0 then redis.call('SET',KEYS[4],ARGV[7]) end\n"
 	"local seq=string.format('%d',redis.call('INCR',KEYS[1]))\n"
 	"local ev=string.format('%d',redis.call('INCR',KEYS[2]))\n"
-	"local m='{\"type\":\"message\",\"from\":'..ARGV[2]..',\"room\":'..ARGV[3]..',\"text\":'..ARGV[4]..',\"seq\":'..seq..',\"ts\":'..ARGV[5]..'}'\n"
+	"local info=''\n"
+	"if ARGV[8]~='' then info=',\"info\":'..ARGV[8] end\n"
+	"local m='{\"type\":\"message\",\"from\":'..ARGV[2]..',\"room\":'..ARGV[3]..',\"text\":'..ARGV[4]..',\"seq\":'..seq..',\"ts\":'..ARGV[5]..info..'}'\n"
 	"local cap=tonumber(ARGV[6])\n"
 	"if cap>0 then redis.call('XADD',KEYS[3],'MAXLEN',cap,seq..'-0','m',m) end\n"
 	"redis.call('PUBLISH',ARGV[1],ev..' '..seq..' '..m)\n"
@@ -45,9 +47,11 @@ static const char lua_join[] =
 	"local epoch=redis.call('GET',KEYS[4])\n"
 	"if not epoch then epoch=ARGV[7]; redis.call('SET',KEYS[4],epoch) end\n"
 	"redis.call('HSET',KEYS[5],ARGV[2],ARGV[3])\n"
+	"local info=''\n"
+	"if ARGV[9]~='' then redis.call('HSET',KEYS[6],ARGV[2],ARGV[9]); info=',\"info\":'..ARGV[9] end\n"
 	"local count=redis.call('HLEN',KEYS[5])\n"
 	"local ev=string.format('%d',redis.call('INCR',KEYS[2]))\n"
-	"redis.call('PUBLISH',ARGV[1],ev..' 0 {\"type\":\"join\",\"id\":'..ARGV[3]..',\"room\":'..ARGV[4]..',\"count\":'..count..'}')\n"
+	"redis.call('PUBLISH',ARGV[1],ev..' 0 {\"type\":\"join\",\"id\":'..ARGV[3]..',\"room\":'..ARGV[4]..',\"count\":'..count..info..'}')\n"
 	"local last=tonumber(redis.call('GET',KEYS[1]) or '0')\n"
 	"local since=tonumber(ARGV[5]); local limit=tonumber(ARGV[6])\n"
 	"if since<0 then since=last-limit; if since<0 then since=0 end end\n"
@@ -56,15 +60,22 @@ static const char lua_join[] =
 	"local first=0\n"
 	"local f=redis.call('XRANGE',KEYS[3],'-','+','COUNT',1)\n"
 	"if f[1] then first=tonumber(string.match(f[1][1],'^(%d+)')) end\n"
-	"local mem={}\n"
+	"local mem={}; local infos={}\n"
 	"local max=tonumber(ARGV[8])\n"
-	"if max>0 then for i,v in ipairs(redis.call('HVALS',KEYS[5])) do if i>max then break end mem[i]=v end end\n"
-	"return {ev,last,epoch,count,mem,hist,first}\n";
+	"if max>0 then\n"
+	" local all=redis.call('HGETALL',KEYS[5])\n"
+	" for i=1,#all,2 do\n"
+	"  if #mem>=max then break end\n"
+	"  mem[#mem+1]=all[i+1]; infos[#infos+1]=redis.call('HGET',KEYS[6],all[i]) or ''\n"
+	" end\n"
+	"end\n"
+	"return {ev,last,epoch,count,mem,hist,first,infos}\n";
 
 static const char lua_leave[] =
 	"local name=redis.call('HGET',KEYS[1],ARGV[2])\n"
 	"if not name then return 0 end\n"
 	"redis.call('HDEL',KEYS[1],ARGV[2])\n"
+	"redis.call('HDEL',KEYS[3],ARGV[2])\n"
 	"local count=redis.call('HLEN',KEYS[1])\n"
 	"local ev=string.format('%d',redis.call('INCR',KEYS[2]))\n"
 	"redis.call('PUBLISH',ARGV[1],ev..' 0 {\"type\":\"leave\",\"id\":'..name..',\"room\":'..ARGV[3]..',\"count\":'..count..'}')\n"
@@ -78,7 +89,7 @@ static const char lua_reap[] =
 	"  local a=alive[node]\n"
 	"  if a==nil then a=(redis.call('EXISTS',ARGV[3]..node)==1); alive[node]=a end\n"
 	"  if not a then\n"
-	"   redis.call('HDEL',KEYS[1],all[i])\n"
+	"   redis.call('HDEL',KEYS[1],all[i]); redis.call('HDEL',KEYS[3],all[i])\n"
 	"   local count=redis.call('HLEN',KEYS[1]); local ev=string.format('%d',redis.call('INCR',KEYS[2]))\n"
 	"   redis.call('PUBLISH',ARGV[1],ev..' 0 {\"type\":\"leave\",\"id\":'..all[i+1]..',\"room\":'..ARGV[2]..',\"count\":'..count..'}')\n"
 	"   n=n+1\n"
@@ -111,6 +122,7 @@ struct lmember {
 	struct lmember *next;
 	uint64_t id;
 	char *name_json;
+	char *info_json; /* or NULL */
 };
 
 struct join {
@@ -119,6 +131,7 @@ struct join {
 	char room[ROOM_MAX + 1];
 	uint64_t member;
 	char *name_json;
+	char *info_json; /* or NULL */
 	int64_t since;
 	uint32_t limit;
 	bc_redis_welcome_fn fn;
@@ -580,15 +593,16 @@ eval(struct bc_redis *r, redisCallbackFn *fn, void *priv, enum script s, size_t 
 static void
 send_leave(struct bc_redis *r, const char *room, uint64_t member)
 {
-	char kp[KEY_MAX], kev[KEY_MAX], ch[KEY_MAX], rj[KEY_MAX], field[48];
+	char kp[KEY_MAX], kev[KEY_MAX], kpi[KEY_MAX], ch[KEY_MAX], rj[KEY_MAX], field[48];
 	key(kp, room, "p");
 	key(kev, room, "ev");
+	key(kpi, room, "pi");
 	chan(ch, room);
 	room_json(rj, room);
 	snprintf(field, sizeof(field), "%s:%llu", r->node, (unsigned long long)member);
-	const char *a[] = { kp, kev, ch, field, rj };
-	size_t l[5] = { 0 };
-	eval(r, discard_reply, "leave", SC_LEAVE, 2, a, l, 5);
+	const char *a[] = { kp, kev, kpi, ch, field, rj };
+	size_t l[6] = { 0 };
+	eval(r, discard_reply, "leave", SC_LEAVE, 3, a, l, 6);
 }
 
 static void
@@ -615,14 +629,18 @@ link_ready(struct link *l)
 		/* members that are here say so again (Redis may have lost them) */
 		for (size_t i = 0; i < ROOM_BUCKETS; i++) {
 			for (struct eroom *e = r->rooms[i]; e; e = e->hnext) {
-				char kp[KEY_MAX];
+				char kp[KEY_MAX], kpi[KEY_MAX];
 				key(kp, e->name, "p");
+				key(kpi, e->name, "pi");
 				for (struct lmember *m = e->members; m; m = m->next) {
 					char field[48];
 					snprintf(field, sizeof(field), "%s:%llu", r->node,
 						 (unsigned long long)m->id);
 					const char *v[] = { "HSET", kp, field, m->name_json };
 					command(l->ac, discard_reply, "HSET", 4, v);
+					const char *vi[] = { "HSET", kpi, field, m->info_json };
+					if (m->info_json)
+						command(l->ac, discard_reply, "HSET", 4, vi);
 				}
 			}
 		}
@@ -762,6 +780,7 @@ free_join(struct join *j)
 {
 	j->r->pending--;
 	free(j->name_json);
+	free(j->info_json);
 	free(j);
 }
 
@@ -782,26 +801,45 @@ reply_uint(const redisReply *rp)
 	return 0;
 }
 
+static bool answer_infos(const redisReply *mem, const redisReply *infos, const redisReply *hist,
+			 struct bc_redis_welcome *w, bc_redis_welcome_fn fn, void *ctx);
+
 /* Calls fn with the strings of an array reply (members, history). */
 static bool
 answer(const redisReply *mem, const redisReply *hist, struct bc_redis_welcome *w,
        bc_redis_welcome_fn fn, void *ctx)
 {
+	return answer_infos(mem, NULL, hist, w, fn, ctx);
+}
+
+/* The same with each member's info ("" for none; infos NULL: no infos). */
+static bool
+answer_infos(const redisReply *mem, const redisReply *infos, const redisReply *hist,
+	     struct bc_redis_welcome *w, bc_redis_welcome_fn fn, void *ctx)
+{
 	size_t nm = mem ? mem->elements : 0, nh = hist->elements;
+	const char **mi = calloc(nm + 1, sizeof(*mi));
+	if (!mi)
+		return false;
 	const char **m = calloc(nm + 1, sizeof(*m));
 	const char **h = calloc(nh + 1, sizeof(*h));
 	size_t *hl = calloc(nh + 1, sizeof(*hl));
 	uint64_t *hs = calloc(nh + 1, sizeof(*hs));
 	if (!m || !h || !hl || !hs) {
+		free(mi);
 		free(m);
 		free(h);
 		free(hl);
 		free(hs);
 		return false;
 	}
-	for (size_t i = 0; i < nm; i++)
-		if (mem->element[i]->type == REDIS_REPLY_STRING)
-			m[w->nmembers++] = mem->element[i]->str;
+	for (size_t i = 0; i < nm; i++) {
+		if (mem->element[i]->type != REDIS_REPLY_STRING)
+			continue;
+		const redisReply *in = infos && i < infos->elements ? infos->element[i] : NULL;
+		mi[w->nmembers] = in && in->type == REDIS_REPLY_STRING && in->len ? in->str : NULL;
+		m[w->nmembers++] = mem->element[i]->str;
+	}
 	for (size_t i = 0; i < nh; i++) {
 		const redisReply *e = hist->element[i];
 		uint64_t seq = 0;
@@ -819,10 +857,12 @@ answer(const redisReply *mem, const redisReply *hist, struct bc_redis_welcome *w
 		}
 	}
 	w->members = m;
+	w->member_infos = mi;
 	w->hist = h;
 	w->hist_len = hl;
 	w->hist_seq = hs;
 	fn(ctx, w);
+	free(mi);
 	free(m);
 	free(h);
 	free(hl);
@@ -835,10 +875,11 @@ on_join(redisAsyncContext *ac, void *reply, void *priv)
 {
 	struct join *j = priv;
 	redisReply *rp = reply;
-	if (!rp || rp->type != REDIS_REPLY_ARRAY || rp->elements != 7 ||
+	if (!rp || rp->type != REDIS_REPLY_ARRAY || rp->elements != 8 ||
 	    rp->element[2]->type != REDIS_REPLY_STRING ||
 	    rp->element[4]->type != REDIS_REPLY_ARRAY ||
-	    rp->element[5]->type != REDIS_REPLY_ARRAY) {
+	    rp->element[5]->type != REDIS_REPLY_ARRAY ||
+	    rp->element[7]->type != REDIS_REPLY_ARRAY) {
 		if (rp && rp->type == REDIS_REPLY_ERROR)
 			ws_log(WS_LOG_WARN, "redis-error op=join error=\"%s\"", rp->str);
 		fail_join(j);
@@ -851,7 +892,7 @@ on_join(redisAsyncContext *ac, void *reply, void *priv)
 		.count = reply_uint(rp->element[3]),
 		.first_seq = reply_uint(rp->element[6]),
 	};
-	if (!answer(rp->element[4], rp->element[5], &w, j->fn, j->ctx))
+	if (!answer_infos(rp->element[4], rp->element[7], rp->element[5], &w, j->fn, j->ctx))
 		j->fn(j->ctx, NULL);
 	free_join(j);
 }
@@ -863,13 +904,15 @@ run_join(struct bc_redis *r, struct join *j)
 		fail_join(j);
 		return;
 	}
-	char ks[KEY_MAX], kev[KEY_MAX], kh[KEY_MAX], ke[KEY_MAX], kp[KEY_MAX], ch[KEY_MAX],
-		rj[KEY_MAX], field[48], since[24], limit[16], epoch[NODE_LEN + 1], max[16];
+	char ks[KEY_MAX], kev[KEY_MAX], kh[KEY_MAX], ke[KEY_MAX], kp[KEY_MAX], kpi[KEY_MAX],
+		ch[KEY_MAX], rj[KEY_MAX], field[48], since[24], limit[16], epoch[NODE_LEN + 1],
+		max[16];
 	key(ks, j->room, "seq");
 	key(kev, j->room, "ev");
 	key(kh, j->room, "h");
 	key(ke, j->room, "epoch");
 	key(kp, j->room, "p");
+	key(kpi, j->room, "pi");
 	chan(ch, j->room);
 	room_json(rj, j->room);
 	snprintf(field, sizeof(field), "%s:%llu", r->node, (unsigned long long)j->member);
@@ -877,15 +920,17 @@ run_join(struct bc_redis *r, struct join *j)
 	snprintf(limit, sizeof(limit), "%u", j->limit);
 	snprintf(max, sizeof(max), "%u", r->cfg.welcome_members);
 	random_hex(epoch, NODE_LEN);
-	const char *a[] = { ks,           kev, kh,    ke,    kp,    ch, field,
-			    j->name_json, rj,  since, limit, epoch, max };
-	size_t l[13] = { 0 };
-	eval(r, on_join, j, SC_JOIN, 5, a, l, 13);
+	const char *a[] = { ks,    kev,   kh,    ke,           kp,
+			    kpi,   ch,    field, j->name_json, rj,
+			    since, limit, epoch, max,          j->info_json ? j->info_json : "" };
+	size_t l[15] = { 0 };
+	eval(r, on_join, j, SC_JOIN, 6, a, l, 15);
 }
 
 bool
 bc_redis_join(struct bc_redis *r, const char *room, uint64_t member, const char *name_json,
-	      int64_t since, uint32_t limit, bc_redis_welcome_fn fn, void *ctx)
+	      const char *info_json, int64_t since, uint32_t limit, bc_redis_welcome_fn fn,
+	      void *ctx)
 {
 	if (!is_up(r) || strlen(room) > ROOM_MAX || r->pending >= r->cfg.max_pending)
 		return false;
@@ -894,21 +939,26 @@ bc_redis_join(struct bc_redis *r, const char *room, uint64_t member, const char 
 	struct lmember *m = j ? calloc(1, sizeof(*m)) : NULL;
 	char *n1 = m ? strdup(name_json) : NULL;
 	char *n2 = n1 ? strdup(name_json) : NULL;
-	if (!n2) {
+	char *i1 = info_json && n2 ? strdup(info_json) : NULL;
+	char *i2 = i1 ? strdup(info_json) : NULL;
+	if (!n2 || (info_json && !i2)) {
 		free(j);
 		free(m);
 		free(n1);
+		free(n2);
+		free(i1);
 		if (e)
 			eroom_maybe_free(r, e);
 		return false;
 	}
-	*m = (struct lmember){ .next = e->members, .id = member, .name_json = n1 };
+	*m = (struct lmember){ .next = e->members, .id = member, .name_json = n1, .info_json = i1 };
 	e->members = m;
 	e->nmembers++;
 	r->pending++;
 	*j = (struct join){ .r = r,
 			    .member = member,
 			    .name_json = n2,
+			    .info_json = i2,
 			    .since = since,
 			    .limit = limit,
 			    .fn = fn,
@@ -945,6 +995,7 @@ bc_redis_leave(struct bc_redis *r, const char *room, uint64_t member)
 				struct lmember *m = *p;
 				*p = m->next;
 				free(m->name_json);
+				free(m->info_json);
 				free(m);
 				e->nmembers--;
 				break;
@@ -995,8 +1046,8 @@ on_publish(redisAsyncContext *ac, void *reply, void *priv)
 
 bool
 bc_redis_publish(struct bc_redis *r, const char *room, const char *from_json, size_t from_len,
-		 const char *text_json, size_t text_len, uint64_t ts, bc_redis_publish_fn fn,
-		 void *ctx)
+		 const char *text_json, size_t text_len, const char *info_json, uint64_t ts,
+		 bc_redis_publish_fn fn, void *ctx)
 {
 	if (!r->cmd.connected || strlen(room) > ROOM_MAX || r->pending >= r->cfg.max_pending) {
 		r->st.publish_failed++;
@@ -1018,10 +1069,11 @@ bc_redis_publish(struct bc_redis *r, const char *room, const char *from_json, si
 	snprintf(tss, sizeof(tss), "%llu", (unsigned long long)ts);
 	snprintf(cap, sizeof(cap), "%u", r->cfg.history_size);
 	random_hex(epoch, NODE_LEN);
-	const char *a[] = { ks, kev, kh, ke, ch, from_json, rj, text_json, tss, cap, epoch };
-	size_t l[11] = { 0, 0, 0, 0, 0, from_len, 0, text_len, 0, 0, 0 };
+	const char *a[] = { ks, kev,       kh,  ke,  ch,    from_json,
+			    rj, text_json, tss, cap, epoch, info_json ? info_json : "" };
+	size_t l[12] = { 0, 0, 0, 0, 0, from_len, 0, text_len, 0, 0, 0, 0 };
 	/* an empty JSON string is never empty bytes: lens of 0 mean strlen */
-	eval(r, on_publish, p, SC_MSG, 4, a, l, 11);
+	eval(r, on_publish, p, SC_MSG, 4, a, l, 12);
 	return true;
 }
 
@@ -1159,14 +1211,16 @@ tick_cb(void *arg)
 			for (struct eroom *e = r->rooms[i]; e; e = e->hnext) {
 				if (e->sub != SUB_ACTIVE)
 					continue;
-				char kp[KEY_MAX], kev[KEY_MAX], ch[KEY_MAX], rj[KEY_MAX];
+				char kp[KEY_MAX], kev[KEY_MAX], kpi[KEY_MAX], ch[KEY_MAX],
+					rj[KEY_MAX];
 				key(kp, e->name, "p");
 				key(kev, e->name, "ev");
+				key(kpi, e->name, "pi");
 				chan(ch, e->name);
 				room_json(rj, e->name);
-				const char *a[] = { kp, kev, ch, rj, "wsb:node:" };
-				size_t l[5] = { 0 };
-				eval(r, on_reap, r, SC_REAP, 2, a, l, 5);
+				const char *a[] = { kp, kev, kpi, ch, rj, "wsb:node:" };
+				size_t l[6] = { 0 };
+				eval(r, on_reap, r, SC_REAP, 3, a, l, 6);
 			}
 		}
 	}
@@ -1278,6 +1332,7 @@ bc_redis_destroy(struct bc_redis *r)
 				struct lmember *m = e->members;
 				e->members = m->next;
 				free(m->name_json);
+				free(m->info_json);
 				free(m);
 			}
 			while (e->waiting) {

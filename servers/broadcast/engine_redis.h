@@ -67,8 +67,9 @@ struct bc_redis_welcome {
 	uint64_t count;     /* members of the room on every node */
 	const char *epoch;
 	size_t nmembers, nhist;
-	const char **members; /* JSON strings, as stored */
-	const char **hist;    /* message objects (JSON), oldest first */
+	const char **members;      /* JSON strings, as stored */
+	const char **member_infos; /* each member's info object (JSON), NULL for none */
+	const char **hist;         /* message objects (JSON), oldest first */
 	const size_t *hist_len;
 	const uint64_t *hist_seq; /* each message's seq (0 where unknown: a join's history) */
 };
@@ -104,14 +105,15 @@ bool bc_redis_up(const struct bc_redis *r);
 
 /*
  * Adds member `member` of this node to the room (name_json: its name as a
- * JSON string) once the room's subscription is active, publishes its join,
+ * JSON string; info_json: an object from its token, or NULL) once the room's subscription is active, publishes its join,
  * and answers fn with the welcome's facts: history after since (since < 0:
  * the last `limit`), at most `limit` messages. fn is called exactly once.
  * Returns false (fn not called) when the engine is down, max_pending
  * requests await Redis already, or out of memory.
  */
 bool bc_redis_join(struct bc_redis *r, const char *room, uint64_t member, const char *name_json,
-		   int64_t since, uint32_t limit, bc_redis_welcome_fn fn, void *ctx);
+		   const char *info_json, int64_t since, uint32_t limit, bc_redis_welcome_fn fn,
+		   void *ctx);
 /*
  * The member left: removed from the room's presence and announced (later,
  * once Redis is back, when it is down). The room's subscription ends with
@@ -119,13 +121,14 @@ bool bc_redis_join(struct bc_redis *r, const char *room, uint64_t member, const 
  */
 void bc_redis_leave(struct bc_redis *r, const char *room, uint64_t member);
 /*
- * Stores and publishes a message (from_json and text_json: JSON strings).
+ * Stores and publishes a message (from_json and text_json: JSON strings;
+ * info_json: the sender's info object, or NULL).
  * fn is called exactly once. False (fn not called) when the engine is down
  * or max_pending requests await Redis already.
  */
 bool bc_redis_publish(struct bc_redis *r, const char *room, const char *from_json, size_t from_len,
-		      const char *text_json, size_t text_len, uint64_t ts, bc_redis_publish_fn fn,
-		      void *ctx);
+		      const char *text_json, size_t text_len, const char *info_json, uint64_t ts,
+		      bc_redis_publish_fn fn, void *ctx);
 /*
  * Publishes a binary message of this server's member to the room's
  * servers (not stored, no seq). False when the engine is down or

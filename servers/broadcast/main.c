@@ -684,7 +684,8 @@ jwt_check(struct bc *bc, const struct ws_http_request *req, const char *room,
 	return 0;
 }
 
-static void redis_open(struct bc *bc, struct ws_conn *c, const struct join_args *a);
+static void redis_open(struct bc *bc, struct ws_conn *c, const struct join_args *a,
+		       const char *info);
 static void redis_close(struct bc *bc, struct ws_conn *c, struct member *m);
 static void redis_chat(struct bc *bc, struct member *m, const char *text, size_t len);
 static void redis_history(struct bc *bc, struct member *m, uint64_t since);
@@ -930,7 +931,7 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 		snprintf(a.user, sizeof(a.user), "u-%08x", rnd);
 	}
 	if (bc->opt.redis) {
-		redis_open(bc, c, &a);
+		redis_open(bc, c, &a, from_token && claims.info_len ? claims.info : NULL);
 		return;
 	}
 	/*
@@ -1186,12 +1187,20 @@ struct rjoin {
 	struct join_args a;
 };
 
+static void
+member_free(struct member *m)
+{
+	json_decref(m->info);
+	free(m->info_json);
+	free(m);
+}
+
 /* One engine callback less; the member goes once its connection has too. */
 static void
 member_release(struct member *m)
 {
 	if (--m->refs == 0 && m->gone)
-		free(m);
+		member_free(m);
 }
 
 static void
@@ -1426,6 +1435,16 @@ redis_welcome(void *ctx, const struct bc_redis_welcome *w)
 	for (size_t i = 0; ok && i < w->nmembers; i++)
 		ok = (!i || put(b, ",")) && put(b, w->members[i]);
 	ok = ok && put(b, w->count > w->nmembers ? "],\"members_more\":true," : "],");
+	if (bc->jwt) {
+		/* each listed member's token info, or null (past half the welcome: null) */
+		ok = ok && put(b, "\"members_info\":[");
+		for (size_t i = 0; ok && i < w->nmembers; i++) {
+			const char *in = w->member_infos[i];
+			ok = (!i || put(b, ",")) &&
+			     put(b, in && b->len + strlen(in) <= bc->welcome_max / 2 ? in : "null");
+		}
+		ok = ok && put(b, "],");
+	}
 	ok = ok && put(b, "\"epoch\":") && put_str(b, w->epoch, strlen(w->epoch)) &&
 	     put(b, ",\"last_seq\":") && put_uint(b, w->last_seq) && put(b, ",");
 	if (a->has_since) {
@@ -1459,7 +1478,7 @@ redis_welcome(void *ctx, const struct bc_redis_welcome *w)
 }
 
 static void
-redis_open(struct bc *bc, struct ws_conn *c, const struct join_args *a)
+redis_open(struct bc *bc, struct ws_conn *c, const struct join_args *a, const char *info)
 {
 	struct room **slot = room_slot(bc, a->room);
 	struct room *room = *slot;
@@ -1476,7 +1495,9 @@ redis_open(struct bc *bc, struct ws_conn *c, const struct join_args *a)
 	}
 	struct member *m = calloc(1, sizeof(*m));
 	struct rjoin *rj = m ? malloc(sizeof(*rj)) : NULL;
-	if (!rj) {
+	char *info_json = rj && info ? strdup(info) : NULL;
+	if (!rj || (info && !info_json)) {
+		free(rj);
 		free(m);
 		ws_conn_close(c, WS_CLOSE_INTERNAL, "out of memory");
 		if (!room->count) {
@@ -1491,7 +1512,8 @@ redis_open(struct bc *bc, struct ws_conn *c, const struct join_args *a)
 			      .membership = ++bc->next_member,
 			      .bc = bc,
 			      .refs = 1,
-			      .pending = true };
+			      .pending = true,
+			      .info_json = info_json };
 	/* with JWTs the name is the token's subject as it is (a.user came from it) */
 	if (bc->jwt && a->has_user)
 		snprintf(m->user, sizeof(m->user), "%s", a->user);
@@ -1507,8 +1529,8 @@ redis_open(struct bc *bc, struct ws_conn *c, const struct join_args *a)
 	snprintf(name, sizeof(name), "\"%s\"", m->user);
 	uint32_t limit = a->has_since ? bc->opt.history_size : bc->opt.history_on_join;
 	int64_t since = !a->has_since ? -1 : (int64_t)(a->since < SINCE_MAX ? a->since : SINCE_MAX);
-	if (!bc->redis || !bc_redis_join(bc->redis, room->name, m->membership, name, since, limit,
-					 redis_welcome, rj)) {
+	if (!bc->redis || !bc_redis_join(bc->redis, room->name, m->membership, name, m->info_json,
+					 since, limit, redis_welcome, rj)) {
 		free(rj);
 		m->refs = 0;
 		ws_conn_close(c, WS_CLOSE_INTERNAL, "Service unavailable");
@@ -1567,7 +1589,8 @@ redis_chat(struct bc *bc, struct member *m, const char *text, size_t len)
 	m->refs++;
 	if (!ok || !bc->redis ||
 	    !bc_redis_publish(bc->redis, m->room->name, json, from_len, json + from_len,
-			      b->len - from_len, ws_clock_wall_ms(), redis_published, m)) {
+			      b->len - from_len, m->info_json, ws_clock_wall_ms(), redis_published,
+			      m)) {
 		m->refs--;
 		send_error(m->c, "Service unavailable");
 	}

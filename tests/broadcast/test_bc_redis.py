@@ -313,18 +313,23 @@ def test_jwt_identities_on_redis_from_is_the_tokens_sub(server, redis, tmp_path)
     n2 = start_node(server, redis, "--jwt-secret-file", str(f))
 
     async def main():
-        tok = mint("alice", rooms=["team"])
+        info = {"name": "Alice \"A\"", "color": "#f00"}
+        tok = mint("alice", rooms=["team"], info=info)
         a1 = await connect(n1.port, "id=team&user=mallory&token=" + tok)
         a2 = await connect(n1.port, "id=team&user=root&token=" + tok)
         b = await connect(n2.port, "id=team&token=" + mint("bob"))
         for ws, want in ((a1, "alice"), (a2, "alice"), (b, "bob")):
-            assert (await welcome(ws))["id"] == want
+            w = await welcome(ws)
+            assert w["id"] == want
+        # the token's info travels through Redis: welcome, join, message
+        assert sorted(zip(w["members"], [json.dumps(i) for i in w["members_info"]])) == \
+            sorted([("alice", json.dumps(info)), ("alice", json.dumps(info)), ("bob", "null")]), w
         with pytest.raises(websockets.exceptions.InvalidStatusCode) as e:
             await connect(n2.port, "id=other&token=" + tok)
         assert e.value.status_code == 403
         await a2.send(json.dumps({"type": "message", "text": "hi", "from": "bob"}))
         m = json.loads((await read_messages(b, 1))[0])
-        assert (m["from"], m["text"]) == ("alice", "hi"), m
+        assert (m["from"], m["text"], m["info"]) == ("alice", "hi", info), m
         for ws in (a1, a2, b):
             await ws.close()
 
