@@ -216,6 +216,30 @@ export async function run(h, ctx) {
     await a.locator('#echo-log', { hasText: '< after restart' }).waitFor();
   }, { timeout: 30_000 });
 
+  await h.check('terminal tab through the Worker: xterm.js from ws-rpc via /ws/xterm/, a shell on /ws/terminal, echo hi', async () => {
+    const page = await browser.newPage();
+    const urls = [];
+    page.on('websocket', (w) => urls.push(w.url()));
+    try {
+      await page.goto(pageUrl);
+      await page.click('#term-open');
+      await page.waitForFunction(() => window.termDemo?.id && document.querySelector('#term-status').dataset.state === 'open', null, { timeout: 20_000 });
+      assertEqual(await page.evaluate(() => typeof window.Terminal), 'function', 'xterm.js loaded');
+      await page.evaluate(() => window.termDemo.xterm.focus());
+      await page.keyboard.type("echo h''i\n");
+      await until(10_000, async () => (await page.evaluate(() => {
+        const b = window.termDemo.xterm.buffer.active;
+        const out = [];
+        for (let i = 0; i < b.length; i++) out.push(b.getLine(i)?.translateToString(true) ?? '');
+        return out;
+      })).some((l) => l.trimEnd() === 'hi'), 'the line "hi" on the terminal');
+      const terms = urls.filter((u) => new URL(u).pathname === '/ws/terminal');
+      assert(terms.length >= 1 && terms.every((u) => new URL(u).host === `127.0.0.1:${ctx.port(33)}`), `terminal sockets: ${urls}`);
+    } finally {
+      await page.close();
+    }
+  }, { timeout: 40_000 });
+
   // the 0.12 Worker too: it starts the servers itself (no s6), the same page
   const ports12 = { 8080: ctx.port(56), 8081: ctx.port(57), 8082: ctx.port(58) };
   const runtime12 = new Runtime({ build: ctx.build, ports: ports12, listen: ctx.port(59) });

@@ -376,6 +376,24 @@ async function runLine(h, ctx, line, base) {
     all.ws.terminate();
   }, { timeout: 30_000 });
 
+  await h.check('GET /ws/xterm/FILE: ws-rpc\'s xterm.js for the page\'s terminal, byte for byte; token, file list and method enforced', async () => {
+    for (const f of ['xterm.js', 'xterm.css', 'addon-fit.js']) {
+      const direct = await fetch(`http://127.0.0.1:${ports.rpc}/xterm/${f}`);
+      const want = Buffer.from(await direct.arrayBuffer());
+      const r = await fetch(`${relay.url}/ws/xterm/${f}?token=${TOKEN}&sandbox=hop`);
+      const got = Buffer.from(await r.arrayBuffer());
+      assertEqual(r.status, 200, `${f} status`);
+      assertEqual(r.headers.get('content-type'), direct.headers.get('content-type'), `${f} type`);
+      assert(got.equals(want), `${f}: ${got.length} bytes, ws-rpc has ${want.length}`);
+    }
+    assertEqual((await fetch(`${relay.url}/ws/xterm/xterm.js`)).status, 401, 'without the token');
+    for (const f of ['evil.js', '..%2F..%2Fetc%2Fpasswd', 'xterm.js%00', 'XTERM.JS']) {
+      assertEqual((await fetch(`${relay.url}/ws/xterm/${f}?token=${TOKEN}`)).status, 404, f);
+    }
+    assertEqual((await fetch(`${relay.url}/ws/xterm/xterm.js?token=${TOKEN}`, { method: 'POST', body: 'x' })).status, 405, 'POST');
+    assertEqual((await fetch(`${relay.url}/ws/xterm/xterm.js?token=${TOKEN}&sandbox=x%2Fy`)).status, 400, 'bad sandbox id');
+  });
+
   await h.check('?tok%65n= is accepted, and the servers never see the token: not in their logs', async () => {
     const before = serverLog().length;
     await echoCheck(ws(`/ws/echo?sandbox=hop&tok%65n=${TOKEN}&mark=tok65n`));

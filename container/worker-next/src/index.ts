@@ -160,6 +160,10 @@ class NextBackend implements Backend {
     }
   }
 
+  fetch(id: string, route: ServerRoute, request: Request): Promise<Response> {
+    return this.sandbox(id).containerFetch(request, route.port);
+  }
+
   async connect(id: string, route: ServerRoute, request: Request): Promise<Response> {
     const key = `${id}/${route.service}`;
     try {

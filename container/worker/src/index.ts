@@ -72,6 +72,10 @@ class SandboxBackend implements Backend {
   connect(id: string, route: ServerRoute, request: Request): Promise<Response> {
     return this.sandbox(id).wsConnect(request, route.port);
   }
+
+  fetch(id: string, route: ServerRoute, request: Request): Promise<Response> {
+    return this.sandbox(id).containerFetch(request, route.port);
+  }
 }
 
 export default {

@@ -9,6 +9,8 @@
  *   /ws/json?...            -> ws-rpc on 8082
  *   /ws/terminal?...        -> ws-rpc on 8082 (its terminal protocol: any path
  *                              whose last segment is "terminal")
+ *   GET /ws/xterm/FILE?...  -> ws-rpc's copy of xterm.js for the demo page's
+ *                              terminal (xterm.css, xterm.js, addon-fit.js)
  *
  * Every /ws/ request needs the token (Authorization: Bearer T, or ?token=T
  * for browsers) before anything starts: 401 otherwise.
@@ -54,8 +56,13 @@ export const ROUTES: readonly ServerRoute[] = [
   { path: "/ws/terminal", program: "ws-rpc", service: "rpc", port: 8082, serverAuth: true },
 ];
 
+/** The files ws-rpc serves for the demo page's terminal, at /ws/xterm/FILE behind the Worker. */
+export const XTERM_ASSETS: ReadonlySet<string> = new Set(["xterm.css", "xterm.js", "addon-fit.js"]);
+
 /** Where the servers are: the Sandbox SDK in production, loopback in tests. */
 export interface Backend {
+  /** A plain HTTP request to the route's server (containerFetch); resolves to its answer. */
+  fetch(sandboxId: string, route: ServerRoute, request: Request): Promise<Response>;
   /** Makes sure the route's server is running and ready; throws when it cannot be. */
   ensure(sandboxId: string, route: ServerRoute): Promise<void>;
   /** Hands the upgrade request to the server; resolves to the 101 (or the server's refusal). */
@@ -307,7 +314,10 @@ export async function handle(request: Request, opts: RouterOptions, backend: Bac
     });
   }
 
-  const route = ROUTES.find((r) => r.path === url.pathname);
+  // the demo page's xterm.js, from ws-rpc (same token rules: the page adds it)
+  const asset = /^\/ws\/xterm\/([^/]+)$/.exec(url.pathname)?.[1];
+  if (asset !== undefined && !XTERM_ASSETS.has(asset)) return text(404, "Not Found");
+  const route = asset !== undefined ? ROUTES.find((r) => r.path === "/ws/json") : ROUTES.find((r) => r.path === url.pathname);
   if (!route) return text(404, "Not Found");
 
   if (!opts.token) {
@@ -319,10 +329,12 @@ export async function handle(request: Request, opts: RouterOptions, backend: Bac
     return text(401, "Unauthorized", { "www-authenticate": 'Bearer realm="sandbox-ws"' });
   }
 
+  const sandboxId = sandboxIdOf(url);
+  if (asset !== undefined) return fetchAsset(request, asset, sandboxId, route, backend, log);
+
   const notUpgrade = notAnUpgrade(request);
   if (notUpgrade) return text(426, notUpgrade, { upgrade: "websocket" });
 
-  const sandboxId = sandboxIdOf(url);
   if (!SANDBOX_ID.test(sandboxId)) return text(400, "Invalid sandbox id: use 1-64 of A-Za-z0-9._:-");
 
   let who: Identity | null = null;
@@ -349,6 +361,30 @@ export async function handle(request: Request, opts: RouterOptions, backend: Bac
     return response;
   } catch (e) {
     log(`${route.program} in sandbox ${sandboxId} could not be reached`, e);
+    return text(503, "WebSocket server unavailable", { "retry-after": "1" });
+  }
+}
+
+/** GET /ws/xterm/ASSET: ws-rpc's file (started if need be), its type and caching kept, nothing else of its answer. */
+async function fetchAsset(request: Request, asset: string, sandboxId: string, route: ServerRoute, backend: Backend,
+  log: (message: string, error?: unknown) => void): Promise<Response> {
+  if (request.method !== "GET" && request.method !== "HEAD") return text(405, "Method Not Allowed", { allow: "GET, HEAD" });
+  if (!SANDBOX_ID.test(sandboxId)) return text(400, "Invalid sandbox id: use 1-64 of A-Za-z0-9._:-");
+  try {
+    await backend.ensure(sandboxId, route);
+    const r = await backend.fetch(sandboxId, route, new Request(`http://container/ws/xterm/${asset}`, { method: request.method }));
+    if (r.status !== 200) {
+      await r.body?.cancel();
+      return text(r.status === 404 ? 404 : 503, r.status === 404 ? "Not Found" : "WebSocket server unavailable");
+    }
+    return new Response(request.method === "HEAD" ? null : r.body, {
+      headers: {
+        "content-type": r.headers.get("content-type") ?? "application/octet-stream",
+        "cache-control": "private, max-age=3600",
+      },
+    });
+  } catch (e) {
+    log(`${route.program} in sandbox ${sandboxId} could not serve ${asset}`, e);
     return text(503, "WebSocket server unavailable", { "retry-after": "1" });
   }
 }
