@@ -147,6 +147,13 @@ describe('the demo page terminal in Chromium', { timeout: 180_000 }, () => {
     // and it still takes keys: leave vi, and the shell answers
     await page.keyboard.press('Escape');
     await type(page, ':q!\n');
+    // keys typed before vi has gone would be vi's: wait for its screen to leave
+    await page.waitForFunction(() => {
+      const x = window.termDemo.xterm;
+      const b = x.buffer.active;
+      for (let i = 0; i < x.rows; i++) if (b.getLine(b.viewportY + i)?.translateToString(true).startsWith('~')) return false;
+      return b.type === 'normal';
+    });
     await type(page, 'echo back-$((6*7))\n');
     await waitForLine(page, (l) => l.trimEnd() === 'back-42', 'the shell after vi');
   });

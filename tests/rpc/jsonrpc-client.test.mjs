@@ -209,7 +209,7 @@ describe('ws-rpc with the json-rpc-2.0 npm client', { timeout: 120_000 * SCALE }
     const r = await within(10_000, running, 'the killed command');
     assert.equal(r.signal, 'SIGKILL');
     assert.equal(r.exitCode, 137);
-    assert.deepEqual(await c.rpc.request('list'), { commands: [] });
+    assert.deepEqual(await c.rpc.request('list'), { commands: [], processes: [] });
   });
 
   test('stdin to a running command, then eof', async () => {
