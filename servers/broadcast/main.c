@@ -2010,7 +2010,7 @@ pick_engine(struct options *opt)
 			opt->db = "ws-broadcast.db";
 		return true;
 	}
-	if (opt->db) {
+	if (strncmp(e, "sqlite:", 7) == 0 && e[7] && opt->db) {
 		fprintf(stderr, "error: --db is --engine sqlite:PATH's alias: give one of them\n");
 		return false;
 	}
@@ -2135,6 +2135,10 @@ main(int argc, char **argv)
 		return WS_EXIT_USAGE;
 	ws_log_init(cfg.level, cfg.format);
 	bc.cfg = &cfg;
+	/* an image may set WS_DB for its default engine: Redis replaces it, loudly */
+	if (bc.opt.redis && bc.opt.db)
+		ws_log(WS_LOG_WARN, "db ignored=yes path=%s reason=\"--engine redis://\"",
+		       bc.opt.db);
 	if (bc.opt.jwt_secret_file && !jwt_setup(&bc, &cfg))
 		return WS_EXIT_USAGE;
 	/* a welcome counts against the send queue, with room left for what follows it */

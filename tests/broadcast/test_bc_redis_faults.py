@@ -304,3 +304,12 @@ def test_lost_subscription_past_the_history_closes_members_to_reconnect(server, 
         await bob.close()
 
     asyncio.run(main())
+
+
+def test_db_from_the_environment_yields_to_engine_redis(server, redis):
+    """An image sets WS_DB for SQLite; WS_ENGINE=redis:// still starts, on
+    Redis, and says the database is ignored."""
+    node = server(bchelp.NAME, cls=Server,
+                  env={"WS_DB": "/nonexistent/dir/rooms.db", "WS_ENGINE": redis.url})
+    wait_until(lambda: engine_up(node), timeout=10, what="engine up")
+    assert "db ignored=yes" in node.log_text()
