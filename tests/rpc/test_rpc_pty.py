@@ -4,6 +4,7 @@ terminal, TERM, keystrokes in, resize as SIGWINCH, ^D as end of input, and
 sizes and requests that must be refused."""
 
 import base64
+import os
 
 import pytest
 
@@ -178,3 +179,26 @@ def test_jsonrpc_pty_exec_streams_process_notifications(srv):
         assert got == b"10 50\r\n" and m["params"]["exitCode"] == 0
         await c.close()
     run(go())
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces for --isolate as root")
+def test_a_pty_under_isolation_keeps_its_terminal_and_size(rpc):
+    # with a pid namespace the sandbox forks once more: the command is PID 1
+    # of its own tree, still on the pty, and still gets the resize
+    s = rpc("--rate-limit", "0", "--isolate", "net,pid,mount")
+
+    async def go():
+        c = await Conn.open(s)
+        pid = await c.start(command="stty size; tty; echo pid=$$; read x; stty size",
+                            pty={"cols": 70, "rows": 21})
+        first, _, _, _, _ = await c.collect(pid, until_exit=False,
+                                            stop=lambda o: b"pid=" in o["stdout"])
+        await c.request({"type": "resize", "id": pid, "cols": 99, "rows": 33})
+        await c.request({"type": "stdin", "id": pid, "data": "\r"})
+        rest, _, _, _, ex = await c.collect(pid)
+        assert ex["exitCode"] == 0
+        await c.close()
+        return first + rest
+    out = run(go())
+    assert b"pid=1\r\n" in out and out.endswith(b"33 99\r\n"), out
+    assert b"/dev/pts/" in out
