@@ -179,14 +179,17 @@ ws_server_builtin_http(struct ws_server *srv, struct ws_conn *c, const struct ws
 		return true;
 	}
 	if (p.n == 8 && memcmp(p.p, "/healthz", 8) == 0) {
-		char body[256];
+		const char *why = srv->app->health ? srv->app->health(srv->app_state) : NULL;
+		const char *status = srv->draining ? "draining" : why ? "degraded" : "ok";
+		char body[384];
 		int n = snprintf(body, sizeof(body),
 				 "{\"status\":\"%s\",\"server\":\"%s\",\"version\":\"%s\","
-				 "\"connections\":%llu,\"uptime_s\":%llu}\n",
-				 srv->draining ? "draining" : "ok", srv->app->name, WS_VERSION,
+				 "\"connections\":%llu,\"uptime_s\":%llu%s%.96s%s}\n",
+				 status, srv->app->name, WS_VERSION,
 				 (unsigned long long)srv->metrics.connections_open,
-				 (unsigned long long)ws_server_uptime_s(srv));
-		ws_conn_respond(c, srv->draining ? 503 : 200, "application/json", NULL, body,
+				 (unsigned long long)ws_server_uptime_s(srv),
+				 why ? ",\"reason\":\"" : "", why ? why : "", why ? "\"" : "");
+		ws_conn_respond(c, srv->draining || why ? 503 : 200, "application/json", NULL, body,
 				(size_t)n);
 		return true;
 	}

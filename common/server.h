@@ -64,6 +64,12 @@ struct ws_app {
 	void (*stop)(void *app);
 	/* Optional. Runs after ws_server_defer(), once per loop turn that asked. */
 	void (*deferred)(void *app);
+	/*
+	 * Optional. NULL while the server can take clients, else a short
+	 * reason (ASCII, no quotes): /healthz then answers 503 "degraded" with
+	 * it. Open connections are not touched: this is readiness, not liveness.
+	 */
+	const char *(*health)(void *app);
 	/* Optional. Appends server-specific lines to /metrics. */
 	void (*metrics)(void *app, struct ws_buf *out);
 	/* Echo the first subprotocol a client offers (else none is selected). */

@@ -305,6 +305,17 @@ static const struct call sqlite[] = {
 	{ NULL },
 };
 
+/* Restates SERVER's AF_UNIX socket: a set replaces what others said of a call. */
+static const struct call netclient[] = {
+	{ "socket", WS_POLICY_ALLOW, 0, WS_POLICY_EQ, 0, 0, AF_UNIX },
+	{ "socket", WS_POLICY_ALLOW, 0, WS_POLICY_EQ, 0, 0, AF_INET, WS_POLICY_MASKED_EQ, 1,
+	  SOCK_TYPE_MASK, SOCK_STREAM },
+	{ "socket", WS_POLICY_ALLOW, 0, WS_POLICY_EQ, 0, 0, AF_INET6, WS_POLICY_MASKED_EQ, 1,
+	  SOCK_TYPE_MASK, SOCK_STREAM },
+	{ "connect", WS_POLICY_ALLOW },
+	{ NULL },
+};
+
 /*
  * LeakSanitizer's exit-time check: a CLONE_VM tracer task that lists
  * /proc/self/task and ptraces the threads. Sanitizer builds only.
@@ -382,6 +393,9 @@ ws_policy_add_set(struct ws_policy *p, enum ws_policy_set set, char *err, size_t
 		break;
 	case WS_POLICY_SET_SQLITE:
 		t = sqlite;
+		break;
+	case WS_POLICY_SET_NETCLIENT:
+		t = netclient;
 		break;
 	case WS_POLICY_SET_SANITIZER:
 		t = sanitizer;

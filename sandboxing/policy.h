@@ -103,6 +103,12 @@ enum ws_policy_set {
 	/* SQLite's file work on an open database: open, read, write, sync, lock. */
 	WS_POLICY_SET_SQLITE,
 	/*
+	 * A client of one TCP service (ws-broadcast's Redis): socket() of
+	 * AF_INET/AF_INET6 streams (and AF_UNIX, as SERVER has it) and
+	 * connect(). Addresses are resolved before confinement: no resolver.
+	 */
+	WS_POLICY_SET_NETCLIENT,
+	/*
 	 * What AddressSanitizer's leak check does at exit (a CLONE_VM tracer,
 	 * ptrace, /proc reads). sandbox_self.c adds it to the servers' allowlists
 	 * in sanitizer builds only; fork and execve still kill.

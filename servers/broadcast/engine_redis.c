@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <netdb.h>
@@ -518,7 +519,8 @@ start_link(struct bc_redis *r, struct link *l)
 		redisAsyncFree(ac);
 		goto fail;
 	}
-	int fd = dup(ac->c.fd);
+	/* the watch closes its own copy; fcntl, not dup: the server filter has no dup */
+	int fd = fcntl(ac->c.fd, F_DUPFD_CLOEXEC, 0);
 	struct ws_watch *w = fd >= 0 ? ws_watch_create(r->srv, fd, on_watch, l) : NULL;
 	if (!w) {
 		redisAsyncFree(ac);

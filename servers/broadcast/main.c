@@ -1701,12 +1701,11 @@ redis_confine(struct bc *bc, const struct ws_config *cfg)
 		ws_log(WS_LOG_ERROR, "redis failed=yes error=\"%s\"", err);
 		return -1;
 	}
-	ws_log(WS_LOG_INFO, "sandbox engine=redis filter=denylist reason=\"reconnecting needs "
-			    "connect(), which the server allowlist has not\"");
-	static const enum ws_policy_set sets[] = { WS_POLICY_SET_DANGEROUS };
+	/* the server allowlist, plus connect() to Redis (its address resolved in create) */
+	static const enum ws_policy_set sets[] = { WS_POLICY_SET_SERVER, WS_POLICY_SET_NETCLIENT };
 	static const struct ws_sandbox_self self = {
 		.name = "broadcast",
-		.default_action = WS_POLICY_ALLOW,
+		.default_action = WS_POLICY_KILL,
 		.sets = sets,
 		.nsets = sizeof(sets) / sizeof(sets[0]),
 	};
@@ -1975,7 +1974,17 @@ static const struct ws_option bc_opts[] = {
 	  "with JWTs on, also admit the shared --token (as a random user name)", NULL },
 };
 
-/* Once listening: the server allowlist plus SQLite's file calls. */
+/* /healthz: a Redis engine that cannot serve makes this server unready (503). */
+static const char *
+bc_health(void *app)
+{
+	struct bc *bc = app;
+	if (bc->opt.redis && !(bc->redis && bc_redis_up(bc->redis)))
+		return "redis unavailable";
+	return NULL;
+}
+
+/* Once listening: the server allowlist plus SQLite's file calls (Redis: redis_confine). */
 static int
 bc_confine(void *app, const struct ws_config *cfg)
 {
@@ -2165,6 +2174,7 @@ main(int argc, char **argv)
 		.stop = bc_stop,
 		.deferred = end_turn,
 		.metrics = bc_metrics,
+		.health = bc_health,
 	};
 	int status = ws_server_run(&app, &bc, &cfg);
 	ws_config_finish(&cfg);

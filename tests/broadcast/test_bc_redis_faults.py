@@ -13,6 +13,7 @@ import time
 import pytest
 
 import bchelp
+from lib.http import http_get
 from lib.proc import t, wait_until
 from lib.server import Server
 from redishelp import engine_up, metric, redis, redis_aof, start_node  # noqa: F401
@@ -313,3 +314,37 @@ def test_db_from_the_environment_yields_to_engine_redis(server, redis):
                   env={"WS_DB": "/nonexistent/dir/rooms.db", "WS_ENGINE": redis.url})
     wait_until(lambda: engine_up(node), timeout=10, what="engine up")
     assert "db ignored=yes" in node.log_text()
+
+
+def test_healthz_is_503_degraded_while_redis_is_down_and_the_filter_is_the_allowlist(
+        server, redis):
+    """/healthz is readiness: while Redis cannot serve it answers 503
+    "degraded" with the reason (open WebSockets stay), and 200 once the
+    engine is back. Reconnecting works under the server allowlist (socket,
+    connect: the Redis address was resolved before confinement)."""
+    node = start_node(server, redis)
+    status, _, body = http_get(node.port, "/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+
+    async def main():
+        alice = await connect(node.port, "id=health&user=alice")
+        await recv(alice)
+        redis.stop()
+        wait_until(lambda: not engine_up(node), timeout=10, what="engine down")
+        status, _, body = http_get(node.port, "/healthz")
+        h = json.loads(body)
+        assert status == 503
+        assert h["status"] == "degraded" and h["reason"] == "redis unavailable"
+        # reconnect attempts run under the filter: the server lives on
+        redis.start()
+        wait_until(lambda: engine_up(node), timeout=15, what="engine up again")
+        status, _, body = http_get(node.port, "/healthz")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+        await alice.send("after")
+        assert (await recv_type(alice, "message"))["text"] == "after"
+        await alice.close()
+
+    asyncio.run(main())
+    with open(node.log_path) as f:
+        log = f.read()
+    assert "default=kill" in log, "the Redis engine runs under the server allowlist"
