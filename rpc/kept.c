@@ -35,6 +35,7 @@ struct rpc_kept {
 	struct ws_timer *linger;
 	struct rpc_ring ring[3];
 	char id[24];
+	char name[RPC_KEPT_NAME_MAX + 1]; /* "" when unnamed */
 	char *label;
 	pid_t pid;
 	bool pty;
@@ -294,10 +295,31 @@ rpc_kept_find(struct rpc_kept_table *t, const char *id)
 {
 	ws_list_for_each (l, &t->procs) {
 		struct rpc_kept *k = ws_list_entry(l, struct rpc_kept, link);
-		if (strcmp(k->id, id) == 0)
+		if (strcmp(k->id, id) == 0 || (k->name[0] && strcmp(k->name, id) == 0))
 			return k;
 	}
 	return NULL;
+}
+
+bool
+rpc_kept_name_valid(const char *name)
+{
+	size_t n = strlen(name);
+	if (n == 0 || n > RPC_KEPT_NAME_MAX)
+		return false;
+	if (strspn(name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != n)
+		return false;
+	/* "p" and digits is an id's shape: a name never shadows one */
+	return !(name[0] == 'p' && n > 1 && strspn(name + 1, "0123456789") == n - 1);
+}
+
+bool
+rpc_kept_set_name(struct rpc_kept *k, const char *name)
+{
+	if (!rpc_kept_name_valid(name) || rpc_kept_find(k->t, name))
+		return false;
+	snprintf(k->name, sizeof(k->name), "%s", name);
+	return true;
 }
 
 const char *
@@ -358,6 +380,8 @@ rpc_kept_describe(const struct rpc_kept *k)
 			      (json_int_t)k->started_wall_ms, "running", k->x != NULL, "pty",
 			      k->pty, "attached", (int)k->nwatchers, "stdout",
 			      range(&k->ring[RPC_STDOUT]), "stderr", range(&k->ring[RPC_STDERR]));
+	if (k->name[0])
+		json_object_set_new(o, "name", json_string(k->name));
 	if (!k->x) {
 		json_t *sig = json_null();
 		if (k->status.signal) {

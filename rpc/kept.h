@@ -51,8 +51,16 @@ void rpc_kept_table_destroy(struct rpc_kept_table *t);
 struct rpc_kept *rpc_kept_start(struct rpc_kept_table *t, const struct rpc_exec_spec *spec,
 				const char *label, char *err, size_t errlen);
 
-/* The process with this id, or NULL. */
+/* The process with this id (or name), or NULL. */
 struct rpc_kept *rpc_kept_find(struct rpc_kept_table *t, const char *id);
+/*
+ * Names a process (a terminal's session name, chosen by its client): 1 to
+ * RPC_KEPT_NAME_MAX bytes of [A-Za-z0-9._-], not shaped like an id ("p7").
+ * False when invalid or already taken.
+ */
+#define RPC_KEPT_NAME_MAX 23
+bool rpc_kept_name_valid(const char *name);
+bool rpc_kept_set_name(struct rpc_kept *k, const char *name);
 const char *rpc_kept_id(const struct rpc_kept *k);
 pid_t rpc_kept_pid(const struct rpc_kept *k);
 bool rpc_kept_running(const struct rpc_kept *k);

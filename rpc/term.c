@@ -199,11 +199,25 @@ rpc_term_create(struct rpc_hub *hub, struct ws_conn *c, const struct ws_http_req
 		return NULL;
 	}
 	*t = (struct rpc_term){ .hub = hub, .c = c };
-	char id[24];
+	char id[24], session[RPC_KEPT_NAME_MAX + 2];
 	uint64_t since = UINT64_MAX, cols = 80, rows = 24;
 	enum ws_http_arg has_id = ws_http_query_arg(req, "id", id, sizeof(id));
+	enum ws_http_arg has_session = ws_http_query_arg(req, "session", session, sizeof(session));
 	if (has_id == WS_HTTP_ARG_INVALID)
 		return refuse(t, "id: not a process id");
+	if (has_session == WS_HTTP_ARG_INVALID ||
+	    (has_session == WS_HTTP_ARG_FOUND && !rpc_kept_name_valid(session)))
+		return refuse(t, "session: 1 to 23 of A-Z a-z 0-9 . _ -, not p and digits");
+	if (has_id == WS_HTTP_ARG_FOUND && has_session == WS_HTTP_ARG_FOUND)
+		return refuse(t, "id and session: one or the other");
+	/* a named session is attached when it exists, else started under that name */
+	struct rpc_kept *named = has_session == WS_HTTP_ARG_FOUND
+					 ? rpc_kept_find(hub->kept, session)
+					 : NULL;
+	if (named) {
+		snprintf(id, sizeof(id), "%s", rpc_kept_id(named));
+		has_id = WS_HTTP_ARG_FOUND;
+	}
 	if (!query_uint(req, "cursor", 0, INT64_MAX, &since))
 		return refuse(t, "cursor: not a byte offset");
 	if (!query_uint(req, "cols", 1, RPC_PTY_MAX, &cols) ||
@@ -216,6 +230,8 @@ rpc_term_create(struct rpc_hub *hub, struct ws_conn *c, const struct ws_http_req
 			return refuse(t, "no such terminal");
 	} else if (!(k = start_shell(t, shell, (uint16_t)cols, (uint16_t)rows, err, sizeof(err)))) {
 		return refuse(t, err);
+	} else if (has_session == WS_HTTP_ARG_FOUND) {
+		rpc_kept_set_name(k, session);
 	}
 	snprintf(t->id, sizeof(t->id), "%s", rpc_kept_id(k));
 	uint64_t start, end;
@@ -225,9 +241,12 @@ rpc_term_create(struct rpc_hub *hub, struct ws_conn *c, const struct ws_http_req
 		since = start;
 	if (since > end)
 		since = end;
-	send_control(t, json_pack("{s:s, s:o, s:s, s:i, s:b}", "type", "ready", "cursor",
+	json_t *ready = json_pack("{s:s, s:o, s:s, s:i, s:b}", "type", "ready", "cursor",
 				  cursor(since), "id", t->id, "pid", (int)rpc_kept_pid(k),
-				  "running", rpc_kept_running(k)));
+				  "running", rpc_kept_running(k));
+	if (has_session == WS_HTTP_ARG_FOUND)
+		json_object_set_new(ready, "session", json_string(session));
+	send_control(t, ready);
 	/* a reattached size wins over the program's last one: the screen is redrawn for it */
 	if (has_id == WS_HTTP_ARG_FOUND &&
 	    (ws_http_query_arg(req, "cols", err, 8) || ws_http_query_arg(req, "rows", err, 8)))

@@ -56,11 +56,13 @@ for (const [version, pkg] of [['0.12.10', 'sdk-addon-0.12'], ['0.13.0-next', 'sd
       const errors = [];
       let terminalId = '';
       const addon = new SandboxAddon({
-        // 0.12 passes sessionId, 0.13 terminalId and its cursor: both map to ?id=&cursor=
+        // 0.12 passes sessionId, 0.13 terminalId and its cursor: ?session= names the
+        // terminal (started on first use, attached after), ?id= is ws-rpc's own id
         getWebSocketUrl: ({ origin, sessionId, terminalId: tid, cursor }) => {
           const u = new URL('/ws/terminal', origin);
-          const id = tid || sessionId;
-          if (id) u.searchParams.set('id', id);
+          const name = tid || sessionId;
+          if (/^p[0-9]+$/.test(name)) u.searchParams.set('id', name);
+          else u.searchParams.set('session', name);
           if (cursor) u.searchParams.set('cursor', cursor);
           return u.href;
         },
@@ -69,7 +71,8 @@ for (const [version, pkg] of [['0.12.10', 'sdk-addon-0.12'], ['0.13.0-next', 'sd
       });
       const term = new FakeTerminal(90, 20);
       addon.activate(term);
-      addon.connect({ sandboxId: 'default', sessionId: '', terminalId: '' });
+      const session = `addon-${version}`;
+      addon.connect({ sandboxId: 'default', sessionId: session, terminalId: session });
       await until(() => addon.state === 'connected', 'connected');
 
       term.type("echo f''rom-addon; stty size\r");
@@ -78,6 +81,17 @@ for (const [version, pkg] of [['0.12.10', 'sdk-addon-0.12'], ['0.13.0-next', 'sd
       term.type('stty size\r');
       await until(() => term.text().includes('30 100\r\n'), 'the resized terminal');
 
+      // the connection drops: the addon reconnects by itself (0.13 with its cursor,
+      // 0.12 clearing and taking the replay), and every byte shows exactly once
+      term.type("echo m''ark-$((7*6))\r");
+      await until(() => term.text().includes('mark-42\r\n'), 'the marker');
+      addon.socket.terminate();
+      await until(() => addon.state !== 'connected', 'noticed the drop');
+      await until(() => addon.state === 'connected', 'reconnected by itself', 20_000);
+      term.type('echo after-$((2+2))\r');
+      await until(() => term.text().includes('after-4\r\n'), 'typing after the reconnect');
+      assert.equal(term.text().split('mark-42\r\n').length - 1, 1, 'the marker once: no byte replayed twice');
+
       // which terminal it is, from ws-rpc's own list (the addon reconnects by the id it was given)
       const list = await new Promise((resolve, reject) => {
         const ws = new WebSocket(`ws://127.0.0.1:${server.port}/`);
@@ -85,6 +99,8 @@ for (const [version, pkg] of [['0.12.10', 'sdk-addon-0.12'], ['0.13.0-next', 'sd
         ws.on('message', (m) => { resolve(JSON.parse(m.toString())); ws.close(); });
         ws.on('error', reject);
       });
+      assert.equal(list.processes.length, 1, 'the reconnect reached the same terminal');
+      assert.equal(list.processes[0].name, session);
       terminalId = list.processes[0].id;
       addon.connect({ sandboxId: 'default', sessionId: terminalId, terminalId });
       await until(() => addon.state === 'connected' && term.text().includes('30 100'), 'reattached with replay');

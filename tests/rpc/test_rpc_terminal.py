@@ -226,3 +226,48 @@ def test_the_terminal_limit_is_max_kept(rpc):
         await a.type("exit\r")
         await a.control("exit")
     run(go())
+
+
+def test_a_named_session_is_started_once_then_attached(srv):
+    # the SDK's addons reconnect with the session (terminal) id the page chose
+    async def go():
+        a = await Term.open(srv, "session=main-1&cols=50&rows=10")
+        assert a.ready["session"] == "main-1"
+        tid = a.ready["id"]
+        await a.type("echo fi''rst\r")
+        await a.expect(b"first\r\n")
+        b = await Term.open(srv, "session=main-1&cursor=0")
+        assert b.ready["id"] == tid
+        await b.expect(b"first\r\n")
+        other = await Term.open(srv, "session=main-2")
+        assert other.ready["id"] != tid
+        c = await Conn.open(srv)
+        procs = await c.processes()
+        assert procs[tid]["name"] == "main-1" and procs[tid]["attached"] == 2
+        # attach, stdin and kill take the name too
+        r = await c.request({"type": "attach", "id": "main-1", "since": 10 ** 9})
+        assert r["type"] == "attached" and r["process"] == tid
+        await c.request({"type": "kill", "id": "main-2", "signal": "KILL"})
+        await other.control("exit")
+        await a.type("exit\r")
+        await a.control("exit")
+        await b.control("exit")
+        await c.close()
+    run(go())
+
+
+@pytest.mark.parametrize("query", [
+    "session=p12", "session=", "session=a%20b", "session=" + "x" * 24, "session=a%00",
+    "session=%C3%A9", "session=a/b", "id=p1&session=x",
+])
+def test_bad_session_names_are_refused(srv, query):
+    async def go():
+        ws = await websockets.connect("ws://127.0.0.1:%d/terminal?%s" % (srv.port, query))
+        m = json.loads(await ws.recv())
+        assert m["type"] == "error" and ("session" in m["message"] or "id" in m["message"]), m
+        with pytest.raises(websockets.ConnectionClosed):
+            await ws.recv()
+        c = await Conn.open(srv)
+        assert await c.processes() == {}
+        await c.close()
+    run(go())
