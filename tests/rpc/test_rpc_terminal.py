@@ -271,3 +271,22 @@ def test_bad_session_names_are_refused(srv, query):
         assert await c.processes() == {}
         await c.close()
     run(go())
+
+
+def test_terminal_shell_sets_what_a_new_terminal_runs(rpc):
+    s = rpc("--rate-limit", "0", "--terminal-shell", "/bin/sh")
+
+    async def go():
+        term = await Term.open(s)
+        await term.type('echo "zero=$0"\r')
+        await term.expect(b"zero=-sh\r\n")  # login style: argv[0] is "-sh"
+        await term.type("exit\r")
+        await term.control("exit")
+    run(go())
+
+
+@pytest.mark.parametrize("shell", ["sh", "", "bin/bash"])
+def test_terminal_shell_must_be_an_absolute_path(shell):
+    import rpchelp
+    rc, _, err, _ = rpchelp.run_once(["--no-auth", "--terminal-shell", shell])
+    assert rc == rpchelp.EXIT_USAGE and "terminal-shell" in err, (rc, err)
