@@ -153,6 +153,14 @@ export async function run(h, ctx) {
     seq = await broadcastCheck(u('broadcast'), room);
   });
   await h.check('exec in the container: streamed output, exit code, kill', () => rpcCheck(u('rpc', `?token=${TOKEN}`)));
+  await h.check('ws-rpc in the container serves the bundled xterm.js for the terminal tab (not the stub)', async () => {
+    for (const f of ['xterm.js', 'xterm.css', 'addon-fit.js']) {
+      const r = await fetch(`http://127.0.0.1:${ports.rpc}/xterm/${f}`);
+      const body = await r.text();
+      assertEqual(r.status, 200, `/xterm/${f}`);
+      assert(body.length > 1000 && !body.includes('not bundled'), `/xterm/${f} is a stub (${body.length} bytes)`);
+    }
+  });
   await h.check('ws-rpc in the container refuses a missing token (401)', async () => {
     assertEqual((await Client.refusal(u('rpc'))).status, 401, 'status');
   });
