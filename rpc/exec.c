@@ -56,6 +56,13 @@ struct rpc_exec {
 	struct ws_watch *in;
 	int in_fd;  /* owned by the `in` watch */
 	int pty_fd; /* the pty's master, owned by out[RPC_STDOUT]; -1 without a pty or once closed */
+	/*
+	 * Our own descriptor of the pty's slave (O_NOCTTY), held until the
+	 * command is reaped: with no slave open the master reads EIO, which
+	 * would end the output of a program that closed 0, 1 and 2 and opens
+	 * /dev/tty again later. -1 without a pty or once reaped.
+	 */
+	int pty_slave;
 	struct stream_ref ref[3];
 	struct ws_buf pending_in;
 	struct ws_timer *timer;
@@ -119,9 +126,18 @@ kill_orphans(struct rpc_engine *e)
 }
 
 static void
+close_slave(struct rpc_exec *x)
+{
+	if (x->pty_slave >= 0)
+		close(x->pty_slave);
+	x->pty_slave = -1;
+}
+
+static void
 finish(struct rpc_exec *x)
 {
 	struct rpc_engine *e = x->eng;
+	close_slave(x);
 	for (int s = RPC_STDOUT; s <= RPC_STDERR; s++)
 		ws_watch_close(x->out[s]);
 	ws_watch_close(x->in);
@@ -202,6 +218,8 @@ exited(struct rpc_exec *x, int status)
 	/* the command is over: so is everything it started */
 	kill(-x->pid, SIGKILL);
 	kill_orphans(x->eng);
+	/* the master now reads what is left, then EIO once no one else holds the slave */
+	close_slave(x);
 	ws_timer_arm(x->timer, DRAIN_AFTER_EXIT_MS);
 	maybe_finish(x);
 }
@@ -715,7 +733,8 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 
 	close_pair((int[2]){ in[0], out[1] });
 	close_pair((int[2]){ er[1], st[1] });
-	close_pair((int[2]){ tty[1], -1 });
+	/* a pty's slave stays open here until the command is reaped (rpc_exec.pty_slave) */
+	int slave = tty[1];
 	in[0] = out[1] = er[1] = st[1] = tty[1] = -1;
 
 	/* set-up errors come back on the status pipe; exec closes it (CLOEXEC) */
@@ -730,6 +749,7 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 			msg[n] = '\0';
 		snprintf(err, errlen, "%s", n > 0 ? msg : why);
 		waitpid(pid, NULL, 0);
+		close_pair((int[2]){ slave, -1 });
 		goto fail;
 	}
 
@@ -743,6 +763,7 @@ rpc_exec_start(struct rpc_engine *e, const struct rpc_exec_spec *spec,
 		.started_ms = ws_clock_mono_ms(),
 		.pty = spec->pty,
 		.pty_fd = -1,
+		.pty_slave = slave,
 		.t_begin = t_begin,
 		.t_spawned = t_spawned,
 		.t_execed = now_us(),

@@ -8,6 +8,7 @@ import os
 
 import pytest
 
+from lib.proc import wait_until
 from termhelp import Conn, run
 
 PY = "/usr/bin/python3"
@@ -202,3 +203,41 @@ def test_a_pty_under_isolation_keeps_its_terminal_and_size(rpc):
     out = run(go())
     assert b"pid=1\r\n" in out and out.endswith(b"33 99\r\n"), out
     assert b"/dev/pts/" in out
+
+
+# closes 0, 1 and 2 (no slave of the pty open in it), says so with a file, waits
+# on a fifo, then opens /dev/tty again and writes 200 KB: the pty must still be there
+REOPEN = ("import os, sys\n"
+          "mark, fifo = sys.argv[1], sys.argv[2]\n"
+          "os.write(1, b'closing\\n')\n"
+          "for fd in (0, 1, 2):\n"
+          "    os.close(fd)\n"
+          "os.close(os.open(mark, os.O_CREAT | os.O_WRONLY, 0o644))\n"
+          "with open(fifo) as f:\n"
+          "    f.read()\n"
+          "fd = os.open('/dev/tty', os.O_WRONLY)\n"
+          "data = b'y' * 200000\n"
+          "while data:\n"
+          "    data = data[os.write(fd, data):]\n"
+          "os._exit(7)\n")
+
+
+def test_a_program_that_closes_its_terminal_and_reopens_it_keeps_it(srv, tmp_path):
+    mark, fifo = str(tmp_path / "closed"), str(tmp_path / "go")
+    os.mkfifo(fifo)
+    os.chmod(fifo, 0o666)
+
+    async def go():
+        c = await Conn.open(srv)
+        pid = await c.start(argv=[PY, "-c", REOPEN, mark, fifo], pty=True, timeout_ms=20000)
+        wait_until(lambda: os.path.exists(mark), what="the program closed 0, 1 and 2")
+        # no slave is open in the program now: the terminal is still there
+        r = await c.request({"type": "resize", "id": pid, "cols": 90, "rows": 20})
+        assert r["type"] == "resize" and r["ok"] is True, r
+        with open(fifo, "w") as f:
+            f.write("go")
+        out, _, lost, _, ex = await c.collect(pid)
+        assert out.startswith(b"closing\r\n") and out.count(b"y") == 200000, len(out)
+        assert ex["exitCode"] == 7 and ex["timedOut"] is False and lost == []
+        await c.close()
+    run(go())
