@@ -789,7 +789,7 @@ exec_params(const struct rpc_limits *l, json_t *p, struct exec_args *a, bool *po
 	a->keep = json_is_true(keep) || a->spec.pty;
 	const char *const base[] = {
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME=/tmp",
+		l->home_env ? l->home_env : "HOME=/tmp",
 		"LANG=C.UTF-8",
 		a->spec.pty ? "TERM=xterm-256color" : "TERM=dumb",
 	};

@@ -52,7 +52,9 @@ struct rpc_limits {
 	const regex_t *deny;  /* NULL: nothing */
 	bool allow_shell;
 	const char *command_path; /* colon-separated absolute directories */
-	json_t *described;        /* the limits as reported by info (borrowed) */
+	/* "HOME=DIR": the commands' own directory (0700, their user's), not /tmp */
+	const char *home_env;
+	json_t *described; /* the limits as reported by info (borrowed) */
 };
 
 /* What every session shares. */

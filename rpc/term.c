@@ -138,7 +138,7 @@ start_shell(struct rpc_term *t, const char *shell, uint16_t cols, uint16_t rows,
 	char *argv[] = { login, NULL };
 	char *envp[] = {
 		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-		"HOME=/tmp",
+		(char *)(l->home_env ? l->home_env : "HOME=/tmp"),
 		"LANG=C.UTF-8",
 		"TERM=xterm-256color",
 		NULL,

@@ -4,10 +4,15 @@
  * are rpc/'s; this file is configuration and wiring. It refuses to start
  * without a token unless told --no-auth: it runs commands.
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
 #include <regex.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -381,6 +386,91 @@ check_commands_user(const struct ws_sandbox *sb, const struct ws_config *cfg, ui
 	return 0;
 }
 
+/* Where the commands' HOME is made: a fresh directory under /tmp per server run. */
+#define HOME_TEMPLATE "/tmp/ws-rpc-home.XXXXXX"
+/* How deep rpc_home_remove() descends into what the commands left in it. */
+#define HOME_DEPTH_MAX 64
+
+/*
+ * The commands' HOME (and a terminal's): a directory of their own, made
+ * at start-up, owned by the user they run as, mode 0700. HOME=/tmp was
+ * every local user's: a .bash_profile (or ~/.local site-packages,
+ * ~/.gitconfig) planted there by anyone ran in every later terminal.
+ * Made before the server confines itself, removed when it stops. 0 or -1
+ * with the reason in err.
+ */
+static int
+home_create(const struct ws_sandbox *sb, char *dir, size_t cap, char *err, size_t errlen)
+{
+	uid_t uid = geteuid();
+	gid_t gid = getegid();
+	const char *user = ws_sandbox_user(sb);
+	if (user) {
+		const struct passwd *pw = getpwnam(user);
+		if (!pw) {
+			snprintf(err, errlen, "commands' HOME: no such user '%s'", user);
+			return -1;
+		}
+		uid = pw->pw_uid;
+		gid = pw->pw_gid;
+	}
+	snprintf(dir, cap, "%s", HOME_TEMPLATE);
+	if (!mkdtemp(dir)) {
+		snprintf(err, errlen, "commands' HOME: mkdtemp %s: %s", HOME_TEMPLATE,
+			 strerror(errno));
+		return -1;
+	}
+	/* /tmp is sticky: no one else can swap the name, but check what we hold anyway */
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || (uid != geteuid() && fchown(fd, uid, gid) != 0) || fchmod(fd, 0700) != 0 ||
+	    fstat(fd, &st) != 0 || st.st_uid != uid || (st.st_mode & 07777) != 0700) {
+		snprintf(err, errlen, "commands' HOME %s: %s", dir,
+			 errno ? strerror(errno) : "not ours");
+		if (fd >= 0)
+			close(fd);
+		rmdir(dir);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+/* Removes what is under fd (which it closes), never following a link. */
+static void
+home_remove_at(int fd, unsigned depth)
+{
+	DIR *d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	const struct dirent *e;
+	while ((e = readdir(d))) {
+		if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+			continue;
+		if (unlinkat(dirfd(d), e->d_name, 0) == 0 || errno != EISDIR)
+			continue;
+		int sub = depth ? openat(dirfd(d), e->d_name,
+					 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+				: -1;
+		if (sub >= 0)
+			home_remove_at(sub, depth - 1);
+		unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR);
+	}
+	closedir(d);
+}
+
+static void
+home_remove(const char *dir)
+{
+	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0)
+		home_remove_at(fd, HOME_DEPTH_MAX);
+	if (rmdir(dir) != 0 && errno != ENOENT)
+		ws_log(WS_LOG_WARN, "home remove=failed dir=%s error=\"%s\"", dir, strerror(errno));
+}
+
 static bool
 compile(const char *flag, const char *src, regex_t *re)
 {
@@ -461,6 +551,14 @@ main(int argc, char **argv)
 		ws_sandbox_destroy(r.sandbox);
 		return rc;
 	}
+	static char home[sizeof(HOME_TEMPLATE)], home_env[sizeof(HOME_TEMPLATE) + 5];
+	if (home_create(r.sandbox, home, sizeof(home), err, sizeof(err)) != 0) {
+		fprintf(stderr, "error: %s\n", err);
+		ws_sandbox_destroy(r.sandbox);
+		return WS_EXIT_SYSTEM;
+	}
+	snprintf(home_env, sizeof(home_env), "HOME=%s", home);
+	ws_log(WS_LOG_INFO, "home dir=%s", home);
 	if (!ws_sandbox_policy(r.sandbox))
 		ws_log(WS_LOG_WARN, "sandbox profile=none text=\"commands run without a seccomp "
 				    "filter\"");
@@ -485,6 +583,7 @@ main(int argc, char **argv)
 		.deny = r.opt.deny_command ? &r.deny : NULL,
 		.allow_shell = r.opt.allow_command_shell,
 		.command_path = r.opt.command_path,
+		.home_env = home_env,
 	};
 	r.limits.described = json_pack(
 		"{s:I, s:I, s:I, s:I, s:I, s:I, s:i, s:i, s:i, s:i, s:b, s:i, s:i}",
@@ -545,6 +644,7 @@ main(int argc, char **argv)
 		.subprotocols = subprotocols,
 	};
 	int status = ws_server_run(&app, &r, &cfg);
+	home_remove(home);
 	ws_sandbox_destroy(r.sandbox);
 	ws_config_finish(&cfg);
 	json_decref(r.limits.described);

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import time
 
 import pytest
@@ -158,10 +159,12 @@ def test_cwd(ws, tmp_path):
     assert r["exitCode"] == 0 and r["stdout"] != "%s\n" % tmp_path
 
 
+# and HOME: the server's own directory for the commands (HOME_RE), not /tmp
 BASE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-    "HOME": "/tmp", "LANG": "C.UTF-8", "TERM": "dumb",
+    "LANG": "C.UTF-8", "TERM": "dumb",
 }
+HOME_RE = r"/tmp/ws-rpc-home\.[A-Za-z0-9]{6}"
 
 
 def env_of(result):
@@ -173,7 +176,9 @@ def test_env_is_scrubbed(rpc):
     s = rpc("--rate-limit", "0", env={"SECRET_SERVER_VAR": "leak", "LD_PRELOAD": "",
                                       "HOME": "/root-home-of-server"})
     w = s.ws()
-    assert env_of(w.exec(argv=["env"])) == BASE_ENV
+    got = env_of(w.exec(argv=["env"]))
+    assert re.fullmatch(HOME_RE, got.pop("HOME"))
+    assert got == BASE_ENV
 
 
 def test_env_applied_over_the_base(ws):

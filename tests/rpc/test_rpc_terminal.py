@@ -5,11 +5,15 @@ bytes, both generations' `exit`, the token rules, and what an attacker
 sends: malformed and huge control messages, bad ids, cursors and sizes,
 an input flood."""
 
+import ctypes
 import json
+import os
+import re
 
 import pytest
 import websockets
 
+import rpchelp
 from termhelp import Conn, Term, run
 
 
@@ -290,3 +294,60 @@ def test_terminal_shell_must_be_an_absolute_path(shell):
     import rpchelp
     rc, _, err, _ = rpchelp.run_once(["--no-auth", "--terminal-shell", shell])
     assert rc == rpchelp.EXIT_USAGE and "terminal-shell" in err, (rc, err)
+
+
+def plant_login_files_in_a_private_tmp():
+    """preexec for the server: a mount namespace of its own with a fresh /tmp
+    (the host's is untouched) in which another user, nobody, has planted the
+    files a login bash reads from its HOME."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    clone_newns, ms_rec, ms_private = 0x20000, 0x4000, 0x40000
+    if (libc.unshare(clone_newns) != 0
+            or libc.mount(b"none", b"/", None, ms_rec | ms_private, None) != 0
+            or libc.mount(b"tmpfs", b"/tmp", b"tmpfs", 0, b"mode=1777") != 0):
+        os._exit(99)
+    for name in (".bash_profile", ".bash_login", ".profile", ".bashrc"):
+        path = "/tmp/" + name
+        with open(path, "w") as f:
+            f.write("echo PLANTED-$((6*7))\n")
+        os.chown(path, 65534, 65534)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="plants files as another user: needs root")
+def test_home_is_the_commands_own_so_files_planted_in_tmp_are_not_sourced(server, command_user):
+    s = server(rpchelp.NAME, "--no-auth", "--rate-limit", "0", cls=rpchelp.RpcServer,
+               preexec=plant_login_files_in_a_private_tmp)
+
+    async def go():
+        term = await Term.open(s)
+        await term.type('echo "H=$HOME"; stat -c "M=%a:%U" "$HOME"; echo "I=$(id -un)-END"\r')
+        await term.expect(b"-END\r\n")
+        screen = bytes(term.screen)
+        assert b"PLANTED-42" not in screen
+        assert re.search(rb"H=/tmp/ws-rpc-home\.[A-Za-z0-9]{6}\r\nM=700:%s\r\nI=%s-END"
+                         % (command_user.encode(), command_user.encode()), screen), screen
+        # commands that are not terminals get the same HOME
+        c = await Conn.open(s)
+        r = await c.request({"type": "exec", "command": 'echo "$HOME"'})
+        assert re.fullmatch(r"/tmp/ws-rpc-home\.[A-Za-z0-9]{6}\n", r["stdout"]), r
+        await term.type("exit\r")
+        await term.until_closed()
+        await c.close()
+    run(go())
+
+
+def test_the_commands_home_is_removed_when_the_server_stops(srv):
+    async def go():
+        term = await Term.open(srv)
+        # what a user leaves there, a link out of it included (not followed)
+        await term.type('mkdir -p ~/a/b && touch ~/a/b/f ~/keep && ln -s /etc ~/a/out && '
+                        'echo "H=$HOME-END"\r')
+        await term.expect(b"-END\r\n")
+        home = re.search(rb"H=(/tmp/ws-rpc-home\.[A-Za-z0-9]{6})-END", term.screen).group(1)
+        await term.type("exit\r")
+        await term.until_closed()
+        return home.decode()
+    home = run(go())
+    assert os.path.isdir(home + "/a/b")
+    assert srv.stop() == 0
+    assert not os.path.exists(home) and os.path.isdir("/etc")
