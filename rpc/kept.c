@@ -213,6 +213,16 @@ drop(struct rpc_kept *k)
 	free(k);
 }
 
+bool
+rpc_kept_forget(struct rpc_kept *k)
+{
+	if (k->x)
+		return false;
+	ws_log(WS_LOG_INFO, "kept-drop id=%s reason=replaced", k->id);
+	drop(k);
+	return true;
+}
+
 static void
 on_linger(void *arg)
 {
@@ -338,6 +348,12 @@ bool
 rpc_kept_running(const struct rpc_kept *k)
 {
 	return k->x != NULL;
+}
+
+bool
+rpc_kept_pty(const struct rpc_kept *k)
+{
+	return k->pty;
 }
 
 void

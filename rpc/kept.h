@@ -64,6 +64,13 @@ bool rpc_kept_set_name(struct rpc_kept *k, const char *name);
 const char *rpc_kept_id(const struct rpc_kept *k);
 pid_t rpc_kept_pid(const struct rpc_kept *k);
 bool rpc_kept_running(const struct rpc_kept *k);
+/* Whether it runs on a pty (a terminal, or exec with pty). */
+bool rpc_kept_pty(const struct rpc_kept *k);
+/*
+ * Drops an exited process's record now, not at --kept-linger (its
+ * watchers are told it is gone). False, and nothing done, while it runs.
+ */
+bool rpc_kept_forget(struct rpc_kept *k);
 /* Oldest held offset and end of a stream's output. */
 void rpc_kept_range(const struct rpc_kept *k, enum rpc_stream s, uint64_t *start, uint64_t *end);
 

@@ -1016,7 +1016,10 @@ static json_t *
 do_detach(struct rpc_session *s, const struct rpc_request *r)
 {
 	json_t *target = json_object_get(r->params, "id");
-	struct watch *w = json_is_string(target) ? find_watch(s, json_string_value(target)) : NULL;
+	/* by id or by name, as attach took it; a record already dropped by the id alone */
+	struct rpc_kept *k = find_kept(s, target);
+	const char *id = k ? rpc_kept_id(k) : json_string_value(target);
+	struct watch *w = id ? find_watch(s, id) : NULL;
 	if (!w)
 		return no_such(r, target ? target : json_null());
 	rpc_kept_detach(w->w);

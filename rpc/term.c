@@ -210,16 +210,25 @@ rpc_term_create(struct rpc_hub *hub, struct ws_conn *c, const struct ws_http_req
 		return refuse(t, "session: 1 to 23 of A-Z a-z 0-9 . _ -, not p and digits");
 	if (has_id == WS_HTTP_ARG_FOUND && has_session == WS_HTTP_ARG_FOUND)
 		return refuse(t, "id and session: one or the other");
+	if (!query_uint(req, "cursor", 0, INT64_MAX, &since))
+		return refuse(t, "cursor: not a byte offset");
 	/* a named session is attached when it exists, else started under that name */
 	struct rpc_kept *named = has_session == WS_HTTP_ARG_FOUND
 					 ? rpc_kept_find(hub->kept, session)
 					 : NULL;
+	/*
+	 * Its shell exited: a reconnect (with a cursor) still gets the rest
+	 * and the exit; a fresh open (none) gets a new shell under the name
+	 * instead of the old one's lingering record, which is dropped.
+	 */
+	if (named && !rpc_kept_running(named) && since == UINT64_MAX) {
+		rpc_kept_forget(named);
+		named = NULL;
+	}
 	if (named) {
 		snprintf(id, sizeof(id), "%s", rpc_kept_id(named));
 		has_id = WS_HTTP_ARG_FOUND;
 	}
-	if (!query_uint(req, "cursor", 0, INT64_MAX, &since))
-		return refuse(t, "cursor: not a byte offset");
 	if (!query_uint(req, "cols", 1, RPC_PTY_MAX, &cols) ||
 	    !query_uint(req, "rows", 1, RPC_PTY_MAX, &rows))
 		return refuse(t, RPC_PTY_BAD);
@@ -228,6 +237,14 @@ rpc_term_create(struct rpc_hub *hub, struct ws_conn *c, const struct ws_http_req
 	if (has_id == WS_HTTP_ARG_FOUND) {
 		if (!(k = rpc_kept_find(hub->kept, id)))
 			return refuse(t, "no such terminal");
+		/*
+		 * Only a pty's output is one stream of terminal bytes; a pipe
+		 * process's stderr has offsets of its own (attach it with ws-rpc).
+		 */
+		if (!rpc_kept_pty(k))
+			return refuse(t,
+				      "not a terminal: the process is not on a pty (attach to it "
+				      "with ws-rpc's attach)");
 	} else if (!(k = start_shell(t, shell, (uint16_t)cols, (uint16_t)rows, err, sizeof(err)))) {
 		return refuse(t, err);
 	} else if (has_session == WS_HTTP_ARG_FOUND) {

@@ -351,3 +351,72 @@ def test_the_commands_home_is_removed_when_the_server_stops(srv):
     assert os.path.isdir(home + "/a/b")
     assert srv.stop() == 0
     assert not os.path.exists(home) and os.path.isdir("/etc")
+
+
+def test_the_endpoint_refuses_a_kept_process_not_on_a_pty(srv):
+    # a pipe process's stderr has offsets of its own: its bytes are not one terminal stream
+    async def go():
+        c = await Conn.open(srv)
+        pid = await c.start(command="printf OUT; printf ERR >&2; exec sleep 30")
+        ws = await websockets.connect("ws://127.0.0.1:%d/terminal?id=%s&cursor=0"
+                                      % (srv.port, pid))
+        m = json.loads(await ws.recv())
+        assert m["type"] == "error" and m["message"].startswith("not a terminal"), m
+        with pytest.raises(websockets.ConnectionClosed) as e:
+            await ws.recv()
+        assert e.value.rcvd.code == 1008
+        # still there for ws-rpc's attach, stdout and stderr apart
+        r = await c.request({"type": "kill", "id": pid, "signal": "KILL"})
+        assert r.get("ok") is True, r
+        await c.close()
+    run(go())
+
+
+def test_detach_takes_the_session_name_as_attach_does(srv):
+    async def go():
+        term = await Term.open(srv, "session=work")
+        tid = term.ready["id"]
+        c = await Conn.open(srv)
+        r = await c.request({"type": "attach", "id": "work", "since": 10 ** 9})
+        assert r["type"] == "attached" and r["process"] == tid
+        r = await c.request({"type": "detach", "id": "work"})
+        assert r["type"] == "detached" and r["ok"] is True, r
+        assert (await c.processes())[tid]["attached"] == 1
+        r = await c.request({"type": "detach", "id": "work"})
+        assert r["type"] == "error", r  # no longer watched
+        r = await c.rpc("attach", {"id": "work", "since": 10 ** 9})
+        assert r["result"]["process"] == tid
+        r = await c.rpc("detach", {"id": "work"})
+        assert r["result"] == {"ok": True}, r
+        await term.type("exit\r")
+        await term.control("exit")
+        await c.close()
+    run(go())
+
+
+def test_an_exited_named_session_is_replayed_with_a_cursor_and_restarted_without(srv):
+    async def go():
+        a = await Term.open(srv, "session=dev")
+        old = a.ready["id"]
+        await a.type("echo o''ld; exit 3\r")
+        assert (await a.control("exit"))["code"] == 3
+        await a.until_closed()
+        # a reconnect (with its cursor) gets the rest and the exit
+        b = await Term.open(srv, "session=dev&cursor=0")
+        assert b.ready["id"] == old and b.ready["running"] is False
+        await b.expect(b"old\r\n")
+        assert (await b.control("exit"))["code"] == 3
+        await b.until_closed()
+        # a fresh open gets a new shell under the name; the old record is gone
+        d = await Term.open(srv, "session=dev")
+        assert d.ready["running"] is True and d.ready["id"] != old
+        assert d.ready["session"] == "dev"
+        await d.type("echo n''ew\r")
+        await d.expect(b"new\r\n")
+        c = await Conn.open(srv)
+        procs = await c.processes()
+        assert old not in procs and procs[d.ready["id"]]["name"] == "dev"
+        await d.type("exit\r")
+        await d.control("exit")
+        await c.close()
+    run(go())
