@@ -185,6 +185,8 @@ static const struct call dangerous[] = {
 	 */
 	{ "ioctl", WS_POLICY_ERRNO, EPERM, WS_POLICY_MASKED_EQ, 1, 0xffffffffu, TIOCSTI },
 	{ "ioctl", WS_POLICY_ERRNO, EPERM, WS_POLICY_MASKED_EQ, 1, 0xffffffffu, TIOCLINUX },
+	/* a line discipline change: with ldisc_autoload it loads n_gsm, n_hdlc... */
+	{ "ioctl", WS_POLICY_ERRNO, EPERM, WS_POLICY_MASKED_EQ, 1, 0xffffffffu, TIOCSETD },
 	{ NULL },
 };
 

@@ -18,6 +18,7 @@ import errno
 import fcntl
 import os
 import socket
+import struct
 import sys
 import termios
 
@@ -69,6 +70,17 @@ def tioclinux():
     master, slave = os.openpty()
     try:
         fcntl.ioctl(slave, 0x541C, b"\x02")  # TIOCLINUX, TIOCL_SETSEL
+        return "ok"
+    except OSError as ex:
+        return errno.errorcode.get(ex.errno, str(ex.errno))
+
+
+def tiocsetd():
+    """Sets the line discipline to the one it has (N_TTY): harmless, yet the call
+    that with ldisc_autoload loads n_gsm or n_hdlc for another number."""
+    master, slave = os.openpty()
+    try:
+        fcntl.ioctl(slave, termios.TIOCSETD, struct.pack("i", 0))
         return "ok"
     except OSError as ex:
         return errno.errorcode.get(ex.errno, str(ex.errno))
@@ -163,6 +175,7 @@ PROBES = {
     # terminals
     "tiocsti": lambda a: tiocsti(),
     "tioclinux": lambda a: tioclinux(),
+    "tiocsetd": lambda a: tiocsetd(),
     # sockets
     "socket_inet": lambda a: sock(socket.AF_INET),
     "socket_inet6": lambda a: sock(socket.AF_INET6),

@@ -55,6 +55,7 @@ DENIED = {
     "open_by_handle_at": "EPERM",
     "tiocsti": "EPERM",
     "tioclinux": "EPERM",
+    "tiocsetd": "EPERM",
     # sniffing (loopback too: other clients' tokens), forging, the hypervisor
     "socket_packet": "EPERM",
     "socket_inet_raw": "EPERM",
