@@ -2,7 +2,7 @@
  * term: the terminal endpoint, the Sandbox SDK's terminal protocol
  * (docs/protocol-terminal.md) on any WebSocket path whose last segment is
  * `terminal`. A connection either starts a terminal (the shell on a pty,
- * kept) or, with ?id=, reattaches to a kept process, replaying from
+ * kept) or, with ?id=, reattaches to a kept process on a pty, replaying from
  * ?cursor=. Binary frames are the terminal's bytes both ways; text frames
  * are JSON control messages.
  */
