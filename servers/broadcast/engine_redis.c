@@ -115,7 +115,9 @@ struct link {
 	struct ws_watch *w;
 	bool writing;   /* hiredis wants to write */
 	bool armed;     /* a writable event is asked for */
-	bool connected; /* the connect completed */
+	bool connected; /* the connect completed, and AUTH and SELECT succeeded */
+	bool tcp;       /* the connect completed */
+	int setup;      /* AUTH and SELECT replies still to come */
 	bool sub;       /* the subscriber link */
 };
 
@@ -170,6 +172,7 @@ struct bc_redis {
 	char node[NODE_LEN + 1];
 	char node_key[32];
 	char sha[SC_COUNT][SHA1_DIGEST_STRING_LENGTH];
+	bool reloading; /* SCRIPT LOADs sent after a NOSCRIPT, not all answered yet */
 	struct link cmd, sub;
 	struct ws_timer *retry, *tick;
 	uint32_t backoff_ms;
@@ -192,16 +195,114 @@ struct url {
 	unsigned db;
 };
 
+/* Where the password is in url ([user:]pass@): false when it has none. */
+static bool
+pass_span(const char *url, size_t *off, size_t *len)
+{
+	/* any scheme: a mistyped one (REDIS://) is echoed in an error too */
+	const char *p = strstr(url, "://");
+	if (!p)
+		return false;
+	p += 3;
+	const char *at = strrchr(p, '@');
+	if (!at)
+		return false;
+	const char *colon = memchr(p, ':', (size_t)(at - p));
+	const char *pw = colon ? colon + 1 : p;
+	*off = (size_t)(pw - url);
+	*len = (size_t)(at - pw);
+	return *len > 0;
+}
+
+void
+bc_redis_url_redact(const char *url, char *out, size_t outlen)
+{
+	size_t off, len;
+	if (!pass_span(url, &off, &len)) {
+		snprintf(out, outlen, "%s", url);
+		return;
+	}
+	snprintf(out, outlen, "%.*s***%s", (int)off, url, url + off + len);
+}
+
+bool
+bc_redis_url_scrub(char *url)
+{
+	size_t off, len;
+	if (!pass_span(url, &off, &len))
+		return false;
+	memset(url + off, '*', len);
+	return true;
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* %XX-decodes n bytes of in into out (size outsz, NUL-terminated); false if malformed or long. */
+static bool
+pct_decode(const char *in, size_t n, char *out, size_t outsz)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		char c = in[i];
+		if (c == '%') {
+			int hi = i + 2 < n ? hexval(in[i + 1]) : -1;
+			int lo = i + 2 < n ? hexval(in[i + 2]) : -1;
+			if (hi < 0 || lo < 0)
+				return false;
+			c = (char)(hi << 4 | lo);
+			if (!c)
+				return false; /* a NUL would cut the word short */
+			i += 2;
+		}
+		if (o + 1 >= outsz)
+			return false;
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	return true;
+}
+
+/* Decimal digits only (no sign, no space), at most max: strtol alone takes " +12". */
+static bool
+digits(const char *s, const char *end, unsigned long max, unsigned long *out)
+{
+	if (s == end || end - s > 10)
+		return false;
+	unsigned long v = 0;
+	for (const char *p = s; p < end; p++) {
+		if (*p < '0' || *p > '9')
+			return false;
+		v = v * 10 + (unsigned long)(*p - '0');
+	}
+	if (v > max)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* Errors show the URL with its password as *** (they end up in logs and terminals). */
 static bool
 url_parse(const char *url, struct url *u, char *err, size_t errlen)
 {
 	*u = (struct url){ .port = 6379 };
+	char shown[200];
+	bc_redis_url_redact(url, shown, sizeof(shown));
 	if (strncmp(url, "rediss://", 9) == 0) {
 		snprintf(err, errlen, "rediss:// needs hiredis with TLS (this build's has none)");
 		return false;
 	}
 	if (strncmp(url, "redis://", 8) != 0) {
-		snprintf(err, errlen, "'%s': expected redis://[user:pass@]host:port[/db]", url);
+		snprintf(err, errlen, "'%s': expected redis://[user:pass@]host:port[/db]", shown);
 		return false;
 	}
 	const char *p = url + 8;
@@ -211,12 +312,14 @@ url_parse(const char *url, struct url *u, char *err, size_t errlen)
 		size_t ul = colon ? (size_t)(colon - p) : 0;
 		const char *pw = colon ? colon + 1 : p;
 		size_t pl = (size_t)(at - pw);
-		if (ul >= sizeof(u->user) || pl >= sizeof(u->pass)) {
-			snprintf(err, errlen, "user or password too long");
+		if (!pct_decode(p, ul, u->user, sizeof(u->user)) ||
+		    !pct_decode(pw, pl, u->pass, sizeof(u->pass))) {
+			snprintf(err, errlen,
+				 "'%s': user or password too long or badly %%-encoded "
+				 "(%%XX, no %%00)",
+				 shown);
 			return false;
 		}
-		memcpy(u->user, p, ul);
-		memcpy(u->pass, pw, pl);
 		u->has_user = ul > 0;
 		u->has_pass = pl > 0;
 		p = at + 1;
@@ -228,10 +331,14 @@ url_parse(const char *url, struct url *u, char *err, size_t errlen)
 		hs = p + 1;
 		he = memchr(hs, ']', (size_t)(end - hs));
 		if (!he) {
-			snprintf(err, errlen, "'%s': unterminated [IPv6 address]", url);
+			snprintf(err, errlen, "'%s': unterminated [IPv6 address]", shown);
 			return false;
 		}
-		if (he + 1 < end && he[1] == ':')
+		if (he + 1 < end && he[1] != ':') {
+			snprintf(err, errlen, "'%s': expected :port or the end after ']'", shown);
+			return false;
+		}
+		if (he + 1 < end)
 			port = he + 2;
 	} else {
 		he = memchr(p, ':', (size_t)(end - p));
@@ -241,24 +348,23 @@ url_parse(const char *url, struct url *u, char *err, size_t errlen)
 			he = end;
 	}
 	if (he == hs || (size_t)(he - hs) >= sizeof(u->host)) {
-		snprintf(err, errlen, "'%s': no host", url);
+		snprintf(err, errlen, "'%s': no host (or longer than 255 bytes)", shown);
 		return false;
 	}
 	memcpy(u->host, hs, (size_t)(he - hs));
 	if (port) {
-		char *e;
-		long v = strtol(port, &e, 10);
-		if (e != end || v < 1 || v > 65535) {
-			snprintf(err, errlen, "'%s': invalid port", url);
+		unsigned long v;
+		if (!digits(port, end, 65535, &v) || v < 1) {
+			snprintf(err, errlen, "'%s': invalid port (digits, 1 to 65535)", shown);
 			return false;
 		}
 		u->port = (int)v;
 	}
 	if (*end == '/' && end[1]) {
-		char *e;
-		long v = strtol(end + 1, &e, 10);
-		if (*e || v < 0 || v > 1000000) {
-			snprintf(err, errlen, "'%s': invalid database number", url);
+		unsigned long v;
+		if (!digits(end + 1, end + strlen(end), 1000000, &v)) {
+			snprintf(err, errlen,
+				 "'%s': invalid database number (digits, 0 to 1000000)", shown);
 			return false;
 		}
 		u->db = (unsigned)v;
@@ -267,10 +373,24 @@ url_parse(const char *url, struct url *u, char *err, size_t errlen)
 }
 
 bool
+bc_redis_url_has(const char *url, bool *user, bool *pass)
+{
+	struct url u;
+	char err[8];
+	bool ok = url_parse(url, &u, err, sizeof(err));
+	*user = ok && u.has_user;
+	*pass = ok && u.has_pass;
+	explicit_bzero(&u, sizeof(u));
+	return ok;
+}
+
+bool
 bc_redis_url_ok(const char *url, char *err, size_t errlen)
 {
 	struct url u;
-	return url_parse(url, &u, err, errlen);
+	bool ok = url_parse(url, &u, err, errlen);
+	explicit_bzero(&u, sizeof(u));
+	return ok;
 }
 
 /* ---- keys ---- */
@@ -428,9 +548,12 @@ on_connect(const redisAsyncContext *ac, int status)
 		link_lost(l);
 		return;
 	}
-	l->connected = true;
+	l->tcp = true;
 	l->r->st.connects++;
-	link_ready(l);
+	if (!l->setup) {
+		l->connected = true;
+		link_ready(l);
+	}
 }
 
 static void
@@ -460,7 +583,8 @@ link_lost(struct link *l)
 {
 	struct bc_redis *r = l->r;
 	bool was = l->connected;
-	l->connected = false;
+	l->connected = l->tcp = false;
+	l->setup = 0;
 	if (l->sub && was) {
 		/* every subscription is gone with it; joins waiting on one fail */
 		r->st.rooms_subscribed = 0;
@@ -496,14 +620,50 @@ discard_reply(redisAsyncContext *ac, void *reply, void *priv)
 		       rp->str);
 }
 
+/*
+ * AUTH's or SELECT's reply. A refusal (a wrong password, a database past
+ * the server's `databases`) leaves the link not ready: logged with Redis's
+ * reason, closed, retried with backoff; serving db 0 instead would mix
+ * tenants, and serving without AUTH fails every command.
+ */
 static void
-auth(struct link *l)
+on_setup(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct link *l = ac->data;
+	redisReply *rp = reply;
+	if (!rp || l->r->closing || l->ac != ac)
+		return;
+	if (rp->type == REDIS_REPLY_ERROR) {
+		ws_log(WS_LOG_ERROR, "redis-setup failed=yes op=%s link=%s error=\"%s\"",
+		       (const char *)priv, l->sub ? "sub" : "cmd", rp->str);
+		redisAsyncDisconnect(ac);
+		return;
+	}
+	if (l->setup > 0 && --l->setup == 0 && l->tcp) {
+		l->connected = true;
+		link_ready(l);
+	}
+}
+
+/* Queued before the connect completes: the link is ready once both are answered. */
+static void
+setup(struct link *l)
 {
 	struct bc_redis *r = l->r;
-	if (r->pass && r->user)
-		redisAsyncCommand(l->ac, discard_reply, "AUTH", "AUTH %s %s", r->user, r->pass);
-	else if (r->pass)
-		redisAsyncCommand(l->ac, discard_reply, "AUTH", "AUTH %s", r->pass);
+	if (r->pass) {
+		l->setup++;
+		if (r->user)
+			redisAsyncCommand(l->ac, on_setup, "AUTH", "AUTH %s %s", r->user, r->pass);
+		else
+			redisAsyncCommand(l->ac, on_setup, "AUTH", "AUTH %s", r->pass);
+	}
+	/* channels are the same in every database: only the command link selects */
+	if (r->db && !l->sub) {
+		char db[16];
+		snprintf(db, sizeof(db), "%u", r->db);
+		l->setup++;
+		redisAsyncCommand(l->ac, on_setup, "SELECT", "SELECT %s", db);
+	}
 }
 
 static void
@@ -538,7 +698,7 @@ start_link(struct bc_redis *r, struct link *l)
 	/* arms the first writable event: that is how a finished connect shows */
 	redisAsyncSetConnectCallback(ac, on_connect);
 	ev_add_read(l);
-	auth(l);
+	setup(l);
 	return;
 fail:
 	arm_retry(r);
@@ -571,25 +731,113 @@ refresh_node(struct bc_redis *r)
 	command(r->cmd.ac, discard_reply, "SET node", 5, v);
 }
 
+/*
+ * An EVALSHA in flight, with a copy of its words: when Redis answers
+ * NOSCRIPT (SCRIPT FLUSH, a failover, a proxy to another node) it is sent
+ * again once as EVAL with the script's body, so the call still succeeds,
+ * and the scripts are loaded again for the calls that follow. Calls in
+ * flight at that moment may run in another order than sent (each still
+ * gets its own seq).
+ */
+struct evcall {
+	struct bc_redis *r;
+	redisCallbackFn *fn;
+	void *priv;
+	enum script s;
+	bool retried;
+	int argc;
+	size_t *lens;
+	const char **argv;
+};
+
+static void
+on_loaded(redisAsyncContext *ac, void *reply, void *priv)
+{
+	(void)ac;
+	(void)reply;
+	struct bc_redis *r = priv;
+	r->reloading = false;
+}
+
+static void
+reload_scripts(struct bc_redis *r)
+{
+	if (r->reloading)
+		return;
+	r->reloading = true;
+	for (int s = 0; s < SC_COUNT; s++) {
+		const char *v[] = { "SCRIPT", "LOAD", scripts[s] };
+		command(r->cmd.ac, s == SC_COUNT - 1 ? on_loaded : discard_reply,
+			s == SC_COUNT - 1 ? (void *)r : (void *)"SCRIPT LOAD", 3, v);
+	}
+}
+
+static void
+on_eval(redisAsyncContext *ac, void *reply, void *priv)
+{
+	struct evcall *c = priv;
+	struct bc_redis *r = c->r;
+	redisReply *rp = reply;
+	if (rp && rp->type == REDIS_REPLY_ERROR && strncmp(rp->str, "NOSCRIPT", 8) == 0 &&
+	    !c->retried && !r->closing && r->cmd.ac == ac) {
+		ws_log(WS_LOG_WARN, "redis-noscript script=%d retried=yes", (int)c->s);
+		r->st.noscript++;
+		c->retried = true;
+		c->argv[0] = "EVAL";
+		c->lens[0] = 4;
+		c->argv[1] = scripts[c->s];
+		c->lens[1] = strlen(scripts[c->s]);
+		reload_scripts(r);
+		if (redisAsyncCommandArgv(ac, on_eval, c, c->argc, c->argv, c->lens) == REDIS_OK)
+			return;
+	}
+	c->fn(ac, reply, c->priv);
+	free(c);
+}
+
 static void
 eval(struct bc_redis *r, redisCallbackFn *fn, void *priv, enum script s, size_t nkeys,
      const char **args, size_t *lens, size_t nargs)
 {
 	char nk[8];
 	snprintf(nk, sizeof(nk), "%zu", nkeys);
-	const char *v[24];
+	if (nargs > 21)
+		nargs = 21;
+	int argc = (int)(3 + nargs);
 	size_t vl[24];
-	v[0] = "EVALSHA";
 	vl[0] = 7;
-	v[1] = r->sha[s];
 	vl[1] = strlen(r->sha[s]);
-	v[2] = nk;
 	vl[2] = strlen(nk);
-	for (size_t i = 0; i < nargs && i < 21; i++) {
-		v[3 + i] = args[i];
+	size_t bytes = vl[2] + 1;
+	for (size_t i = 0; i < nargs; i++) {
 		vl[3 + i] = lens[i] ? lens[i] : strlen(args[i]);
+		bytes += vl[3 + i] + 1;
 	}
-	redisAsyncCommandArgv(r->cmd.ac, fn, priv, (int)(3 + nargs), v, vl);
+	/* one block: the call, its lengths, its words and their bytes */
+	struct evcall *c = malloc(sizeof(*c) + (size_t)argc * (sizeof(size_t) + sizeof(char *)) +
+				  bytes);
+	if (!c) {
+		fn(r->cmd.ac, NULL, priv);
+		return;
+	}
+	*c = (struct evcall){ .r = r, .fn = fn, .priv = priv, .s = s, .argc = argc };
+	c->lens = (size_t *)(c + 1);
+	c->argv = (const char **)(c->lens + argc);
+	char *b = (char *)(c->argv + argc);
+	memcpy(c->lens, vl, (size_t)argc * sizeof(size_t));
+	c->argv[0] = "EVALSHA";
+	c->argv[1] = r->sha[s];
+	for (int i = 2; i < argc; i++) {
+		const char *src = i == 2 ? nk : args[i - 3];
+		memcpy(b, src, vl[i]);
+		b[vl[i]] = '\0';
+		c->argv[i] = b;
+		b += vl[i] + 1;
+	}
+	if (redisAsyncCommandArgv(r->cmd.ac, on_eval, c, argc, c->argv, c->lens) != REDIS_OK) {
+		fn(r->cmd.ac, NULL, priv);
+		free(c);
+	}
 }
 
 static void
@@ -617,12 +865,6 @@ link_ready(struct link *l)
 				if (e->nmembers || e->waiting)
 					sub_subscribe(r, e);
 	} else {
-		if (r->db) {
-			char db[16];
-			snprintf(db, sizeof(db), "%u", r->db);
-			const char *v[] = { "SELECT", db };
-			command(l->ac, discard_reply, "SELECT", 2, v);
-		}
 		for (int s = 0; s < SC_COUNT; s++) {
 			const char *v[] = { "SCRIPT", "LOAD", scripts[s] };
 			command(l->ac, discard_reply, "SCRIPT LOAD", 3, v);
@@ -1265,8 +1507,12 @@ bc_redis_create(struct ws_server *srv, const struct bc_redis_config *cfg,
 				: (const void *)&((struct sockaddr_in *)ai->ai_addr)->sin_addr;
 	inet_ntop(ai->ai_family, a, r->host, sizeof(r->host));
 	freeaddrinfo(ai);
-	if ((u.has_user && !(r->user = strdup(u.user))) ||
-	    (u.has_pass && !(r->pass = strdup(u.pass)))) {
+	const char *user = cfg->user ? cfg->user : u.has_user ? u.user : NULL;
+	const char *pass = cfg->password ? cfg->password : u.has_pass ? u.pass : NULL;
+	r->cfg.user = r->cfg.password = NULL;
+	bool oom = (user && !(r->user = strdup(user))) || (pass && !(r->pass = strdup(pass)));
+	explicit_bzero(&u, sizeof(u));
+	if (oom) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -1352,6 +1598,8 @@ bc_redis_destroy(struct bc_redis *r)
 		free(o);
 	}
 	free(r->user);
+	if (r->pass)
+		explicit_bzero(r->pass, strlen(r->pass));
 	free(r->pass);
 	free(r);
 }

@@ -30,6 +30,8 @@ struct bc_redis;
 
 struct bc_redis_config {
 	const char *url;          /* redis://[user:pass@]host:port[/db] */
+	const char *user;         /* or NULL: the URL's (giving both is the caller's error) */
+	const char *password;     /* or NULL: the URL's (--redis-password-file) */
 	uint32_t history_size;    /* messages kept per room (stream MAXLEN); 0 = none */
 	uint32_t presence_ttl_ms; /* a node silent this long is dead */
 	uint32_t welcome_members; /* member names a join reads, at most */
@@ -84,6 +86,15 @@ typedef void (*bc_redis_publish_fn)(void *ctx, bool ok, uint64_t seq);
  * TLS). False with one line in err.
  */
 bool bc_redis_url_ok(const char *url, char *err, size_t errlen);
+/* url with its password shown as *** (for messages), cut to outlen. */
+void bc_redis_url_redact(const char *url, char *out, size_t outlen);
+/*
+ * Overwrites the password's bytes in url with '*' (in place: argv, so that
+ * /proc/PID/cmdline stops showing it). True if it had one.
+ */
+bool bc_redis_url_scrub(char *url);
+/* Whether url carries a user name / a password. */
+bool bc_redis_url_has(const char *url, bool *user, bool *pass);
 
 /*
  * Resolves the host, starts connecting (the first connection happens on
@@ -151,7 +162,8 @@ bool bc_redis_catchup(struct bc_redis *r, const char *room, uint64_t since, uint
 /* Counters for /metrics. */
 struct bc_redis_stats {
 	uint64_t connects, disconnects, published, publish_failed, reaped, rooms_subscribed;
-	uint64_t pending; /* requests awaiting Redis */
+	uint64_t noscript; /* calls Redis answered NOSCRIPT, sent again with the script */
+	uint64_t pending;  /* requests awaiting Redis */
 	bool up;
 };
 void bc_redis_stats(const struct bc_redis *r, struct bc_redis_stats *out);

@@ -10,6 +10,7 @@
  * could lose, and every member sees the same order.
  */
 #define _GNU_SOURCE /* getrandom */
+#include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,11 @@ struct options {
 	const char *engine; /* sqlite:PATH or redis://...; NULL: sqlite:--db */
 	const char *db;
 	const char *redis; /* --engine redis://...: the URL */
+	const char *redis_password_file;
+	const char *redis_user;
+	char *redis_url_owned; /* the URL copied out of argv, before its password was hidden */
+	char *redis_password;  /* read from --redis-password-file */
+	bool redis_pw_in_argv; /* the URL's password was on the command line */
 	uint32_t presence_ttl_ms;
 	uint32_t redis_max_pending;
 	uint32_t history_size;
@@ -1630,7 +1636,7 @@ redis_metrics(struct bc *bc, struct ws_buf *out)
 {
 	struct bc_redis_stats st;
 	bc_redis_stats(bc->redis, &st);
-	char s[2048];
+	char s[3072];
 	int n = snprintf(
 		s, sizeof(s),
 		"# HELP ws_broadcast_engine_up Whether the engine can serve (Redis "
@@ -1665,11 +1671,16 @@ redis_metrics(struct bc *bc, struct ws_buf *out)
 		"# HELP ws_broadcast_redis_caught_up_total Messages a room missed while "
 		"resubscribing, delivered from the history.\n"
 		"# TYPE ws_broadcast_redis_caught_up_total counter\n"
-		"ws_broadcast_redis_caught_up_total %llu\n",
+		"ws_broadcast_redis_caught_up_total %llu\n"
+		"# HELP ws_broadcast_redis_noscript_total Calls Redis answered NOSCRIPT (its "
+		"script cache lost), sent again with the script.\n"
+		"# TYPE ws_broadcast_redis_noscript_total counter\n"
+		"ws_broadcast_redis_noscript_total %llu\n",
 		st.up ? 1 : 0, (unsigned long long)st.connects, (unsigned long long)st.disconnects,
 		(unsigned long long)st.published, (unsigned long long)st.publish_failed,
 		(unsigned long long)st.reaped, (unsigned long long)st.rooms_subscribed,
-		(unsigned long long)st.pending, (unsigned long long)bc->caught_up);
+		(unsigned long long)st.pending, (unsigned long long)bc->caught_up,
+		(unsigned long long)st.noscript);
 	if (n > 0 && (size_t)n < sizeof(s))
 		ws_buf_append(out, s, (size_t)n);
 }
@@ -1690,6 +1701,8 @@ redis_confine(struct bc *bc, const struct ws_config *cfg)
 	};
 	struct bc_redis_config rc = {
 		.url = bc->opt.redis,
+		.user = bc->opt.redis_user,
+		.password = bc->opt.redis_password,
 		.history_size = bc->opt.history_size,
 		.presence_ttl_ms = bc->opt.presence_ttl_ms,
 		.welcome_members = bc->opt.welcome_members,
@@ -1921,6 +1934,13 @@ static const struct ws_option bc_opts[] = {
 	  "where rooms live: sqlite:PATH (default sqlite:ws-broadcast.db) or "
 	  "redis://[user:pass@]host:port[/db] (several servers, one room space)",
 	  NULL },
+	{ "redis-password-file", "WS_REDIS_PASSWORD_FILE", "PATH", WS_OPT_STRING,
+	  OPT(redis_password_file), 0, 0,
+	  "Redis engine: the password (AUTH) is this file's content, without its trailing "
+	  "newline; keeps it off the command line, which any local user can read",
+	  NULL },
+	{ "redis-user", "WS_REDIS_USER", "NAME", WS_OPT_STRING, OPT(redis_user), 0, 0,
+	  "Redis engine: the ACL user for AUTH (with --redis-password-file)", NULL },
 	{ "presence-ttl", "WS_PRESENCE_TTL", "SECONDS", WS_OPT_SECONDS, OPT(presence_ttl_ms), 1000,
 	  3600000,
 	  "Redis engine: a server silent this long is dead; its members' leaves are announced "
@@ -2036,6 +2056,9 @@ pick_engine(struct options *opt)
 		opt->redis = e;
 		return true;
 	}
+	char shown[200];
+	bc_redis_url_redact(e, shown, sizeof(shown));
+	e = shown;
 	if (strncmp(e, "rediss://", 9) == 0) {
 		fprintf(stderr,
 			"error: --engine: rediss:// needs hiredis with TLS, and this build's "
@@ -2048,6 +2071,89 @@ pick_engine(struct options *opt)
 		"redis://[user:pass@]host:port[/db]\n",
 		e);
 	return false;
+}
+
+#define REDIS_PASSWORD_MAX 1024
+
+/*
+ * The Redis engine's secrets: --redis-password-file read (trailing newline
+ * cut), and a password given in --engine on the command line copied out
+ * and overwritten there, so /proc/PID/cmdline (world-readable, unlike the
+ * environment of this non-dumpable process) stops showing it. False (with
+ * one "error:" line) on a conflict or an unreadable file.
+ */
+static bool
+redis_secrets(struct options *opt, int argc, char **argv)
+{
+	if (!opt->redis) {
+		if (opt->redis_password_file || opt->redis_user)
+			fprintf(stderr, "error: --redis-password-file and --redis-user need "
+					"--engine redis://\n");
+		return !opt->redis_password_file && !opt->redis_user;
+	}
+	bool has_user, has_pass;
+	bc_redis_url_has(opt->redis, &has_user, &has_pass);
+	if (opt->redis_user && has_user) {
+		fprintf(stderr, "error: --redis-user and a user in --engine: give one of them\n");
+		return false;
+	}
+	if (opt->redis_password_file && has_pass) {
+		fprintf(stderr, "error: --redis-password-file and a password in --engine: give "
+				"one of them\n");
+		return false;
+	}
+	if (opt->redis_user && !opt->redis_password_file && !has_pass) {
+		fprintf(stderr, "error: --redis-user needs --redis-password-file\n");
+		return false;
+	}
+	for (int i = 1; has_pass && i < argc; i++) {
+		size_t n = strlen(argv[i]);
+		if (opt->redis < argv[i] || opt->redis >= argv[i] + n)
+			continue;
+		opt->redis_url_owned = strdup(opt->redis);
+		if (!opt->redis_url_owned) {
+			fprintf(stderr, "error: out of memory\n");
+			return false;
+		}
+		bc_redis_url_scrub(argv[i] + (opt->redis - argv[i]));
+		opt->redis = opt->engine = opt->redis_url_owned;
+		opt->redis_pw_in_argv = true;
+		break;
+	}
+	if (!opt->redis_password_file)
+		return true;
+	const char *path = opt->redis_password_file;
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		fprintf(stderr, "error: --redis-password-file %s: %s\n", path, strerror(errno));
+		return false;
+	}
+	char buf[REDIS_PASSWORD_MAX + 2];
+	size_t n = fread(buf, 1, sizeof(buf), f);
+	bool bad = ferror(f);
+	fclose(f);
+	if (n && buf[n - 1] == '\n')
+		n--;
+	if (n && buf[n - 1] == '\r')
+		n--;
+	const char *why = bad                      ? "cannot read it"
+			  : n > REDIS_PASSWORD_MAX ? "longer than 1024 bytes"
+			  : n == 0                 ? "empty"
+			  : memchr(buf, '\0', n) || memchr(buf, '\n', n)
+				  ? "has a NUL or a newline inside"
+				  : NULL;
+	if (!why) {
+		buf[n] = '\0';
+		opt->redis_password = strdup(buf);
+		if (!opt->redis_password)
+			why = "out of memory";
+	}
+	explicit_bzero(buf, sizeof(buf));
+	if (why) {
+		fprintf(stderr, "error: --redis-password-file %s: %s\n", path, why);
+		return false;
+	}
+	return true;
 }
 
 /*
@@ -2140,9 +2246,13 @@ main(int argc, char **argv)
 		"Chat rooms keyed by ?id=, with presence and history in SQLite.", argc, argv);
 	if (parsed != WS_CONFIG_RUN)
 		return ws_config_exit_status(parsed);
-	if (!pick_engine(&bc.opt))
+	if (!pick_engine(&bc.opt) || !redis_secrets(&bc.opt, argc, argv))
 		return WS_EXIT_USAGE;
 	ws_log_init(cfg.level, cfg.format);
+	if (bc.opt.redis_pw_in_argv)
+		ws_log(WS_LOG_WARN,
+		       "redis password_in_argv=yes hidden=yes hint=\"any local user "
+		       "could read it until now: use --redis-password-file or WS_ENGINE\"");
 	bc.cfg = &cfg;
 	/* an image may set WS_DB for its default engine: Redis replaces it, loudly */
 	if (bc.opt.redis && bc.opt.db)
@@ -2188,5 +2298,9 @@ main(int argc, char **argv)
 	free(bc.pevs);
 	ws_buf_finish(&bc.pnames);
 	ws_buf_finish(&bc.pjson);
+	free(bc.opt.redis_url_owned);
+	if (bc.opt.redis_password)
+		explicit_bzero(bc.opt.redis_password, strlen(bc.opt.redis_password));
+	free(bc.opt.redis_password);
 	return status;
 }

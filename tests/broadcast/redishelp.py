@@ -27,8 +27,9 @@ def require_redis():
 
 
 class Redis:
-    def __init__(self, tmp_path, aof=False):
+    def __init__(self, tmp_path, aof=False, extra=()):
         require_redis()
+        self.extra = list(extra)  # more redis-server flags (--requirepass, --databases...)
         self.dir = tmp_path / ("redis-%d" % free_port())
         self.dir.mkdir()
         self.aof = aof
@@ -43,7 +44,7 @@ class Redis:
     def start(self):
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "yes" if self.aof else "no",
-                "--appendfsync", "always", "--dir", str(self.dir), "--daemonize", "no"]
+                "--appendfsync", "always", "--dir", str(self.dir), "--daemonize", "no"] + self.extra
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=log, start_new_session=True)
@@ -64,19 +65,34 @@ class Redis:
         try:
             with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
                 s.sendall(b"PING\r\n")
-                return s.recv(64).startswith(b"+PONG")
+                # -NOAUTH: up, with --requirepass
+                return s.recv(64).startswith((b"+PONG", b"-NOAUTH"))
         except OSError:
             return False
 
-    def command(self, *words):
-        """One command over RESP; the raw reply bytes (for test checks only)."""
+    def command(self, *words, auth=None):
+        """One command over RESP (after AUTH auth, if given); the raw reply
+        bytes (for test checks only)."""
+        out = b""
+        if auth is not None:
+            out = self._resp(("AUTH",) + tuple(auth))
+        out += self._resp(words)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
+            s.sendall(out)
+            reply = s.recv(1 << 20)
+            if auth is not None and reply == b"+OK\r\n":
+                reply = s.recv(1 << 20)
+            elif auth is not None and reply.startswith(b"+OK\r\n"):
+                reply = reply[5:]
+            return reply
+
+    @staticmethod
+    def _resp(words):
         out = b"*%d\r\n" % len(words)
         for w in words:
             w = w if isinstance(w, bytes) else str(w).encode()
             out += b"$%d\r\n%s\r\n" % (len(w), w)
-        with socket.create_connection(("127.0.0.1", self.port), timeout=5) as s:
-            s.sendall(out)
-            return s.recv(1 << 20)
+        return out
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc and self.proc.poll() is None:
@@ -105,10 +121,11 @@ def engine_up(s):
     return metric(s, "ws_broadcast_engine_up") == 1
 
 
-def start_node(server, redis, *flags):
-    """A ws-broadcast node on redis, once its engine reports up."""
-    s = server(bchelp.NAME, "--engine", redis.url, "--rate-limit", "0", "--ping-interval", "0",
-               *flags, cls=Server)
+def start_node(server, redis, *flags, url=None, env=None):
+    """A ws-broadcast node on redis (or on url), once its engine reports up."""
+    engine = ["--engine", url or redis.url] if url or not env or "WS_ENGINE" not in env else []
+    s = server(bchelp.NAME, *engine, "--rate-limit", "0", "--ping-interval", "0",
+               *flags, cls=Server, env=env)
     wait_until(lambda: engine_up(s), timeout=10, what="engine up on node %d" % s.port)
     return s
 
