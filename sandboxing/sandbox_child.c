@@ -392,15 +392,24 @@ hand_over_stdio(const struct ws_sandbox *sb)
 	}
 }
 
+/*
+ * Raw system calls, not glibc's wrappers: in a multi-threaded process those
+ * broadcast the change to every thread glibc knows of (SIGSETXID), and a
+ * child that shares the server's memory (rpc/exec's clone(CLONE_VM)) would
+ * find the server's threads in that list. The child is one thread: the
+ * kernel's per-task change is the whole change.
+ */
 static int
 drop_privileges(const struct ws_sandbox *sb)
 {
 	hand_over_stdio(sb);
-	if (setgroups(sb->ngroups, sb->groups) != 0 || setresgid(sb->gid, sb->gid, sb->gid) != 0 ||
-	    setresuid(sb->uid, sb->uid, sb->uid) != 0)
+	if (syscall(SYS_setgroups, (size_t)sb->ngroups, sb->groups) != 0 ||
+	    syscall(SYS_setresgid, sb->gid, sb->gid, sb->gid) != 0 ||
+	    syscall(SYS_setresuid, sb->uid, sb->uid, sb->uid) != 0)
 		return -1;
 	/* fail closed if root can be had back */
-	if (setuid(0) == 0 || seteuid(0) == 0 || (sb->gid != 0 && setgid(0) == 0)) {
+	if (syscall(SYS_setresuid, -1, 0, -1) == 0 || syscall(SYS_setuid, 0) == 0 ||
+	    (sb->gid != 0 && syscall(SYS_setgid, 0) == 0)) {
 		errno = EPERM;
 		return -1;
 	}
