@@ -30,22 +30,28 @@ ws_auth_equal(const void *a, size_t an, const void *b, size_t bn)
 }
 
 bool
+ws_auth_bearer(const struct ws_http_request *req, struct ws_slice *out)
+{
+	struct ws_slice a = req->authorization;
+	if (a.n <= 7 || strncasecmp(a.p, "Bearer ", 7) != 0)
+		return false;
+	*out = (struct ws_slice){ .p = a.p + 7, .n = a.n - 7 };
+	while (out->n && *out->p == ' ') {
+		out->p++;
+		out->n--;
+	}
+	return true;
+}
+
+bool
 ws_auth_token_ok(const char *token, const struct ws_http_request *req)
 {
 	if (!token)
 		return true;
 	size_t tn = strlen(token);
-	struct ws_slice a = req->authorization;
-	if (a.n > 7 && strncasecmp(a.p, "Bearer ", 7) == 0) {
-		const char *t = a.p + 7;
-		size_t n = a.n - 7;
-		while (n && *t == ' ') {
-			t++;
-			n--;
-		}
-		if (ws_auth_equal(token, tn, t, n))
-			return true;
-	}
+	struct ws_slice b;
+	if (ws_auth_bearer(req, &b) && ws_auth_equal(token, tn, b.p, b.n))
+		return true;
 	char q[1024];
 	if (ws_http_query_arg(req, "token", q, sizeof(q)) == WS_HTTP_ARG_FOUND)
 		return ws_auth_equal(token, tn, q, strlen(q));

@@ -43,3 +43,67 @@ ws_base64_value(char c)
 		return 63;
 	return -1;
 }
+
+static const char url_alphabet[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+size_t
+ws_base64url_encode(const void *data, size_t n, char *out)
+{
+	const uint8_t *p = data;
+	size_t o = 0;
+	uint32_t acc = 0;
+	unsigned bits = 0;
+	for (size_t i = 0; i < n; i++) {
+		acc = (acc << 8 | p[i]) & 0xffff;
+		bits += 8;
+		while (bits >= 6) {
+			bits -= 6;
+			out[o++] = url_alphabet[acc >> bits & 63];
+		}
+	}
+	if (bits)
+		out[o++] = url_alphabet[acc << (6 - bits) & 63];
+	return o;
+}
+
+/* The url alphabet differs from the standard one in its last two characters. */
+static int
+url_value(char c)
+{
+	if (c == '-')
+		return 62;
+	if (c == '_')
+		return 63;
+	if (c == '+' || c == '/')
+		return -1;
+	return ws_base64_value(c);
+}
+
+bool
+ws_base64url_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t *outn)
+{
+	if (n % 4 == 1)
+		return false;
+	size_t need = n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
+	if (need > cap)
+		return false;
+	uint32_t acc = 0;
+	unsigned bits = 0;
+	size_t o = 0;
+	for (size_t i = 0; i < n; i++) {
+		int v = url_value(s[i]);
+		if (v < 0)
+			return false;
+		acc = (acc << 6 | (uint32_t)v) & 0xffffff;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (uint8_t)(acc >> bits);
+		}
+	}
+	if (bits && (acc & ((1u << bits) - 1)))
+		return false;
+	*outn = o;
+	return true;
+}

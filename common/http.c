@@ -267,8 +267,8 @@ ws_http_accept_key(struct ws_slice key, char out[29])
 	out[o] = '\0';
 }
 
-static int
-hexval(char c)
+int
+ws_http_hexval(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -289,9 +289,9 @@ ws_http_query_name_is(const char *p, size_t n, const char *name)
 		if (c == '+') {
 			c = ' ';
 			i++;
-		} else if (c == '%' && i + 2 < n && hexval(p[i + 1]) >= 0 &&
-			   hexval(p[i + 2]) >= 0) {
-			c = hexval(p[i + 1]) << 4 | hexval(p[i + 2]);
+		} else if (c == '%' && i + 2 < n && ws_http_hexval(p[i + 1]) >= 0 &&
+			   ws_http_hexval(p[i + 2]) >= 0) {
+			c = ws_http_hexval(p[i + 1]) << 4 | ws_http_hexval(p[i + 2]);
 			i += 3;
 		} else {
 			i++;
@@ -319,8 +319,8 @@ ws_http_query_arg(const struct ws_http_request *req, const char *name, char *out
 				if (c == '+') {
 					c = ' ';
 				} else if (c == '%') {
-					int hi = s + 2 < e ? hexval(s[1]) : -1;
-					int lo = s + 2 < e ? hexval(s[2]) : -1;
+					int hi = s + 2 < e ? ws_http_hexval(s[1]) : -1;
+					int lo = s + 2 < e ? ws_http_hexval(s[2]) : -1;
 					if (hi < 0 || lo < 0)
 						return WS_HTTP_ARG_INVALID;
 					c = hi << 4 | lo;

@@ -38,6 +38,9 @@ enum ws_http_head {
 	WS_HTTP_HEAD_TOO_BIG, /* no end within WS_HTTP_HEAD_MAX: 431 */
 };
 
+/* The value of one hex digit (either case), or -1: for %XX escapes. */
+int ws_http_hexval(char c);
+
 /* Looks for the end of a request head in p[0..n). */
 enum ws_http_head ws_http_head_end(const char *p, size_t n, size_t *head_len);
 

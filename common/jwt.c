@@ -1,5 +1,8 @@
 #include "jwt.h"
 
+#include "auth.h"
+#include "base64.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -132,82 +135,6 @@ hmac(const struct ws_jwt_key *key, const void *data, size_t n, uint8_t out[SIG_L
 	return ok;
 }
 
-/* ---- base64url (RFC 4648 section 5), unpadded, canonical ---- */
-
-static int
-b64url_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '-')
-		return 62;
-	if (c == '_')
-		return 63;
-	return -1;
-}
-
-/*
- * Decodes s[0..n) into out (cap bytes); false on any byte outside the
- * alphabet ('=' included), an impossible length, or unused low bits that
- * are not zero (so one value has one encoding).
- */
-static bool
-b64url_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t *outn)
-{
-	if (n % 4 == 1)
-		return false;
-	size_t need = n / 4 * 3 + (n % 4 ? n % 4 - 1 : 0);
-	if (need > cap)
-		return false;
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	size_t o = 0;
-	for (size_t i = 0; i < n; i++) {
-		int v = b64url_value(s[i]);
-		if (v < 0)
-			return false;
-		acc = (acc << 6 | (uint32_t)v) & 0xffffff;
-		bits += 6;
-		if (bits >= 8) {
-			bits -= 8;
-			out[o++] = (uint8_t)(acc >> bits);
-		}
-	}
-	if (bits && (acc & ((1u << bits) - 1)))
-		return false;
-	*outn = o;
-	return true;
-}
-
-static const char b64url_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
-/* Writes base64url of p[0..n) without padding; returns its length. */
-static size_t
-b64url_encode(const uint8_t *p, size_t n, char *out)
-{
-	size_t o = 0;
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	for (size_t i = 0; i < n; i++) {
-		acc = (acc << 8 | p[i]) & 0xffff;
-		bits += 8;
-		while (bits >= 6) {
-			bits -= 6;
-			out[o++] = b64url_alphabet[acc >> bits & 63];
-		}
-	}
-	if (bits)
-		out[o++] = b64url_alphabet[acc << (6 - bits) & 63];
-	return o;
-}
-
-#define B64URL_LEN(n) (((size_t)(n)*4 + 2) / 3)
-
 /* ---- claims ---- */
 
 /* A JSON object from decoded bytes, duplicate keys refused; NULL otherwise. */
@@ -328,7 +255,7 @@ ws_jwt_verify(const struct ws_jwt_key *key, const char *tok, size_t n, int64_t n
 
 	uint8_t part[PART_MAX];
 	size_t len;
-	if (!hn || !b64url_decode(tok, hn, part, sizeof(part), &len))
+	if (!hn || !ws_base64url_decode(tok, hn, part, sizeof(part), &len))
 		return WS_JWT_MALFORMED;
 	json_t *h = object_from(part, len);
 	if (!h)
@@ -339,14 +266,14 @@ ws_jwt_verify(const struct ws_jwt_key *key, const char *tok, size_t n, int64_t n
 		return st;
 
 	uint8_t sig[SIG_LEN], want[SIG_LEN];
-	if (sn != SIG_B64_LEN || !b64url_decode(dot2 + 1, sn, sig, sizeof(sig), &len) ||
+	if (sn != SIG_B64_LEN || !ws_base64url_decode(dot2 + 1, sn, sig, sizeof(sig), &len) ||
 	    len != SIG_LEN)
 		return WS_JWT_SIGNATURE;
 	if (!hmac(key, tok, (size_t)(dot2 - tok), want) || CRYPTO_memcmp(sig, want, SIG_LEN) != 0)
 		return WS_JWT_SIGNATURE;
 
 	/* only authenticated bytes reach the claims parser */
-	if (!pn || !b64url_decode(dot1 + 1, pn, part, sizeof(part), &len))
+	if (!pn || !ws_base64url_decode(dot1 + 1, pn, part, sizeof(part), &len))
 		return WS_JWT_MALFORMED;
 	json_t *p = object_from(part, len);
 	if (!p)
@@ -360,17 +287,17 @@ size_t
 ws_jwt_sign(const struct ws_jwt_key *key, const char *payload, size_t n, char *out, size_t cap)
 {
 	static const char header[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
-	size_t hl = B64URL_LEN(sizeof(header) - 1);
-	if (n > WS_JWT_MAX_TOKEN || cap < hl + 1 + B64URL_LEN(n) + 1 + SIG_B64_LEN + 1)
+	size_t hl = WS_BASE64URL_LEN(sizeof(header) - 1);
+	if (n > WS_JWT_MAX_TOKEN || cap < hl + 1 + WS_BASE64URL_LEN(n) + 1 + SIG_B64_LEN + 1)
 		return 0;
-	size_t o = b64url_encode((const uint8_t *)header, sizeof(header) - 1, out);
+	size_t o = ws_base64url_encode((const uint8_t *)header, sizeof(header) - 1, out);
 	out[o++] = '.';
-	o += b64url_encode((const uint8_t *)payload, n, out + o);
+	o += ws_base64url_encode((const uint8_t *)payload, n, out + o);
 	uint8_t sig[SIG_LEN];
 	if (!hmac(key, out, o, sig))
 		return 0;
 	out[o++] = '.';
-	o += b64url_encode(sig, SIG_LEN, out + o);
+	o += ws_base64url_encode(sig, SIG_LEN, out + o);
 	out[o] = '\0';
 	return o;
 }
@@ -397,19 +324,13 @@ ws_jwt_room_allowed(const struct ws_jwt_claims *claims, const char *room)
 enum ws_jwt_status
 ws_jwt_from_request(const struct ws_http_request *req, char *out, size_t cap)
 {
-	struct ws_slice a = req->authorization;
-	if (a.n > 7 && strncasecmp(a.p, "Bearer ", 7) == 0) {
-		const char *t = a.p + 7;
-		size_t n = a.n - 7;
-		while (n && *t == ' ') {
-			t++;
-			n--;
-		}
-		if (n >= cap)
+	struct ws_slice b;
+	if (ws_auth_bearer(req, &b)) {
+		if (b.n >= cap)
 			return WS_JWT_TOO_LONG;
-		if (n) {
-			memcpy(out, t, n);
-			out[n] = '\0';
+		if (b.n) {
+			memcpy(out, b.p, b.n);
+			out[b.n] = '\0';
 			return WS_JWT_OK;
 		}
 	}

@@ -16,6 +16,7 @@
 
 #include "clock.h"
 #include "event.h"
+#include "http.h"
 #include "log.h"
 #include "timer.h"
 #include "watch.h"
@@ -235,18 +236,6 @@ bc_redis_url_scrub(char *url)
 	return true;
 }
 
-static int
-hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* %XX-decodes n bytes of in into out (size outsz, NUL-terminated); false if malformed or long. */
 static bool
 pct_decode(const char *in, size_t n, char *out, size_t outsz)
@@ -255,8 +244,8 @@ pct_decode(const char *in, size_t n, char *out, size_t outsz)
 	for (size_t i = 0; i < n; i++) {
 		char c = in[i];
 		if (c == '%') {
-			int hi = i + 2 < n ? hexval(in[i + 1]) : -1;
-			int lo = i + 2 < n ? hexval(in[i + 2]) : -1;
+			int hi = i + 2 < n ? ws_http_hexval(in[i + 1]) : -1;
+			int lo = i + 2 < n ? ws_http_hexval(in[i + 2]) : -1;
 			if (hi < 0 || lo < 0)
 				return false;
 			c = (char)(hi << 4 | lo);
