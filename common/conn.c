@@ -1,8 +1,9 @@
 /*
  * One connection's life: the HTTP request head, the upgrade and its checks,
  * WebSocket frames through the codec, the output buffer and its bounds, and
- * the closing handshake. Replies go into c->out and leave, together, when
- * the event that produced them ends (ws_conn_flush_all).
+ * the closing handshake. Replies go into c->io->out and leave, together,
+ * when the event that produced them ends (ws_conn_flush_all). An idle
+ * connection has no c->io (see struct ws_conn_io).
  */
 #include "conn.h"
 
@@ -29,30 +30,88 @@
 /* Per-address connection counts live in a small chained hash table. */
 #define IP_BUCKETS 1024
 
+/* An idle connection's whole cost besides lws's: keep it in one 112 B malloc chunk. */
+_Static_assert(sizeof(struct ws_conn) <= 104, "struct ws_conn grew past 104 B");
+
 struct ip_slot {
 	struct ip_slot *next;
 	struct in6_addr addr;
 	uint32_t count;
 };
 
-/* Keeps srv->queued, the bytes queued to every peer, in step with c->out. */
+/* Keeps srv->queued, the bytes queued to every peer, in step with c->io->out. */
 static void
 account(struct ws_conn *c)
 {
-	c->srv->queued += c->out.len;
-	c->srv->queued -= c->counted;
-	c->counted = c->out.len;
+	struct ws_conn_io *io = c->io;
+	if (!io)
+		return;
+	c->srv->queued += io->out.len;
+	c->srv->queued -= io->counted;
+	io->counted = io->out.len;
+}
+
+static uint32_t
+out_len(const struct ws_conn *c)
+{
+	return c->io ? c->io->out.len : 0;
 }
 
 static void
 kill_async(struct ws_conn *c)
 {
 	c->flags |= CONN_DEAD;
-	c->out.len = 0;
+	if (c->io)
+		c->io->out.len = 0;
 	account(c);
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
+/* The connection's busy state, made on first need; NULL (connection killed) on OOM. */
+static struct ws_conn_io *
+io_get(struct ws_conn *c)
+{
+	if (c->io)
+		return c->io;
+	c->io = calloc(1, sizeof(*c->io));
+	if (!c->io) {
+		ws_log(WS_LOG_ERROR, "oom id=%llu need=%zu", (unsigned long long)c->id,
+		       sizeof(*c->io));
+		kill_async(c);
+		return NULL;
+	}
+	/* a bucket dropped while full (io_idle) comes back full: the same thing */
+	if (c->srv->rate.rate)
+		ws_rate_init(&c->io->rate, &c->srv->rate, ws_clock_mono_ms());
+	return c->io;
+}
+
+static void
+io_free(struct ws_conn *c)
+{
+	struct ws_conn_io *io = c->io;
+	if (!io)
+		return;
+	ws_buf_finish(&io->in);
+	io->out.len = 0;
+	account(c);
+	ws_buf_finish(&io->out);
+	ws_rx_finish(&io->rx);
+	free(io);
+	c->io = NULL;
+}
+
+/* Whether dropping c->io now loses nothing: the next io_get() makes an equal one. */
+static bool
+io_idle(const struct ws_conn *c)
+{
+	const struct ws_conn_io *io = c->io;
+	return !(c->flags & (CONN_DIRTY | CONN_PING_OUT | CONN_RX_PAUSED)) && io->out.len == 0 &&
+	       io->in.len == 0 && !io->notify_drained && !ws_rx_busy(&io->rx) &&
+	       ws_rate_full(&io->rate, &c->srv->rate, ws_clock_mono_ms());
+}
+
+/* Needs c->io. */
 static void
 mark_dirty(struct ws_conn *c)
 {
@@ -60,7 +119,7 @@ mark_dirty(struct ws_conn *c)
 	if (c->flags & CONN_DIRTY)
 		return;
 	c->flags |= CONN_DIRTY;
-	c->dirty_next = c->srv->dirty;
+	c->io->dirty_next = c->srv->dirty;
 	c->srv->dirty = c;
 }
 
@@ -76,7 +135,10 @@ oom(struct ws_conn *c, size_t need)
 static bool
 queue_frame(struct ws_conn *c, enum ws_opcode op, const void *data, size_t len)
 {
-	if (!ws_frame_append(&c->out, op, data, len))
+	struct ws_conn_io *io = io_get(c);
+	if (!io)
+		return false;
+	if (!ws_frame_append(&io->out, op, data, len))
 		return oom(c, len);
 	mark_dirty(c);
 	return true;
@@ -110,10 +172,14 @@ static void
 flush(struct ws_conn *c)
 {
 	struct ws_server *srv = c->srv;
-	while (c->out.len) {
-		ssize_t n = send(c->fd, ws_buf_begin(&c->out), c->out.len, MSG_NOSIGNAL);
+	struct ws_conn_io *io = c->io;
+	if (!io)
+		return;
+	int fd = lws_get_socket_fd(c->wsi);
+	while (io->out.len) {
+		ssize_t n = send(fd, ws_buf_begin(&io->out), io->out.len, MSG_NOSIGNAL);
 		if (n > 0) {
-			ws_buf_consume(&c->out, (size_t)n);
+			ws_buf_consume(&io->out, (size_t)n);
 			c->bytes_out += (uint64_t)n;
 			srv->metrics.bytes_out += (uint64_t)n;
 			continue;
@@ -129,24 +195,24 @@ flush(struct ws_conn *c)
 		return;
 	}
 	account(c);
-	if (c->out.len == 0) {
+	if (io->out.len == 0) {
 		if (c->state == CONN_CLOSING && !(c->flags & CONN_SHUT_WR)) {
 			/*
 			 * Everything we meant to say has left: send FIN and read until
 			 * the peer's, so no unread input turns our close into a reset.
 			 */
-			shutdown(c->fd, SHUT_WR);
+			shutdown(fd, SHUT_WR);
 			c->flags |= CONN_SHUT_WR;
 		}
 		if (c->flags & CONN_RX_PAUSED) {
 			c->flags &= (uint8_t)~CONN_RX_PAUSED;
 			lws_rx_flow_control(c->wsi, 1);
 		}
-		if (c->notify_drained && c->state == CONN_OPEN) {
-			c->notify_drained = false;
+		if (io->notify_drained && c->state == CONN_OPEN) {
+			io->notify_drained = false;
 			srv->app->drained(srv->app_state, c);
 		}
-	} else if (c->out.len >= srv->pause_bytes && c->state == CONN_OPEN &&
+	} else if (io->out.len >= srv->pause_bytes && c->state == CONN_OPEN &&
 		   !(c->flags & CONN_RX_PAUSED)) {
 		/* backpressure: a peer that does not read stops being read */
 		c->flags |= CONN_RX_PAUSED;
@@ -163,8 +229,8 @@ static bool
 send_now(struct ws_conn *c, const void *data, size_t len)
 {
 	size_t sent = 0;
-	if (c->out.len == 0) {
-		ssize_t n = send(c->fd, data, len, MSG_NOSIGNAL);
+	if (out_len(c) == 0) {
+		ssize_t n = send(lws_get_socket_fd(c->wsi), data, len, MSG_NOSIGNAL);
 		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
 			kill_async(c);
 			return false;
@@ -175,7 +241,10 @@ send_now(struct ws_conn *c, const void *data, size_t len)
 	}
 	if (sent == len)
 		return true;
-	if (!ws_buf_append(&c->out, (const uint8_t *)data + sent, len - sent)) {
+	struct ws_conn_io *io = io_get(c);
+	if (!io)
+		return false;
+	if (!ws_buf_append(&io->out, (const uint8_t *)data + sent, len - sent)) {
 		kill_async(c);
 		return false;
 	}
@@ -188,8 +257,8 @@ ws_conn_flush_all(struct ws_server *srv)
 {
 	while (srv->dirty) {
 		struct ws_conn *c = srv->dirty;
-		srv->dirty = c->dirty_next;
-		c->dirty_next = NULL;
+		srv->dirty = c->io->dirty_next;
+		c->io->dirty_next = NULL;
 		c->flags &= (uint8_t)~CONN_DIRTY;
 		if (!(c->flags & CONN_DEAD))
 			flush(c);
@@ -287,7 +356,7 @@ on_message(void *ctx, enum ws_opcode op, uint8_t *data, size_t len)
 	c->last_msg = srv->now;
 	srv->metrics.messages_in++;
 	if (srv->rate.rate) {
-		switch (ws_rate_take(&c->rate, &srv->rate, ws_clock_mono_ms())) {
+		switch (ws_rate_take(&c->io->rate, &srv->rate, ws_clock_mono_ms())) {
 		case WS_RATE_OK:
 			break;
 		case WS_RATE_DROP:
@@ -347,7 +416,10 @@ feed(struct ws_conn *c, uint8_t *p, size_t n)
 	struct ws_rx_error err;
 	c->last_rx = c->srv->now;
 	c->flags &= (uint8_t)~CONN_PING_OUT;
-	int r = ws_rx_feed(&c->rx, c->srv->cfg->max_message, p, n, &rx_handler, c, &err);
+	struct ws_conn_io *io = io_get(c);
+	if (!io)
+		return;
+	int r = ws_rx_feed(&io->rx, c->srv->cfg->max_message, p, n, &rx_handler, c, &err);
 	if (r > 0) {
 		ws_log(WS_LOG_DEBUG, "protocol-error id=%llu code=%d reason=\"%s\"",
 		       (unsigned long long)c->id, r, err.reason);
@@ -372,7 +444,10 @@ ws_conn_respond(struct ws_conn *c, int status, const char *content_type, const c
 	ws_log(status >= 400 ? WS_LOG_INFO : WS_LOG_DEBUG, "http id=%llu addr=%s status=%d",
 	       (unsigned long long)c->id, ws_conn_addr(c), status);
 	c->srv->metrics.http_requests++;
-	if (!ws_http_respond(&c->out, status, content_type, extra_headers, body, len)) {
+	struct ws_conn_io *io = io_get(c);
+	if (!io)
+		return;
+	if (!ws_http_respond(&io->out, status, content_type, extra_headers, body, len)) {
 		kill_async(c);
 		return;
 	}
@@ -513,8 +588,7 @@ upgrade(struct ws_conn *c, const struct ws_http_request *req, uint8_t *rest, siz
 	c->last_rx = c->last_msg = srv->now;
 	srv->metrics.connections_open++;
 	srv->metrics.connections_total++;
-	if (srv->rate.rate)
-		ws_rate_init(&c->rate, &srv->rate, ws_clock_mono_ms());
+	/* the rate bucket starts full when c->io is made (io_get) */
 	char query[512];
 	redact_query(req->query, query, sizeof(query));
 	ws_log(WS_LOG_INFO, "open id=%llu addr=%s path=\"%.*s%s%s\"", (unsigned long long)c->id,
@@ -585,7 +659,7 @@ receive(struct ws_conn *c, uint8_t *p, size_t n)
 		return;
 	case CONN_HTTP:
 		/* the whole request usually comes in one read: parse it in place */
-		if (c->in.len == 0 && http_request(c, p, n))
+		if ((!c->io || c->io->in.len == 0) && http_request(c, p, n))
 			return;
 		/*
 		 * Keep the whole read: frames may follow the head's end in it. The
@@ -593,12 +667,15 @@ receive(struct ws_conn *c, uint8_t *p, size_t n)
 		 * WS_HTTP_HEAD_MAX bytes is refused 431 below, and one read is at
 		 * most the loop's read size.
 		 */
-		if (!ws_buf_append(&c->in, p, n)) {
+		struct ws_conn_io *io = io_get(c);
+		if (!io)
+			return;
+		if (!ws_buf_append(&io->in, p, n)) {
 			kill_async(c);
 			return;
 		}
-		if (http_request(c, ws_buf_begin(&c->in), c->in.len))
-			ws_buf_finish(&c->in);
+		if (http_request(c, ws_buf_begin(&io->in), io->in.len))
+			ws_buf_finish(&io->in);
 		return;
 	case CONN_CLOSING:
 		/* input after our close frame is read only to reach the peer's FIN */
@@ -612,11 +689,11 @@ static void
 adopt(struct ws_server *srv, struct ws_conn *c, struct lws *wsi)
 {
 	*c = (struct ws_conn){ .wsi = wsi, .srv = srv, .id = ++srv->next_id };
-	c->fd = lws_get_socket_fd(wsi);
-	c->opened_ms = ws_clock_mono_ms();
+	ws_server_clock(srv);
+	c->opened = srv->now;
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
-	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0) {
+	if (getpeername(lws_get_socket_fd(wsi), (struct sockaddr *)&ss, &sl) == 0) {
 		if (ss.ss_family == AF_INET6) {
 			c->addr = ((struct sockaddr_in6 *)&ss)->sin6_addr;
 		} else if (ss.ss_family == AF_INET) {
@@ -645,6 +722,7 @@ static void
 app_close(struct ws_server *srv, struct ws_conn *c)
 {
 	uint16_t code = c->close_code ? c->close_code : WS_CLOSE_ABNORMAL;
+	ws_server_clock(srv);
 	c->flags &= (uint8_t)~CONN_WS;
 	srv->metrics.connections_open--;
 	ws_metrics_close(&srv->metrics, code);
@@ -653,7 +731,7 @@ app_close(struct ws_server *srv, struct ws_conn *c)
 	ws_log(WS_LOG_INFO,
 	       "close id=%llu addr=%s code=%u duration_ms=%llu bytes_in=%llu bytes_out=%llu",
 	       (unsigned long long)c->id, ws_conn_addr(c), code,
-	       (unsigned long long)(ws_clock_mono_ms() - c->opened_ms),
+	       (unsigned long long)(uint32_t)(srv->now - c->opened),
 	       (unsigned long long)c->bytes_in, (unsigned long long)c->bytes_out);
 }
 
@@ -682,16 +760,12 @@ gone(struct ws_server *srv, struct ws_conn *c)
 	if (c->flags & CONN_DIRTY) {
 		struct ws_conn **p = &srv->dirty;
 		while (*p && *p != c)
-			p = &(*p)->dirty_next;
+			p = &(*p)->io->dirty_next;
 		if (*p)
-			*p = c->dirty_next;
+			*p = c->io->dirty_next;
 	}
 	ws_list_remove(&c->link);
-	ws_buf_finish(&c->in);
-	c->out.len = 0;
-	account(c);
-	ws_buf_finish(&c->out);
-	ws_rx_finish(&c->rx);
+	io_free(c);
 	srv->sockets--;
 	c->wsi = NULL;
 	ws_server_conn_gone(srv);
@@ -749,23 +823,34 @@ ws_conn_sweep(struct ws_server *srv)
 		struct ws_conn *c = ws_list_entry(l, struct ws_conn, link);
 		if (c->state == CONN_OPEN && !(c->flags & CONN_DEAD)) {
 			if (ping) {
+				/* c->io stays while a ping is out (io_idle) */
 				if (c->flags & CONN_PING_OUT) {
-					if (t - c->ping_sent >= ping)
+					if (t - c->io->ping_sent >= ping)
 						close_with(c, WS_CLOSE_GOING_AWAY, "ping timeout");
-				} else if (t - c->last_rx >= ping) {
+				} else if (t - c->last_rx >= ping && io_get(c)) {
 					c->flags |= CONN_PING_OUT;
-					c->ping_sent = t;
+					c->io->ping_sent = t;
 					queue_frame(c, WS_OP_PING, NULL, 0);
 				}
 			}
 			if (idle && c->state == CONN_OPEN && t - c->last_msg >= idle)
 				close_with(c, WS_CLOSE_GOING_AWAY, "idle timeout");
 		}
-		/* an idle connection keeps no buffers; a busy one keeps them (no churn) */
-		if (c->out.len == 0 && c->out.data && t - c->last_rx >= TRIM_AFTER_MS)
-			ws_buf_finish(&c->out);
-		if (!ws_rx_busy(&c->rx) && t - c->last_rx >= TRIM_AFTER_MS)
-			ws_rx_trim(&c->rx);
+		/*
+		 * An idle connection keeps no buffers and no io at all; a busy one
+		 * keeps them (no churn).
+		 */
+		struct ws_conn_io *io = c->io;
+		if (io && t - c->last_rx >= TRIM_AFTER_MS) {
+			if (io_idle(c)) {
+				io_free(c);
+			} else {
+				if (io->out.len == 0 && io->out.data)
+					ws_buf_finish(&io->out);
+				if (!ws_rx_busy(&io->rx))
+					ws_rx_trim(&io->rx);
+			}
+		}
 	}
 	ws_conn_flush_all(srv);
 }
@@ -796,8 +881,9 @@ room_for(struct ws_conn *c, size_t n)
 	 * result); the queue bounds what piles up behind it.
 	 */
 	uint64_t total = c->srv->queued + n;
-	if (c->out.len <= LONE_SLACK || ((uint64_t)c->out.len + n <= c->srv->cfg->send_queue &&
-					 total <= c->srv->cfg->max_queued))
+	uint32_t queued = out_len(c);
+	if (queued <= LONE_SLACK ||
+	    ((uint64_t)queued + n <= c->srv->cfg->send_queue && total <= c->srv->cfg->max_queued))
 		return true;
 	/*
 	 * Over its own queue, or over the server's total with a backlog of its
@@ -805,7 +891,7 @@ room_for(struct ws_conn *c, size_t n)
 	 */
 	c->srv->metrics.slow_consumers++;
 	ws_log(WS_LOG_INFO, "slow-consumer id=%llu addr=%s queued=%u", (unsigned long long)c->id,
-	       ws_conn_addr(c), c->out.len);
+	       ws_conn_addr(c), queued);
 	close_with(c, WS_CLOSE_POLICY, "slow consumer");
 	return false;
 }
@@ -824,7 +910,10 @@ ws_conn_send_frame(struct ws_conn *c, const void *frame, size_t len)
 {
 	if (!room_for(c, len))
 		return false;
-	if (!ws_buf_append(&c->out, frame, len))
+	struct ws_conn_io *io = io_get(c);
+	if (!io)
+		return false;
+	if (!ws_buf_append(&io->out, frame, len))
 		return oom(c, len);
 	c->srv->metrics.messages_out++;
 	mark_dirty(c);
@@ -836,8 +925,11 @@ ws_conn_notify_drained(struct ws_conn *c)
 {
 	if (!c->srv->app->drained)
 		return;
-	c->notify_drained = true;
-	if (c->out.len == 0)
+	struct ws_conn_io *io = io_get(c);
+	if (!io)
+		return;
+	io->notify_drained = true;
+	if (io->out.len == 0)
 		mark_dirty(c);
 }
 
@@ -868,7 +960,7 @@ ws_conn_id(const struct ws_conn *c)
 size_t
 ws_conn_queued(const struct ws_conn *c)
 {
-	return c->out.len;
+	return out_len(c);
 }
 
 const char *

@@ -30,3 +30,14 @@ ws_rate_take(struct ws_rate *r, const struct ws_rate_config *cfg, uint64_t now_m
 	r->dropped++;
 	return r->dropped > cfg->burst ? WS_RATE_FLOOD : WS_RATE_DROP;
 }
+
+bool
+ws_rate_full(const struct ws_rate *r, const struct ws_rate_config *cfg, uint64_t now_ms)
+{
+	if (cfg->rate == 0)
+		return true;
+	uint64_t t = r->milli_tokens;
+	if (now_ms > r->last_ms)
+		t += (now_ms - r->last_ms) * cfg->rate;
+	return t >= (uint64_t)cfg->burst * 1000u;
+}

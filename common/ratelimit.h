@@ -36,4 +36,10 @@ void ws_rate_init(struct ws_rate *r, const struct ws_rate_config *cfg, uint64_t 
 enum ws_rate_verdict ws_rate_take(struct ws_rate *r, const struct ws_rate_config *cfg,
 				  uint64_t now_ms);
 
+/*
+ * Whether the bucket is full again at now_ms: then it is no different from
+ * a new one (ws_rate_init), and a caller may drop it and start afresh.
+ */
+bool ws_rate_full(const struct ws_rate *r, const struct ws_rate_config *cfg, uint64_t now_ms);
+
 #endif

@@ -40,29 +40,44 @@ enum conn_flag {
 	CONN_CLOSE_RECEIVED = 1 << 7,
 };
 
-struct ws_conn {
-	struct lws *wsi;
-	struct ws_server *srv;
-	struct ws_list link;        /* in srv->conns: every connection, for sweeps and drain */
-	struct ws_conn *dirty_next; /* flush list */
-	void *user;
+/*
+ * What a connection needs only while it is busy: buffers, the frame
+ * decoder, its rate bucket, the flush list link. Made on first need (a
+ * request head split across reads, a frame received, output that the
+ * socket did not take at once) and freed by the sweep once the connection
+ * has been quiet for a while with nothing pending, so an idle connection
+ * holds only its struct ws_conn (issue 13: idle memory).
+ */
+struct ws_conn_io {
 	struct ws_buf in;  /* the request head while in CONN_HTTP */
 	struct ws_buf out; /* bytes the socket has not taken yet */
 	struct ws_rx rx;
-	struct ws_rate rate;
+	struct ws_rate rate;        /* valid when the server limits rates */
+	struct ws_conn *dirty_next; /* flush list */
+	uint32_t counted;           /* out.len as srv->queued last counted it */
+	uint32_t ping_sent;         /* when CONN_PING_OUT was set (srv->now) */
+	bool notify_drained;
+};
+
+/*
+ * Kept small on purpose (104 B, one 112 B malloc chunk as lws's per-session
+ * space): every idle connection holds one. The rest is in io.
+ */
+struct ws_conn {
+	struct lws *wsi;
+	struct ws_server *srv;
+	struct ws_list link; /* in srv->conns: every connection, for sweeps and drain */
+	void *user;
+	struct ws_conn_io *io; /* NULL while idle */
 	uint64_t id;
 	uint64_t bytes_in, bytes_out;
-	uint64_t opened_ms;
-	int fd;
 	/* times in ms since the server started (srv->now), wrapping safely */
-	uint32_t last_rx;  /* any bytes, pongs included */
-	uint32_t last_msg; /* a whole message */
-	uint32_t ping_sent;
-	uint32_t counted;    /* c->out.len as srv->queued last counted it */
+	uint32_t opened;
+	uint32_t last_rx;    /* any bytes, pongs included */
+	uint32_t last_msg;   /* a whole message */
 	uint16_t close_code; /* for metrics and the log line */
 	uint8_t state;
 	uint8_t flags;
-	bool notify_drained;
 	struct in6_addr addr; /* IPv4 as v4-mapped */
 };
 
