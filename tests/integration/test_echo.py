@@ -672,7 +672,9 @@ def test_sigterm_stops_accepting_and_honours_drain_timeout(server):
         except (AssertionError, TimeoutError) as e:
             if "upgrade accepted" in str(e):
                 raise
-    except ConnectionRefusedError:
+    except ConnectionError:
+        # refused, or reset/broken when the listener closed with the
+        # connection still in its backlog: not upgraded either way
         pass
     rc = srv.wait(timeout=t(8))
     print("exit %d %.2fs after SIGTERM with an unresponsive client (drain 2s)"
