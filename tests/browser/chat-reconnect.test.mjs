@@ -6,24 +6,13 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
 import { startServer, within } from '../node/lib/server.mjs';
+import { launch } from './chromium.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 /** Sends texts into ROOM on SERVER from a Node `ws` client; resolves with their seqs. */
 async function say(server, room, texts) {
@@ -47,25 +36,18 @@ async function say(server, room, texts) {
 
 describe('the demo chat reconnects with since and epoch', { timeout: 120_000 }, () => {
   let dir;
-  let context;
+  let browser;
   let page;
   const servers = [];
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (./dev test does)`);
     dir = await mkdtemp(path.join(tmpdir(), 'ws-chat-'));
-    context = await chromium.launchPersistentContext(path.join(dir, 'profile'), {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      timeout: 60_000,
-    });
-    context.setDefaultTimeout(15_000);
-    page = await context.newPage();
+    browser = await launch();
+    page = browser.page;
   });
 
   after(async () => {
-    await context?.close();
+    await browser?.close();
     for (const s of servers) await s.stop().catch(() => {});
     if (dir) await rm(dir, { recursive: true, force: true });
   });

@@ -2,48 +2,23 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { startServer } from '../node/lib/server.mjs';
+import { launch } from './chromium.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-// Headless Chromium that stays off the network: the flags known to work here.
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 describe('ws-echo from Chromium', { timeout: 120_000 }, () => {
   let server;
-  let userDataDir;
-  let context;
+  let browser;
   let page;
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (./dev test does)`);
     server = await startServer('echo');
-    userDataDir = await mkdtemp(path.join(tmpdir(), 'ws-browser-'));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      timeout: 60_000,
-    });
-    context.setDefaultTimeout(15_000);
-    page = await context.newPage();
+    browser = await launch();
+    page = browser.page;
   });
 
   after(async () => {
-    await context?.close();
-    if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
+    await browser?.close();
     await server?.stop();
   });
 

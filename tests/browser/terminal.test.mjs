@@ -6,23 +6,9 @@
 
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { chromium } from 'playwright-core';
 import { startServer } from '../node/lib/server.mjs';
+import { launch } from './chromium.mjs';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 // The xterm screen as text, one string per visible row.
 function screen(page) {
@@ -62,23 +48,13 @@ async function type(page, text) {
 
 describe('the demo page terminal in Chromium', { timeout: 180_000 }, () => {
   let server;
-  let userDataDir;
-  let context;
+  let browser;
   let page;
 
   before(async () => {
-    assert.ok(existsSync(CHROMIUM), `${CHROMIUM} is missing: install Debian's chromium (./dev test does)`);
     server = await startServer('rpc', ['--no-auth', '--rate-limit', '0', '--exec-timeout-max', '600']);
-    userDataDir = await mkdtemp(path.join(tmpdir(), 'ws-browser-term-'));
-    context = await chromium.launchPersistentContext(userDataDir, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      timeout: 60_000,
-      viewport: { width: 1200, height: 900 },
-    });
-    context.setDefaultTimeout(15_000);
-    page = await context.newPage();
+    browser = await launch({ viewport: { width: 1200, height: 900 } });
+    page = browser.page;
     const response = await page.goto(server.httpUrl('/'));
     assert.equal(response.status(), 200);
     await page.click('#term-open');
@@ -86,8 +62,7 @@ describe('the demo page terminal in Chromium', { timeout: 180_000 }, () => {
   });
 
   after(async () => {
-    await context?.close();
-    if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
+    await browser?.close();
     await server?.stop();
   });
 
