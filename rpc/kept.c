@@ -1,4 +1,3 @@
-#define _GNU_SOURCE /* sigabbrev_np */
 #include "kept.h"
 
 #include <errno.h>
@@ -10,6 +9,7 @@
 #include "clock.h"
 #include "list.h"
 #include "log.h"
+#include "proto.h"
 #include "ring.h"
 #include "timer.h"
 
@@ -399,13 +399,8 @@ rpc_kept_describe(const struct rpc_kept *k)
 	if (k->name[0])
 		json_object_set_new(o, "name", json_string(k->name));
 	if (!k->x) {
-		json_t *sig = json_null();
-		if (k->status.signal) {
-			const char *a = sigabbrev_np(k->status.signal);
-			sig = a ? json_sprintf("SIG%s", a) : json_integer(k->status.signal);
-		}
 		json_object_set_new(o, "exitCode", json_integer(k->status.exit_code));
-		json_object_set_new(o, "signal", sig);
+		json_object_set_new(o, "signal", rpc_proto_signal(k->status.signal));
 		json_object_set_new(o, "timedOut", json_boolean(k->status.timed_out));
 		json_object_set_new(o, "durationMs",
 				    json_integer((json_int_t)k->status.duration_ms));

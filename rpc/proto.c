@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* sigabbrev_np */
 #include "proto.h"
 
 #include <stdlib.h>
@@ -324,4 +325,13 @@ done:
 	free(id_text);
 	free(rest_text);
 	return text;
+}
+
+json_t *
+rpc_proto_signal(int sig)
+{
+	if (!sig)
+		return json_null();
+	const char *a = sigabbrev_np(sig);
+	return a ? json_sprintf("SIG%s", a) : json_integer(sig);
 }

@@ -81,6 +81,8 @@ json_t *rpc_proto_error(enum rpc_dialect d, json_t *id, enum rpc_error e, const 
  * A reply: for `type`, the fields of result merged into {"type":type,"id":id};
  * for JSON-RPC, {"jsonrpc":"2.0","id":id,"result":result}. Steals result.
  */
+/* A signal as results report it: "SIGTERM", its number when unnamed, null for 0 (a new value). */
+json_t *rpc_proto_signal(int sig);
 json_t *rpc_proto_reply(enum rpc_dialect d, const char *type, json_t *id, json_t *result);
 
 /*

@@ -395,11 +395,7 @@ on_done(void *arg, const struct rpc_exec_result *r)
 		collect(c, RPC_STDOUT, NULL, 0, true);
 		collect(c, RPC_STDERR, NULL, 0, true);
 	}
-	json_t *sig = json_null();
-	if (r->signal) {
-		const char *abbrev = sigabbrev_np(r->signal);
-		sig = abbrev ? json_sprintf("SIG%s", abbrev) : json_integer(r->signal);
-	}
+	json_t *sig = rpc_proto_signal(r->signal);
 	/* a signal death reads as 128 + N, as a shell reports it */
 	int code = r->signal ? 128 + r->signal : r->exit_code;
 	struct batch *b = c->batch;
@@ -523,15 +519,10 @@ watch_lost(void *arg, enum rpc_stream st, uint64_t from, uint64_t to)
 static json_t *
 exit_fields(const struct rpc_kept_status *st)
 {
-	json_t *sig = json_null();
-	if (st->signal) {
-		const char *abbrev = sigabbrev_np(st->signal);
-		sig = abbrev ? json_sprintf("SIG%s", abbrev) : json_integer(st->signal);
-	}
-	return json_pack("{s:i, s:o, s:b, s:I, s:I, s:I}", "exitCode", st->exit_code, "signal", sig,
-			 "timedOut", st->timed_out, "durationMs", (json_int_t)st->duration_ms,
-			 "stdoutEnd", (json_int_t)st->end[RPC_STDOUT], "stderrEnd",
-			 (json_int_t)st->end[RPC_STDERR]);
+	return json_pack("{s:i, s:o, s:b, s:I, s:I, s:I}", "exitCode", st->exit_code, "signal",
+			 rpc_proto_signal(st->signal), "timedOut", st->timed_out, "durationMs",
+			 (json_int_t)st->duration_ms, "stdoutEnd", (json_int_t)st->end[RPC_STDOUT],
+			 "stderrEnd", (json_int_t)st->end[RPC_STDERR]);
 }
 
 static void

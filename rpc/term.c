@@ -1,4 +1,3 @@
-#define _GNU_SOURCE /* sigabbrev_np */
 #include "term.h"
 
 #include <errno.h>
@@ -12,6 +11,7 @@
 #include "conn.h"
 #include "kept.h"
 #include "log.h"
+#include "proto.h"
 
 /* The largest control message read (a resize is ~40 bytes). */
 #define CONTROL_MAX 4096
@@ -80,11 +80,7 @@ static void
 term_exit(void *arg, const struct rpc_kept_status *st)
 {
 	struct rpc_term *t = arg;
-	json_t *sig = json_null();
-	if (st->signal) {
-		const char *a = sigabbrev_np(st->signal);
-		sig = a ? json_sprintf("SIG%s", a) : json_integer(st->signal);
-	}
+	json_t *sig = rpc_proto_signal(st->signal);
 	/* both generations: 0.12 reads code/signal, 0.13 exit.{code,signal} */
 	send_control(t, json_pack("{s:s, s:i, s:O, s:o, s:{s:i, s:O}, s:b}", "type", "exit", "code",
 				  st->exit_code, "signal", sig, "cursor",
