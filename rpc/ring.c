@@ -48,22 +48,15 @@ rpc_ring_grow(struct rpc_ring *r, size_t grant)
 	uint8_t *d = malloc(size);
 	if (!d)
 		return 0;
-	/* lay the held bytes out again for the new modulus */
-	uint64_t start = r->end - r->len;
-	for (size_t done = 0; done < r->len;) {
+	/* the held bytes written again into the larger storage: they land for its modulus */
+	struct rpc_ring g = { .data = d, .size = size, .cap = r->cap, .end = rpc_ring_start(r) };
+	while (g.end < r->end) {
 		const uint8_t *p;
-		size_t n = rpc_ring_peek(r, start + done, &p);
-		for (size_t i = 0; i < n;) {
-			size_t at = (size_t)((start + done + i) % size);
-			size_t run = size - at < n - i ? size - at : n - i;
-			memcpy(d + at, p + i, run);
-			i += run;
-		}
-		done += n;
+		size_t n = rpc_ring_peek(r, g.end, &p);
+		rpc_ring_write(&g, p, n);
 	}
 	free(r->data);
-	r->data = d;
-	r->size = size;
+	*r = g;
 	return grant;
 }
 
