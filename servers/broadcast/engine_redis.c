@@ -1,4 +1,4 @@
-#define _GNU_SOURCE /* getrandom */
+#define _GNU_SOURCE /* explicit_bzero, usleep */
 #include "engine_redis.h"
 
 #include <arpa/inet.h>
@@ -11,19 +11,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "clock.h"
 #include "event.h"
 #include "http.h"
+#include "ident.h"
 #include "log.h"
 #include "timer.h"
 #include "watch.h"
 
 #define ROOM_MAX 64
 #define KEY_MAX (ROOM_MAX + 32)
-#define NODE_LEN 16
+#define NODE_LEN BC_IDENT_HEX_LEN
 #define ROOM_BUCKETS 1024
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -403,22 +403,10 @@ room_json(char *out, const char *room)
 	snprintf(out, KEY_MAX, "\"%s\"", room);
 }
 
-static void
-random_hex(char *out, size_t n)
-{
-	uint64_t v;
-	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
-		v = ws_clock_wall_ms() * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
-	snprintf(out, n + 1, "%016llx", (unsigned long long)v);
-}
-
 static struct eroom **
 room_slot(struct bc_redis *r, const char *name)
 {
-	uint32_t h = 2166136261u;
-	for (const char *p = name; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	struct eroom **e = &r->rooms[h % ROOM_BUCKETS];
+	struct eroom **e = &r->rooms[bc_ident_hash(name) % ROOM_BUCKETS];
 	while (*e && strcmp((*e)->name, name) != 0)
 		e = &(*e)->hnext;
 	return e;
@@ -1152,7 +1140,7 @@ run_join(struct bc_redis *r, struct join *j)
 	snprintf(since, sizeof(since), "%lld", (long long)j->since);
 	snprintf(limit, sizeof(limit), "%u", j->limit);
 	snprintf(max, sizeof(max), "%u", r->cfg.welcome_members);
-	random_hex(epoch, NODE_LEN);
+	bc_ident_random(epoch);
 	const char *a[] = { ks,    kev,   kh,    ke,           kp,
 			    kpi,   ch,    field, j->name_json, rj,
 			    since, limit, epoch, max,          j->info_json ? j->info_json : "" };
@@ -1301,7 +1289,7 @@ bc_redis_publish(struct bc_redis *r, const char *room, const char *from_json, si
 	room_json(rj, room);
 	snprintf(tss, sizeof(tss), "%llu", (unsigned long long)ts);
 	snprintf(cap, sizeof(cap), "%u", r->cfg.history_size);
-	random_hex(epoch, NODE_LEN);
+	bc_ident_random(epoch);
 	const char *a[] = { ks, kev,       kh,  ke,  ch,    from_json,
 			    rj, text_json, tss, cap, epoch, info_json ? info_json : "" };
 	size_t l[12] = { 0, 0, 0, 0, 0, from_len, 0, text_len, 0, 0, 0, 0 };
@@ -1505,7 +1493,7 @@ bc_redis_create(struct ws_server *srv, const struct bc_redis_config *cfg,
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
-	random_hex(r->node, NODE_LEN);
+	bc_ident_random(r->node);
 	snprintf(r->node_key, sizeof(r->node_key), "wsb:node:%s", r->node);
 	for (int s = 0; s < SC_COUNT; s++)
 		SHA1Data((const uint8_t *)scripts[s], strlen(scripts[s]), r->sha[s]);

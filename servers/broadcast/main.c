@@ -21,6 +21,7 @@
 #include "clock.h"
 #include "config.h"
 #include "engine_redis.h"
+#include "ident.h"
 #include "jwt.h"
 #include "list.h"
 #include "log.h"
@@ -28,6 +29,8 @@
 #include "server.h"
 #include "store.h"
 #include "timer.h"
+
+_Static_assert(BC_EPOCH_LEN == BC_IDENT_HEX_LEN, "epochs are made by bc_ident_random");
 
 #define NAME_MAX_LEN 64
 /* A user name as shown: the asked-for name, and "#N" for a duplicate in the room. */
@@ -190,10 +193,7 @@ name_valid(const char *s)
 static struct room **
 room_slot(struct bc *bc, const char *name)
 {
-	uint32_t h = 2166136261u;
-	for (const char *p = name; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	struct room **r = &bc->rooms[h % ROOM_BUCKETS];
+	struct room **r = &bc->rooms[bc_ident_hash(name) % ROOM_BUCKETS];
 	while (*r && strcmp((*r)->name, name) != 0)
 		r = &(*r)->hnext;
 	return r;
@@ -848,16 +848,6 @@ send_page(struct bc *bc, struct ws_conn *c, bool ok)
 	bc->scratch.head = 0;
 }
 
-/* A fresh epoch: 64 random bits in hex (the clock's if getrandom fails). */
-static void
-new_epoch(char out[BC_EPOCH_LEN + 1])
-{
-	uint64_t v;
-	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
-		v = ws_clock_wall_ms() * 0x9e3779b97f4a7c15ull;
-	snprintf(out, BC_EPOCH_LEN + 1, "%016llx", (unsigned long long)v);
-}
-
 /*
  * Whether a ?since= join gets everything after since: the client's epoch
  * (when it names one) is the room's, since is not past the room's last
@@ -962,7 +952,7 @@ bc_open(void *app, struct ws_conn *c, const struct ws_http_request *req)
 			return;
 		}
 		if (found == BC_STORE_ABSENT || !epoch[0])
-			new_epoch(epoch);
+			bc_ident_random(epoch);
 		memcpy(room->epoch, epoch, sizeof(room->epoch));
 		if (found == BC_STORE_ABSENT)
 			stored(bc, bc_store_room_add(bc->store, a.room, epoch, t));
@@ -1685,11 +1675,23 @@ redis_metrics(struct bc *bc, struct ws_buf *out)
 		ws_buf_append(out, s, (size_t)n);
 }
 
+/* The server allowlist plus the engine's set (SQLite's file calls or Redis' connect()). */
+static int
+confine(enum ws_policy_set engine, const struct ws_config *cfg)
+{
+	const enum ws_policy_set sets[] = { WS_POLICY_SET_SERVER, engine };
+	const struct ws_sandbox_self self = {
+		.name = "broadcast",
+		.default_action = WS_POLICY_KILL,
+		.sets = sets,
+		.nsets = sizeof(sets) / sizeof(sets[0]),
+	};
+	return ws_sandbox_confine_server(&self, NULL, cfg->no_self_sandbox);
+}
+
 /*
  * Connects to Redis (before the filter: the host is resolved now), then
- * confines the server. The allowlist has no socket()/connect() for TCP,
- * and reconnecting to Redis needs both: this engine installs the denylist
- * (ptrace, mount, namespaces, bpf... fail) instead, and says so.
+ * confines the server, with connect() for Redis' reconnects.
  */
 static int
 redis_confine(struct bc *bc, const struct ws_config *cfg)
@@ -1714,15 +1716,8 @@ redis_confine(struct bc *bc, const struct ws_config *cfg)
 		ws_log(WS_LOG_ERROR, "redis failed=yes error=\"%s\"", err);
 		return -1;
 	}
-	/* the server allowlist, plus connect() to Redis (its address resolved in create) */
-	static const enum ws_policy_set sets[] = { WS_POLICY_SET_SERVER, WS_POLICY_SET_NETCLIENT };
-	static const struct ws_sandbox_self self = {
-		.name = "broadcast",
-		.default_action = WS_POLICY_KILL,
-		.sets = sets,
-		.nsets = sizeof(sets) / sizeof(sets[0]),
-	};
-	return ws_sandbox_confine_server(&self, NULL, cfg->no_self_sandbox);
+	/* connect() to Redis (its address resolved in create) */
+	return confine(WS_POLICY_SET_NETCLIENT, cfg);
 }
 
 /* ---- HTTP: /rooms and /rooms/NAME ---- */
@@ -2016,14 +2011,7 @@ bc_confine(void *app, const struct ws_config *cfg)
 	if (!bc->sweep)
 		return -1;
 	ws_timer_arm(bc->sweep, bc->sweep_ms);
-	static const enum ws_policy_set sets[] = { WS_POLICY_SET_SERVER, WS_POLICY_SET_SQLITE };
-	static const struct ws_sandbox_self self = {
-		.name = "broadcast",
-		.default_action = WS_POLICY_KILL,
-		.sets = sets,
-		.nsets = sizeof(sets) / sizeof(sets[0]),
-	};
-	return ws_sandbox_confine_server(&self, NULL, cfg->no_self_sandbox);
+	return confine(WS_POLICY_SET_SQLITE, cfg);
 }
 
 /*
