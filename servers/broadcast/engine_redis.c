@@ -1241,6 +1241,13 @@ bc_redis_leave(struct bc_redis *r, const char *room, uint64_t member)
 
 /* ---- messages ---- */
 
+/* Whether a command for the room goes out now: connected, a name keys hold, under --redis-max-pending. */
+static bool
+may_send(const struct bc_redis *r, const char *room)
+{
+	return r->cmd.connected && strlen(room) <= ROOM_MAX && r->pending < r->cfg.max_pending;
+}
+
 struct pub {
 	bc_redis_publish_fn fn;
 	void *ctx;
@@ -1270,7 +1277,7 @@ bc_redis_publish(struct bc_redis *r, const char *room, const char *from_json, si
 		 const char *text_json, size_t text_len, const char *info_json, uint64_t ts,
 		 bc_redis_publish_fn fn, void *ctx)
 {
-	if (!r->cmd.connected || strlen(room) > ROOM_MAX || r->pending >= r->cfg.max_pending) {
+	if (!may_send(r, room)) {
 		r->st.publish_failed++;
 		return false;
 	}
@@ -1326,7 +1333,7 @@ on_relayed(redisAsyncContext *ac, void *reply, void *priv)
 bool
 bc_redis_relay(struct bc_redis *r, const char *room, uint64_t member, const void *data, size_t len)
 {
-	if (!r->cmd.connected || strlen(room) > ROOM_MAX || r->pending >= r->cfg.max_pending)
+	if (!may_send(r, room))
 		return false;
 	char ch[KEY_MAX], head[48];
 	chan(ch, room);
@@ -1350,7 +1357,7 @@ bool
 bc_redis_history(struct bc_redis *r, const char *room, uint64_t since, uint32_t limit,
 		 bc_redis_welcome_fn fn, void *ctx)
 {
-	if (!r->cmd.connected || strlen(room) > ROOM_MAX || r->pending >= r->cfg.max_pending)
+	if (!may_send(r, room))
 		return false;
 	struct hist *h = malloc(sizeof(*h));
 	if (!h)

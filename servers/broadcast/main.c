@@ -1226,6 +1226,38 @@ close_pending(struct room *room, const char *why)
 	}
 }
 
+/* To every member with a welcome (those awaiting theirs get the backlog). */
+static void
+send_to_live(struct room *room, const uint8_t *frame, size_t len)
+{
+	ws_list_for_each (l, &room->members) {
+		struct member *m = ws_list_entry(l, struct member, link);
+		if (!m->pending)
+			ws_conn_send_frame(m->c, frame, len);
+	}
+}
+
+/* A backlog entry: the event's number (8 bytes), the frame's length (4), the frame. */
+#define BACKLOG_HDR 12
+
+/* Sends the backlog's frames of events numbered from on: to m, or (NULL) to every live member. */
+static void
+backlog_send(struct room *room, uint64_t from, struct member *m)
+{
+	const uint8_t *p = ws_buf_begin(&room->backlog);
+	for (size_t off = 0; off + BACKLOG_HDR <= room->backlog.len;) {
+		uint64_t ev;
+		uint32_t flen;
+		memcpy(&ev, p + off, 8);
+		memcpy(&flen, p + off + 8, 4);
+		if (ev >= from && m)
+			ws_conn_send_frame(m->c, p + off + BACKLOG_HDR, flen);
+		else if (ev >= from)
+			send_to_live(room, p + off + BACKLOG_HDR, flen);
+		off += BACKLOG_HDR + flen;
+	}
+}
+
 /*
  * An event Redis published in a room (a message, a join, a leave): framed
  * once, sent to every local member with a welcome, and kept (with its
@@ -1247,16 +1279,11 @@ redis_event(void *app, const char *name, uint64_t ev, uint64_t seq, const char *
 		return;
 	const uint8_t *frame = ws_buf_begin(f);
 	uint32_t flen = f->len;
-	if (!room->catchup) {
-		ws_list_for_each (l, &room->members) {
-			struct member *m = ws_list_entry(l, struct member, link);
-			if (!m->pending)
-				ws_conn_send_frame(m->c, frame, flen);
-		}
-	}
+	if (!room->catchup)
+		send_to_live(room, frame, flen);
 	if (!room->pending && !room->catchup)
 		return;
-	uint8_t hdr[12];
+	uint8_t hdr[BACKLOG_HDR];
 	memcpy(hdr, &ev, 8);
 	memcpy(hdr + 8, &flen, 4);
 	if (room->backlog.len + sizeof(hdr) + flen > BACKLOG_MAX ||
@@ -1334,16 +1361,6 @@ redis_resync(void *app, const char *name)
 }
 
 static void
-send_to_live(struct room *room, const uint8_t *frame, size_t len)
-{
-	ws_list_for_each (l, &room->members) {
-		struct member *m = ws_list_entry(l, struct member, link);
-		if (!m->pending)
-			ws_conn_send_frame(m->c, frame, len);
-	}
-}
-
-static void
 redis_caught_up(void *ctx, const struct bc_redis_welcome *w)
 {
 	struct resync *rs = ctx;
@@ -1374,16 +1391,7 @@ redis_caught_up(void *ctx, const struct bc_redis_welcome *w)
 		room->last_seq = w->hist_seq[i];
 		bc->caught_up++;
 	}
-	const uint8_t *p = ws_buf_begin(&room->backlog);
-	for (size_t off = 0; off + 12 <= room->backlog.len;) {
-		uint64_t ev;
-		uint32_t flen;
-		memcpy(&ev, p + off, 8);
-		memcpy(&flen, p + off + 8, 4);
-		if (ev > w->ev)
-			send_to_live(room, p + off + 12, flen);
-		off += 12 + flen;
-	}
+	backlog_send(room, w->ev + 1, NULL);
 	if (!room->pending)
 		backlog_clear(room);
 }
@@ -1457,16 +1465,7 @@ redis_welcome(void *ctx, const struct bc_redis_welcome *w)
 	if (w->last_seq > room->last_seq)
 		room->last_seq = w->last_seq;
 	/* then what Redis published from this member's own join on, in order */
-	const uint8_t *p = ws_buf_begin(&room->backlog);
-	for (size_t off = 0; off + 12 <= room->backlog.len;) {
-		uint64_t ev;
-		uint32_t flen;
-		memcpy(&ev, p + off, 8);
-		memcpy(&flen, p + off + 8, 4);
-		if (ev >= w->ev)
-			ws_conn_send_frame(m->c, p + off + 12, flen);
-		off += 12 + flen;
-	}
+	backlog_send(room, w->ev, m);
 	if (!room->pending)
 		backlog_clear(room);
 	free(rj);
