@@ -312,6 +312,38 @@ collect(struct cmd *c, enum rpc_stream st, const uint8_t *p, size_t n, bool fina
 	free(joined);
 }
 
+/*
+ * Valid UTF-8 for carry + p[0..n), in a new buffer of *len bytes (NULL on
+ * OOM). Unless final, a sequence cut at the end goes back into carry for
+ * the next chunk. The streamed outputs of exec and of attach share it.
+ */
+static char *
+utf8_carried(uint8_t carry[4], uint8_t *carry_len, const uint8_t *p, size_t n, bool final,
+	     size_t *len)
+{
+	size_t total = *carry_len + n;
+	const uint8_t *src = p;
+	uint8_t *joined = NULL;
+	if (*carry_len) {
+		if (!(joined = malloc(total)))
+			return NULL;
+		memcpy(joined, carry, *carry_len);
+		if (n)
+			memcpy(joined + *carry_len, p, n);
+		src = joined;
+	}
+	char *out = malloc(3 * total + 1);
+	if (out) {
+		size_t used;
+		*len = rpc_encode_utf8(src, total, final, out, &used);
+		*carry_len = (uint8_t)(total - used);
+		if (*carry_len)
+			memcpy(carry, src + used, *carry_len);
+	}
+	free(joined);
+	return out;
+}
+
 static void
 stream_chunk(struct cmd *c, enum rpc_stream st, const uint8_t *p, size_t n, bool final)
 {
@@ -321,23 +353,11 @@ stream_chunk(struct cmd *c, enum rpc_stream st, const uint8_t *p, size_t n, bool
 	if (c->base64) {
 		data = encode(c, p, n);
 	} else {
-		/* keep a sequence cut at the chunk's end for the next chunk */
-		size_t total = c->carry_len[st] + n;
-		uint8_t *joined = malloc(total ? total : 1);
-		char *out = malloc(3 * total + 1);
-		if (!joined || !out) {
-			free(joined);
-			free(out);
+		size_t len;
+		char *out = utf8_carried(c->carry[st], &c->carry_len[st], p, n, final, &len);
+		if (!out)
 			return;
-		}
-		memcpy(joined, c->carry[st], c->carry_len[st]);
-		if (n)
-			memcpy(joined + c->carry_len[st], p, n);
-		size_t used, len = rpc_encode_utf8(joined, total, final, out, &used);
-		c->carry_len[st] = (uint8_t)(total - used);
-		memcpy(c->carry[st], joined + used, total - used);
 		data = json_stringn(out, len);
-		free(joined);
 		free(out);
 		if (len == 0) {
 			json_decref(data);
@@ -461,34 +481,26 @@ watch_event(struct watch *w, const char *type, const char *method, json_t *field
 static void
 watch_data(struct watch *w, enum rpc_stream st, uint64_t at, const uint8_t *p, size_t n, bool final)
 {
-	size_t total = w->carry_len[st] + n;
+	size_t total = w->carry_len[st] + n, len = 0;
 	if (!total)
 		return;
-	uint8_t *joined = malloc(total);
-	char *out = malloc(w->base64 ? 4 * ((total + 2) / 3) + 1 : 3 * total + 1);
-	if (!joined || !out) {
-		free(joined);
-		free(out);
-		return;
-	}
 	uint64_t first = w->carry_len[st] ? w->carry_at[st] : at;
-	memcpy(joined, w->carry[st], w->carry_len[st]);
-	if (n)
-		memcpy(joined + w->carry_len[st], p, n);
-	size_t used = total, len;
+	char *out;
 	if (w->base64) {
-		len = ws_base64_encode(joined, total, out);
+		/* base64 carries nothing: every chunk is encoded whole */
+		if ((out = malloc(4 * ((n + 2) / 3) + 1)))
+			len = ws_base64_encode(p, n, out);
 	} else {
-		len = rpc_encode_utf8(joined, total, final, out, &used);
+		out = utf8_carried(w->carry[st], &w->carry_len[st], p, n, final, &len);
+		if (out)
+			w->carry_at[st] = first + total - w->carry_len[st];
 	}
-	w->carry_len[st] = (uint8_t)(total - used);
-	memcpy(w->carry[st], joined + used, total - used);
-	w->carry_at[st] = first + used;
+	if (!out)
+		return;
 	if (len)
 		watch_event(w, "output", "process.output",
 			    json_pack("{s:s, s:I, s:s%}", "stream", stream_name(st), "offset",
 				      (json_int_t)first, "data", out, len));
-	free(joined);
 	free(out);
 }
 

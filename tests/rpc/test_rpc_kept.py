@@ -357,3 +357,27 @@ def test_info_and_metrics_report_the_kept_processes(rpc):
         assert s.metric("ws_rpc_kept_running") == 0
         await c.close()
     run(go())
+
+
+def test_utf8_sequence_cut_between_reads_waits_for_its_rest_at_its_own_offset(srv):
+    """Text output (encoding utf8) of a kept process: a UTF-8 sequence whose
+    bytes arrive in two reads is held back, not sent as U+FFFD, and the next
+    event carries it whole from the sequence's own offset (no gap)."""
+    # one write of b"a\xc3", then, once told, b"\xa9b\n": the first read ends mid-sequence
+    prog = ("import os, sys\n"
+            "os.write(1, b'a\\xc3')\n"
+            "sys.stdin.readline()\n"
+            "os.write(1, b'\\xa9b\\n')\n")
+
+    async def go():
+        a = await Conn.open(srv)
+        pid = await a.start(argv=[PY, "-c", prog], encoding="utf8", stdinOpen=True)
+        out = lambda m: m.get("id") == pid and m.get("type") == "output"  # noqa: E731
+        first = await a.wait_for(out)
+        assert (first["stream"], first["offset"], first["data"]) == ("stdout", 0, "a")
+        # the first read is delivered: "\xc3" waits in the carry for the rest
+        await a.request({"type": "stdin", "id": pid, "data": "go\n", "eof": True})
+        second = await a.wait_for(out)
+        assert (second["offset"], second["data"]) == (1, "\u00e9b\n")
+        await a.close()
+    run(go())
