@@ -256,6 +256,10 @@ struct rpc_kept *
 rpc_kept_start(struct rpc_kept_table *t, const struct rpc_exec_spec *spec, const char *label,
 	       char *err, size_t errlen)
 {
+	if (rpc_engine_running(t->engine) >= t->limits.running) {
+		snprintf(err, errlen, "too many running commands");
+		return NULL;
+	}
 	if (t->count >= t->limits.max) {
 		struct rpc_kept *old = oldest_exited(t, NULL);
 		if (!old) {

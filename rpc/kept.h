@@ -25,6 +25,7 @@ struct rpc_kept_watcher;
 
 struct rpc_kept_limits {
 	uint32_t max;       /* processes, running or exited */
+	uint32_t running;   /* commands of any kind running at once (--max-exec) */
 	size_t buffer;      /* ring bytes per stream */
 	uint64_t total;     /* ring bytes of every process together */
 	uint64_t linger_ms; /* an exited process stays this long */
@@ -44,9 +45,10 @@ void rpc_kept_table_destroy(struct rpc_kept_table *t);
 
 /*
  * Starts a kept command (spec->max_output is ignored: the ring bounds it).
- * When --max-kept are held, the oldest exited one is dropped; when all are
- * running, NULL with "too many kept processes" in err. Else NULL with the
- * engine's reason.
+ * With limits.running commands running (the engine's count, every kind),
+ * NULL with "too many running commands" in err. When --max-kept are held,
+ * the oldest exited one is dropped; when all are running, NULL with "too
+ * many kept processes" in err. Else NULL with the engine's reason.
  */
 struct rpc_kept *rpc_kept_start(struct rpc_kept_table *t, const struct rpc_exec_spec *spec,
 				const char *label, char *err, size_t errlen);

@@ -871,11 +871,7 @@ static json_t *
 exec_kept(struct rpc_session *s, const struct rpc_request *r, struct batch *b, struct exec_args *a)
 {
 	char err[256];
-	struct rpc_kept *k = NULL;
-	if (rpc_engine_running(s->hub->engine) >= s->hub->limits->max_exec)
-		snprintf(err, sizeof(err), "too many running commands");
-	else
-		k = rpc_kept_start(s->hub->kept, &a->spec, a->label, err, sizeof(err));
+	struct rpc_kept *k = rpc_kept_start(s->hub->kept, &a->spec, a->label, err, sizeof(err));
 	free_args(a);
 	if (!k)
 		return error_for(r,

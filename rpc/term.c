@@ -123,10 +123,6 @@ start_shell(struct rpc_term *t, const char *shell, uint16_t cols, uint16_t rows,
 		snprintf(err, errlen, "terminals are refused by the command policy");
 		return NULL;
 	}
-	if (rpc_engine_running(t->hub->engine) >= l->max_exec) {
-		snprintf(err, errlen, "too many running commands");
-		return NULL;
-	}
 	/* login style: argv[0] is the shell's name after a '-' */
 	const char *base = strrchr(shell, '/');
 	char login[64];

@@ -95,6 +95,7 @@ rpc_confine(void *app, const struct ws_config *cfg)
 		return -1;
 	const struct rpc_kept_limits kl = {
 		.max = r->opt.max_kept,
+		.running = r->opt.max_exec,
 		.buffer = (size_t)r->opt.keep_buffer,
 		.total = r->opt.kept_total,
 		.linger_ms = r->opt.kept_linger_ms,

@@ -420,3 +420,31 @@ def test_an_exited_named_session_is_replayed_with_a_cursor_and_restarted_without
         await d.control("exit")
         await c.close()
     run(go())
+
+
+def test_max_exec_counts_kept_processes_and_bounds_terminals_and_keep(rpc):
+    """--max-exec bounds every running command: a kept one counts, and at the
+    bound a terminal is refused (1008) and an exec with keep gets the error."""
+    s = rpc("--rate-limit", "0", "--max-exec", "1")
+
+    async def go():
+        c = await Conn.open(s)
+        pid = await c.start(command="cat", stdinOpen=True)
+        r = await c.request({"type": "exec", "keep": True, "command": "cat"})
+        assert r["type"] == "error" and r["error"].startswith("Too many running commands"), r
+        ws = await websockets.connect("ws://127.0.0.1:%d/ws/terminal" % s.port)
+        m = json.loads(await ws.recv())
+        assert m["type"] == "error" and "too many running commands" in m["message"], m
+        with pytest.raises(websockets.ConnectionClosed) as e:
+            await ws.recv()
+        assert e.value.rcvd.code == 1008
+        assert list(await c.processes()) == [pid]  # nothing else was started
+        # below the bound again: a terminal starts
+        await c.request({"type": "stdin", "id": pid, "data": "", "eof": True})
+        await c.collect(pid)
+        term = await Term.open(s)
+        assert term.ready["running"] is True
+        await term.type("exit\r")
+        await term.control("exit")
+        await c.close()
+    run(go())
