@@ -103,12 +103,12 @@ io_free(struct ws_conn *c)
 
 /* Whether dropping c->io now loses nothing: the next io_get() makes an equal one. */
 static bool
-io_idle(const struct ws_conn *c)
+io_idle(const struct ws_conn *c, uint64_t now_ms)
 {
 	const struct ws_conn_io *io = c->io;
 	return !(c->flags & (CONN_DIRTY | CONN_PING_OUT | CONN_RX_PAUSED)) && io->out.len == 0 &&
 	       io->in.len == 0 && !io->notify_drained && !ws_rx_busy(&io->rx) &&
-	       ws_rate_full(&io->rate, &c->srv->rate, ws_clock_mono_ms());
+	       ws_rate_full(&io->rate, &c->srv->rate, now_ms);
 }
 
 /* Needs c->io. */
@@ -717,12 +717,14 @@ adopt(struct ws_server *srv, struct ws_conn *c, struct lws *wsi)
 	}
 }
 
-/* The server hears of the close once: at the socket's end, or at shutdown. */
+/*
+ * The server hears of the close once: at the socket's end, or at shutdown.
+ * Its caller has read the clock (srv->now): once per event, not per close.
+ */
 static void
 app_close(struct ws_server *srv, struct ws_conn *c)
 {
 	uint16_t code = c->close_code ? c->close_code : WS_CLOSE_ABNORMAL;
-	ws_server_clock(srv);
 	c->flags &= (uint8_t)~CONN_WS;
 	srv->metrics.connections_open--;
 	ws_metrics_close(&srv->metrics, code);
@@ -738,6 +740,7 @@ app_close(struct ws_server *srv, struct ws_conn *c)
 void
 ws_conn_close_all_apps(struct ws_server *srv)
 {
+	ws_server_clock(srv);
 	ws_list_for_each (l, &srv->conns) {
 		struct ws_conn *c = ws_list_entry(l, struct ws_conn, link);
 		if (c->flags & CONN_WS)
@@ -802,8 +805,10 @@ ws_conn_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, 
 		flush(c);
 		break;
 	case LWS_CALLBACK_RAW_CLOSE:
-		if (c && c->srv && c->wsi)
+		if (c && c->srv && c->wsi) {
+			ws_server_clock(c->srv);
 			gone(c->srv, c);
+		}
 		return 0;
 	default:
 		return 0;
@@ -818,6 +823,7 @@ void
 ws_conn_sweep(struct ws_server *srv)
 {
 	uint32_t t = srv->now;
+	uint64_t now_ms = ws_clock_mono_ms(); /* the rate buckets' clock (io_idle) */
 	uint32_t ping = srv->cfg->ping_interval_ms, idle = srv->cfg->idle_timeout_ms;
 	ws_list_for_each (l, &srv->conns) {
 		struct ws_conn *c = ws_list_entry(l, struct ws_conn, link);
@@ -842,7 +848,7 @@ ws_conn_sweep(struct ws_server *srv)
 		 */
 		struct ws_conn_io *io = c->io;
 		if (io && t - c->last_rx >= TRIM_AFTER_MS) {
-			if (io_idle(c)) {
+			if (io_idle(c, now_ms)) {
 				io_free(c);
 			} else {
 				if (io->out.len == 0 && io->out.data)
