@@ -3,7 +3,6 @@
 
 #include "clock.h"
 
-#include <stdio.h>
 #include <sys/random.h>
 #include <unistd.h>
 
@@ -16,11 +15,32 @@ bc_ident_hash(const char *name)
 	return h;
 }
 
+/*
+ * Drawn from a pool filled by one getrandom() per 64 ids: the Redis engine
+ * offers a fresh epoch with every message (its script keeps it only for a
+ * room that has none), which would otherwise be a system call per message.
+ * The servers are single-threaded.
+ */
+#define POOL_IDS 64
+
 void
 bc_ident_random(char out[BC_IDENT_HEX_LEN + 1])
 {
-	uint64_t v;
-	if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v))
-		v = ws_clock_wall_ms() * 0x9e3779b97f4a7c15ull ^ (uint64_t)getpid();
-	snprintf(out, BC_IDENT_HEX_LEN + 1, "%016llx", (unsigned long long)v);
+	static uint64_t pool[POOL_IDS];
+	static unsigned left;
+	if (!left) {
+		if (getrandom(pool, sizeof(pool), 0) != (ssize_t)sizeof(pool)) {
+			uint64_t seed = ws_clock_wall_ms() * 0x9e3779b97f4a7c15ull ^
+					(uint64_t)getpid();
+			for (unsigned i = 0; i < POOL_IDS; i++)
+				pool[i] = seed += 0x9e3779b97f4a7c15ull;
+		}
+		left = POOL_IDS;
+	}
+	uint64_t v = pool[--left];
+	pool[left] = 0; /* an id handed out is not kept */
+	static const char hex[] = "0123456789abcdef";
+	for (int i = BC_IDENT_HEX_LEN - 1; i >= 0; i--, v >>= 4)
+		out[i] = hex[v & 15];
+	out[BC_IDENT_HEX_LEN] = '\0';
 }

@@ -13,7 +13,7 @@
 /* FNV-1a of a NUL-terminated name. */
 uint32_t bc_ident_hash(const char *name);
 
-/* 64 random bits in hex (from the clock and pid if getrandom fails). */
+/* 64 random bits in hex (getrandom, pooled; from the clock and pid if it fails). */
 void bc_ident_random(char out[BC_IDENT_HEX_LEN + 1]);
 
 #endif
