@@ -3,29 +3,41 @@
 #include <stdint.h>
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char url_alphabet[] =
+	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-size_t
-ws_base64_encode(const void *data, size_t n, char *out)
+/* Standard base64 (padded) and base64url (unpadded) differ only in abc and pad. */
+static size_t
+encode(const uint8_t *p, size_t n, char *out, const char *abc, bool pad)
 {
-	const uint8_t *p = data;
 	size_t o = 0, i = 0;
 	for (; i + 3 <= n; i += 3) {
 		uint32_t v = (uint32_t)p[i] << 16 | (uint32_t)p[i + 1] << 8 | p[i + 2];
-		out[o++] = alphabet[v >> 18 & 63];
-		out[o++] = alphabet[v >> 12 & 63];
-		out[o++] = alphabet[v >> 6 & 63];
-		out[o++] = alphabet[v & 63];
+		out[o++] = abc[v >> 18 & 63];
+		out[o++] = abc[v >> 12 & 63];
+		out[o++] = abc[v >> 6 & 63];
+		out[o++] = abc[v & 63];
 	}
 	if (i < n) {
 		uint32_t v = (uint32_t)p[i] << 16;
 		if (i + 1 < n)
 			v |= (uint32_t)p[i + 1] << 8;
-		out[o++] = alphabet[v >> 18 & 63];
-		out[o++] = alphabet[v >> 12 & 63];
-		out[o++] = i + 1 < n ? alphabet[v >> 6 & 63] : '=';
-		out[o++] = '=';
+		out[o++] = abc[v >> 18 & 63];
+		out[o++] = abc[v >> 12 & 63];
+		if (i + 1 < n)
+			out[o++] = abc[v >> 6 & 63];
+		else if (pad)
+			out[o++] = '=';
+		if (pad)
+			out[o++] = '=';
 	}
 	return o;
+}
+
+size_t
+ws_base64_encode(const void *data, size_t n, char *out)
+{
+	return encode(data, n, out, alphabet, true);
 }
 
 int
@@ -44,27 +56,10 @@ ws_base64_value(char c)
 	return -1;
 }
 
-static const char url_alphabet[] =
-	"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-
 size_t
 ws_base64url_encode(const void *data, size_t n, char *out)
 {
-	const uint8_t *p = data;
-	size_t o = 0;
-	uint32_t acc = 0;
-	unsigned bits = 0;
-	for (size_t i = 0; i < n; i++) {
-		acc = (acc << 8 | p[i]) & 0xffff;
-		bits += 8;
-		while (bits >= 6) {
-			bits -= 6;
-			out[o++] = url_alphabet[acc >> bits & 63];
-		}
-	}
-	if (bits)
-		out[o++] = url_alphabet[acc << (6 - bits) & 63];
-	return o;
+	return encode(data, n, out, url_alphabet, false);
 }
 
 /* The url alphabet differs from the standard one in its last two characters. */
