@@ -221,27 +221,47 @@ put_str(char **w, const char *end, const char *s)
 	return put_fit(w, end, s, strlen(s));
 }
 
+/* A number's decimal digits, written backwards into the end of buf[24]: their count. */
+static size_t
+digits_of(uint64_t v, char buf[24])
+{
+	size_t n = 0;
+	do {
+		buf[24 - ++n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v);
+	return n;
+}
+
+/* A pong's text before its id: the id's key too when it has one (JSON-RPC always does). */
+static bool
+pong_head(char **w, const char *end, bool rpc, bool has_id)
+{
+	return put_str(w, end, rpc ? "{\"jsonrpc\":\"2.0\",\"id\":" : "{\"type\":\"pong\"") &&
+	       (rpc || !has_id || put_str(w, end, ",\"id\":"));
+}
+
+static bool
+pong_tail(char **w, const char *end, bool rpc, uint64_t ts)
+{
+	char digits[24];
+	size_t nd = digits_of(ts, digits);
+	return put_str(w, end, rpc ? ",\"result\":{\"timestamp\":" : ",\"timestamp\":") &&
+	       put_fit(w, end, digits + sizeof(digits) - nd, nd) &&
+	       put_str(w, end, rpc ? "}}" : "}");
+}
+
 size_t
 rpc_proto_pong(enum rpc_dialect d, json_t *id, uint64_t ts, char *out, size_t cap)
 {
 	char *w = out, *end = out + cap;
-	char digits[24];
-	size_t nd = 0;
-	do {
-		digits[sizeof(digits) - ++nd] = (char)('0' + ts % 10);
-		ts /= 10;
-	} while (ts);
 	bool rpc = d == RPC_JSONRPC;
-	if (!put_str(&w, end, rpc ? "{\"jsonrpc\":\"2.0\",\"id\":" : "{\"type\":\"pong\""))
-		return 0;
-	if (!rpc && id && !put_str(&w, end, ",\"id\":"))
+	if (!pong_head(&w, end, rpc, id != NULL))
 		return 0;
 	if (json_is_integer(id) && json_integer_value(id) >= 0) {
 		/* the usual id: its digits without a trip through snprintf */
 		char idd[24];
-		size_t ni = 0;
-		for (uint64_t v = (uint64_t)json_integer_value(id); ni == 0 || v; v /= 10)
-			idd[sizeof(idd) - ++ni] = (char)('0' + v % 10);
+		size_t ni = digits_of((uint64_t)json_integer_value(id), idd);
 		if (!put_fit(&w, end, idd + sizeof(idd) - ni, ni))
 			return 0;
 	} else if (id) {
@@ -252,11 +272,140 @@ rpc_proto_pong(enum rpc_dialect d, json_t *id, uint64_t ts, char *out, size_t ca
 	} else if (rpc && !put_str(&w, end, "null")) {
 		return 0;
 	}
-	if (!put_str(&w, end, rpc ? ",\"result\":{\"timestamp\":" : ",\"timestamp\":") ||
-	    !put_fit(&w, end, digits + sizeof(digits) - nd, nd) ||
-	    !put_str(&w, end, rpc ? "}}" : "}"))
+	if (!pong_tail(&w, end, rpc, ts))
 		return 0;
 	return (size_t)(w - out);
+}
+
+size_t
+rpc_proto_fast_pong(const struct rpc_fast_ping *p, uint64_t ts, char *out, size_t cap)
+{
+	char *w = out, *end = out + cap;
+	bool rpc = p->dialect == RPC_JSONRPC;
+	char idd[24];
+	size_t ni = p->has_id ? digits_of(p->id, idd) : 0;
+	if (!pong_head(&w, end, rpc, p->has_id) || !put_fit(&w, end, idd + sizeof(idd) - ni, ni) ||
+	    !pong_tail(&w, end, rpc, ts))
+		return 0;
+	return (size_t)(w - out);
+}
+
+/* --- the ping's own parser ------------------------------------------------ */
+
+static const char *
+skip_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/*
+ * A string of printable ASCII without escapes at p: its body in *s and *n,
+ * and where it ends. NULL for anything else (jansson then decides).
+ */
+static const char *
+plain_string(const char *p, const char *end, const char **s, size_t *n)
+{
+	if (p >= end || *p != '"')
+		return NULL;
+	const char *b = ++p;
+	for (; p < end && *p != '"'; p++) {
+		unsigned char c = (unsigned char)*p;
+		if (c == '\\' || c < 0x20 || c >= 0x7f)
+			return NULL;
+	}
+	if (p >= end)
+		return NULL;
+	*s = b;
+	*n = (size_t)(p - b);
+	return p + 1;
+}
+
+static bool
+is(const char *s, size_t n, const char *lit)
+{
+	return n == strlen(lit) && memcmp(s, lit, n) == 0;
+}
+
+/*
+ * A non-negative integer as JSON writes it (no sign, no leading zero, no
+ * fraction or exponent) of at most 18 digits, so that it fits an int64
+ * as jansson reads it. NULL for anything else.
+ */
+static const char *
+plain_uint(const char *p, const char *end, uint64_t *v)
+{
+	const char *b = p;
+	uint64_t x = 0;
+	for (; p < end && *p >= '0' && *p <= '9'; p++) {
+		if (p - b == 18)
+			return NULL;
+		x = x * 10 + (uint64_t)(*p - '0');
+	}
+	if (p == b || (*b == '0' && p - b > 1) ||
+	    (p < end && (*p == '.' || *p == 'e' || *p == 'E')))
+		return NULL;
+	*v = x;
+	return p;
+}
+
+bool
+rpc_proto_fast_ping(const char *text, size_t len, struct rpc_fast_ping *out)
+{
+	enum { TYPE = 1, ID = 2, VERSION = 4, METHOD = 8 };
+	const char *p = text, *end = text + len;
+	unsigned seen = 0;
+	uint64_t id = 0;
+	p = skip_ws(p, end);
+	if (p >= end || *p++ != '{')
+		return false;
+	for (;;) {
+		const char *k, *v;
+		size_t kn, vn;
+		p = plain_string(skip_ws(p, end), end, &k, &kn);
+		if (!p)
+			return false;
+		p = skip_ws(p, end);
+		if (p >= end || *p++ != ':')
+			return false;
+		p = skip_ws(p, end);
+		unsigned key = is(k, kn, "type")      ? TYPE
+			       : is(k, kn, "id")      ? ID
+			       : is(k, kn, "jsonrpc") ? VERSION
+			       : is(k, kn, "method")  ? METHOD
+						      : 0;
+		/* another key, or one twice (jansson keeps the last): the full parse */
+		if (!key || (seen & key))
+			return false;
+		seen |= key;
+		if (key == ID)
+			p = plain_uint(p, end, &id);
+		else if ((p = plain_string(p, end, &v, &vn)) &&
+			 !is(v, vn, key == VERSION ? "2.0" : "ping"))
+			return false;
+		if (!p)
+			return false;
+		p = skip_ws(p, end);
+		if (p >= end)
+			return false;
+		if (*p == '}')
+			break;
+		if (*p++ != ',')
+			return false;
+	}
+	if (skip_ws(p + 1, end) != end)
+		return false;
+	/* {"type":"ping"[,"id":N]}, or {"jsonrpc":"2.0","method":"ping","id":N} */
+	if (seen == TYPE || seen == (TYPE | ID))
+		out->dialect = RPC_TYPE;
+	else if (seen == (VERSION | METHOD | ID))
+		out->dialect = RPC_JSONRPC;
+	else
+		return false;
+	out->has_id = seen & ID;
+	out->id = id;
+	return true;
 }
 
 json_t *

@@ -93,6 +93,26 @@ json_t *rpc_proto_reply(enum rpc_dialect d, const char *type, json_t *id, json_t
 size_t rpc_proto_pong(enum rpc_dialect d, json_t *id, uint64_t ts, char *out, size_t cap);
 
 /*
+ * The most frequent request, recognised without a JSON parse: exactly
+ * {"type":"ping"} or {"type":"ping","id":N}, or JSON-RPC's
+ * {"jsonrpc":"2.0","method":"ping","id":N}, keys in any order, JSON's
+ * whitespace anywhere, N a non-negative integer of at most 18 digits.
+ * Anything else (an escape, another key or one twice, a string or
+ * fractional id, params) returns false and takes the full parse, which
+ * answers it as before: for what this accepts, the reply is the one
+ * rpc_proto_request() and rpc_proto_pong() would give (tests/fuzz/fuzz_ping
+ * checks this against jansson).
+ */
+struct rpc_fast_ping {
+	enum rpc_dialect dialect;
+	bool has_id; /* always, for JSON-RPC */
+	uint64_t id;
+};
+bool rpc_proto_fast_ping(const char *text, size_t len, struct rpc_fast_ping *out);
+/* rpc_proto_pong() for a ping read by rpc_proto_fast_ping(). */
+size_t rpc_proto_fast_pong(const struct rpc_fast_ping *p, uint64_t ts, char *out, size_t cap);
+
+/*
  * An event about request id: for `type`, fields merged into {"type":type,"id":id};
  * for JSON-RPC, the notification {"jsonrpc":"2.0","method":method,"params":{id,...}}.
  * Steals fields.

@@ -1247,6 +1247,31 @@ run_batch(struct rpc_session *s, json_t *msg)
 	batch_done(s, b);
 }
 
+/*
+ * A ping read without a JSON parse (rpc_proto_fast_ping): the parse and
+ * its allocations were most of what a ping cost. Answered as handle()
+ * and dispatch() would, rate limit included. False: not such a ping.
+ */
+static bool
+fast_ping(struct rpc_session *s, const uint8_t *data, size_t len)
+{
+	struct rpc_fast_ping p;
+	if (!rpc_proto_fast_ping((const char *)data, len, &p))
+		return false;
+	if (over_rate(s)) {
+		json_t *id = p.has_id ? json_integer((json_int_t)p.id) : NULL;
+		send_json(s, rpc_proto_error(p.dialect, id, RPC_E_RATE, NULL));
+		json_decref(id);
+		return true;
+	}
+	char text[128];
+	size_t n = rpc_proto_fast_pong(&p, ws_clock_wall_ms(), text, sizeof(text));
+	if (!n)
+		return false;
+	send_text(s, text, n);
+	return true;
+}
+
 void
 rpc_session_message(struct rpc_session *s, bool text, const uint8_t *data, size_t len)
 {
@@ -1254,6 +1279,8 @@ rpc_session_message(struct rpc_session *s, bool text, const uint8_t *data, size_
 		send_json(s, rpc_proto_error(RPC_TYPE, NULL, RPC_E_INVALID, NULL));
 		return;
 	}
+	if (fast_ping(s, data, len))
+		return;
 	/* a batch too large is refused before it costs a parse */
 	size_t max_batch = s->hub->limits->max_batch;
 	if (rpc_proto_batch_size((const char *)data, len, max_batch) > max_batch) {
