@@ -14,6 +14,8 @@
  *   rpc     one connection, --inflight requests outstanding: --kind ping
  *           ({"type":"ping","id":N} -> "pong") or exec
  *           ({"type":"exec","id":N,"command":"true"} -> "result").
+ *           --reply echo: a ping's reply is the request echoed back unchanged
+ *           ("type":"ping", same id), for an echo server (the ping floor).
  *
  * --ports P1,P2,... spreads the receivers over several servers (round robin;
  * the sender on the first): a room that spans nodes (ws-broadcast on Redis).
@@ -62,6 +64,7 @@
 
 enum mode { MODE_FANOUT, MODE_RPC };
 enum kind { KIND_PING, KIND_EXEC };
+enum reply { REPLY_PONG, REPLY_ECHO };
 
 struct conn {
 	int fd;
@@ -75,6 +78,7 @@ struct conn {
 static struct {
 	enum mode mode;
 	enum kind kind;
+	enum reply reply; /* rpc ping: what a reply looks like (--reply) */
 	unsigned port, receivers, window, inflight;
 	bool sender_window; /* window on the sender's own copies, not on delivery to every member */
 	double rate, warmup, duration;
@@ -258,9 +262,10 @@ static void
 on_rpc_text(const uint8_t *p, size_t n, uint64_t now)
 {
 	static const char *const want[] = { "\"type\":\"pong\"", "\"type\":\"result\"" };
+	const char *w = opt.reply == REPLY_ECHO ? "\"type\":\"ping\"" : want[opt.kind];
 	bool ok;
 	uint64_t id = parse_u64_after(p, n, "\"id\":", &ok);
-	if (!memmem(p, n, want[opt.kind], strlen(want[opt.kind])) || !ok) {
+	if (!memmem(p, n, w, strlen(w)) || !ok) {
 		if (memmem(p, n, "error", 5))
 			error_once("error reply");
 		return; /* e.g. a hello */
@@ -533,6 +538,8 @@ usage(FILE *f)
 		"  --sender-window 1  fanout: count the window on the sender's own copies (receivers may lag)\n"
 		"  --rate R           fanout: messages/s from the sender, 0 = as fast as the window allows (0)\n"
 		"  --kind ping|exec   rpc: request type (ping)\n"
+		"  --reply pong|echo  rpc ping: a reply is a pong, or the request echoed back\n"
+		"                     unchanged by an echo server (pong)\n"
 		"  --inflight P       rpc: requests outstanding (16)\n"
 		"  --warmup S --duration S   (1, 3)\n"
 		"  --server-pid PID   report that process's CPU while measuring\n"
@@ -583,7 +590,16 @@ main(int argc, char **argv)
 			opt.sender_window = !strcmp(v, "1") || !strcmp(v, "yes");
 		else if (!strcmp(a, "--kind"))
 			opt.kind = !strcmp(v, "exec") ? KIND_EXEC : KIND_PING;
-		else if (!strcmp(a, "--inflight"))
+		else if (!strcmp(a, "--reply")) {
+			if (!strcmp(v, "pong"))
+				opt.reply = REPLY_PONG;
+			else if (!strcmp(v, "echo"))
+				opt.reply = REPLY_ECHO;
+			else {
+				usage(stderr);
+				return 100;
+			}
+		} else if (!strcmp(a, "--inflight"))
 			opt.inflight = (unsigned)strtoul(v, NULL, 10);
 		else if (!strcmp(a, "--warmup"))
 			opt.warmup = strtod(v, NULL);
@@ -612,7 +628,8 @@ main(int argc, char **argv)
 	if (!opt.port || opt.port > 65535 || opt.receivers > MAX_RECEIVERS || !opt.window ||
 	    opt.window > RING / 2 || !opt.inflight || opt.inflight > RING / 2 ||
 	    opt.duration <= 0 || opt.duration > 60 || opt.warmup < 0 || opt.warmup > 30 ||
-	    opt.rate < 0) {
+	    opt.rate < 0 ||
+	    (opt.reply == REPLY_ECHO && (opt.mode != MODE_RPC || opt.kind != KIND_PING))) {
 		usage(stderr);
 		return 100;
 	}
@@ -760,12 +777,13 @@ main(int argc, char **argv)
 			opt.label, opt.receivers, opt.window, opt.rate, msgs_s, deliv_s, p50, p99,
 			srv_pct, gen_pct, errors ? ", error: " : "", first_error);
 	} else {
-		printf("{\"mode\":\"rpc\",\"label\":\"%s\",\"kind\":\"%s\",\"inflight\":%u,\"rtt_per_s\":%.1f,"
+		printf("{\"mode\":\"rpc\",\"label\":\"%s\",\"kind\":\"%s\",\"reply\":\"%s\",\"inflight\":%u,\"rtt_per_s\":%.1f,"
 		       "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,\"server_cpu_pct\":%.1f,"
 		       "\"children_cpu_pct\":%.1f,\"loadgen_cpu_pct\":%.1f,\"errors\":%" PRIu64
 		       ",\"first_error\":\"%s\"}\n",
-		       opt.label, opt.kind == KIND_EXEC ? "exec" : "ping", opt.inflight, msgs_s,
-		       p50, p99, p999, (double)lat.max / 1e3, srv_pct, kids_pct, gen_pct, errors,
+		       opt.label, opt.kind == KIND_EXEC ? "exec" : "ping",
+		       opt.reply == REPLY_ECHO ? "echo" : "pong", opt.inflight, msgs_s, p50, p99,
+		       p999, (double)lat.max / 1e3, srv_pct, kids_pct, gen_pct, errors,
 		       first_error);
 		fprintf(stderr,
 			"%s rpc %s x%u: %.0f/s, p50 %.0f us, p99 %.0f us, cpu server %.0f%% gen %.0f%%%s%s\n",
