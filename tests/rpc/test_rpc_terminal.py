@@ -14,6 +14,7 @@ import pytest
 import websockets
 
 import rpchelp
+from lib import paths
 from termhelp import Conn, Term, run
 
 
@@ -296,27 +297,43 @@ def test_terminal_shell_must_be_an_absolute_path(shell):
     assert rc == rpchelp.EXIT_USAGE and "terminal-shell" in err, (rc, err)
 
 
-def plant_login_files_in_a_private_tmp():
+def plant_login_files_in_a_private_tmp(binary):
     """preexec for the server: a mount namespace of its own with a fresh /tmp
     (the host's is untouched) in which another user, nobody, has planted the
-    files a login bash reads from its HOME."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    clone_newns, ms_rec, ms_private = 0x20000, 0x4000, 0x40000
-    if (libc.unshare(clone_newns) != 0
-            or libc.mount(b"none", b"/", None, ms_rec | ms_private, None) != 0
-            or libc.mount(b"tmpfs", b"/tmp", b"tmpfs", 0, b"mode=1777") != 0):
-        os._exit(99)
-    for name in (".bash_profile", ".bash_login", ".profile", ".bashrc"):
-        path = "/tmp/" + name
-        with open(path, "w") as f:
-            f.write("echo PLANTED-$((6*7))\n")
-        os.chown(path, 65534, 65534)
+    files a login bash reads from its HOME. A checkout that itself lives
+    under /tmp (a CI clone) is bound back into the fresh /tmp, or the
+    server's own binary would be hidden."""
+    rel = os.path.relpath(os.path.realpath(binary), "/tmp")
+    keep = None if rel.startswith("..") else rel.split(os.sep)[0]
+
+    def preexec():
+        libc = ctypes.CDLL(None, use_errno=True)
+        clone_newns, ms_rec, ms_private, ms_bind = 0x20000, 0x4000, 0x40000, 0x1000
+        if (libc.unshare(clone_newns) != 0
+                or libc.mount(b"none", b"/", None, ms_rec | ms_private, None) != 0):
+            os._exit(99)
+        # opened in the new namespace, before /tmp is covered: the way back to it
+        old = os.open("/tmp", os.O_PATH | os.O_DIRECTORY) if keep else -1
+        if libc.mount(b"tmpfs", b"/tmp", b"tmpfs", 0, b"mode=1777") != 0:
+            os._exit(99)
+        if keep:
+            os.mkdir("/tmp/" + keep)
+            src = ("/proc/self/fd/%d/%s" % (old, keep)).encode()
+            if libc.mount(src, ("/tmp/" + keep).encode(), None, ms_bind | ms_rec, None) != 0:
+                os._exit(98)
+            os.close(old)
+        for name in (".bash_profile", ".bash_login", ".profile", ".bashrc"):
+            path = "/tmp/" + name
+            with open(path, "w") as f:
+                f.write("echo PLANTED-$((6*7))\n")
+            os.chown(path, 65534, 65534)
+    return preexec
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="plants files as another user: needs root")
 def test_home_is_the_commands_own_so_files_planted_in_tmp_are_not_sourced(server, command_user):
     s = server(rpchelp.NAME, "--no-auth", "--rate-limit", "0", cls=rpchelp.RpcServer,
-               preexec=plant_login_files_in_a_private_tmp)
+               preexec=plant_login_files_in_a_private_tmp(paths.require_binary(rpchelp.NAME)))
 
     async def go():
         term = await Term.open(s)
