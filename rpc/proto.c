@@ -252,32 +252,6 @@ pong_tail(char **w, const char *end, bool rpc, uint64_t ts)
 }
 
 size_t
-rpc_proto_pong(enum rpc_dialect d, json_t *id, uint64_t ts, char *out, size_t cap)
-{
-	char *w = out, *end = out + cap;
-	bool rpc = d == RPC_JSONRPC;
-	if (!pong_head(&w, end, rpc, id != NULL))
-		return 0;
-	if (json_is_integer(id) && json_integer_value(id) >= 0) {
-		/* the usual id: its digits without a trip through snprintf */
-		char idd[24];
-		size_t ni = digits_of((uint64_t)json_integer_value(id), idd);
-		if (!put_fit(&w, end, idd + sizeof(idd) - ni, ni))
-			return 0;
-	} else if (id) {
-		size_t n = json_dumpb(id, w, (size_t)(end - w), JSON_ENCODE_ANY | JSON_COMPACT);
-		if (n == 0 || n > (size_t)(end - w))
-			return 0;
-		w += n;
-	} else if (rpc && !put_str(&w, end, "null")) {
-		return 0;
-	}
-	if (!pong_tail(&w, end, rpc, ts))
-		return 0;
-	return (size_t)(w - out);
-}
-
-size_t
 rpc_proto_fast_pong(const struct rpc_fast_ping *p, uint64_t ts, char *out, size_t cap)
 {
 	char *w = out, *end = out + cap;
@@ -286,6 +260,32 @@ rpc_proto_fast_pong(const struct rpc_fast_ping *p, uint64_t ts, char *out, size_
 	size_t ni = p->has_id ? digits_of(p->id, idd) : 0;
 	if (!pong_head(&w, end, rpc, p->has_id) || !put_fit(&w, end, idd + sizeof(idd) - ni, ni) ||
 	    !pong_tail(&w, end, rpc, ts))
+		return 0;
+	return (size_t)(w - out);
+}
+
+size_t
+rpc_proto_pong(enum rpc_dialect d, json_t *id, uint64_t ts, char *out, size_t cap)
+{
+	/* the usual ids, none or a non-negative integer: their digits without snprintf */
+	if ((!id && d == RPC_TYPE) || (json_is_integer(id) && json_integer_value(id) >= 0)) {
+		struct rpc_fast_ping p = { d, id != NULL,
+					   id ? (uint64_t)json_integer_value(id) : 0 };
+		return rpc_proto_fast_pong(&p, ts, out, cap);
+	}
+	char *w = out, *end = out + cap;
+	bool rpc = d == RPC_JSONRPC;
+	if (!pong_head(&w, end, rpc, id != NULL))
+		return 0;
+	if (id) {
+		size_t n = json_dumpb(id, w, (size_t)(end - w), JSON_ENCODE_ANY | JSON_COMPACT);
+		if (n == 0 || n > (size_t)(end - w))
+			return 0;
+		w += n;
+	} else if (rpc && !put_str(&w, end, "null")) {
+		return 0;
+	}
+	if (!pong_tail(&w, end, rpc, ts))
 		return 0;
 	return (size_t)(w - out);
 }
